@@ -1,0 +1,167 @@
+"""The run configuration: one dataclass per section of the TOML file, with defaults that work.
+
+A config file names the dataset and, optionally, how to embed, project, index and thumbnail it.
+Relative paths in `[dataset]` are resolved against the config file's folder, and the resolved
+config is saved into the store so that later stages run with no `--config` at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from precompute.errors import ConfigError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class CategoryTreeConfig:
+    """A manifest column holding a category path such as `["Home >> Decor >> Clocks"]`."""
+
+    column: str
+    separator: str = ">>"
+    levels: list[str] = field(default_factory=list)  # names; default `<column>_1`, `<column>_2`, …
+
+
+@dataclass
+class DatasetConfig:
+    """Where the images are and how their attributes are read."""
+
+    root: str = ""  # image folder (tree) or the folder manifest paths are relative to
+    manifest: str | None = None  # CSV or Parquet; without it the folder tree is walked
+    path_column: str | None = None  # manifest column holding image paths (default "path")
+    path_template: str | None = None  # e.g. "image_{imageid}_product_{productid}.jpg"
+    levels: list[str] = field(default_factory=list)  # attribute name per folder level (tree)
+    filename_pattern: str | None = None  # regex with named groups, matched on the file stem
+    category_tree: CategoryTreeConfig | None = None
+    ignore_columns: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)  # force these attributes categorical
+    text: list[str] = field(default_factory=list)  # force these attributes to free text
+    extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    max_pixels: int = 89_478_485  # Pillow's decompression-bomb threshold
+    crop_white_border: bool = False
+    workers: int = 0  # validation processes; 0 = one per CPU core
+
+
+@dataclass
+class ModelConfig:
+    """The backbone whose feature space is mapped."""
+
+    backbone: str = "resnet50"  # a torchvision classification model name, or efficientnet_lite0
+    weights: str = "DEFAULT"  # DEFAULT, a torchvision weights name, a local .pth file, or none
+    image_size: int | None = None  # None = the weights' own preprocessing size
+
+
+@dataclass
+class EmbedConfig:
+    """How embeddings are extracted."""
+
+    layers: list[str] = field(default_factory=lambda: ["penultimate"])
+    batch_size: int = 32
+    workers: int = 2  # DataLoader worker processes
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
+    dtype: str = "float16"  # storage dtype of the embedding arrays
+    progress_every_s: float = 2.0  # how often finished rows are recorded (most a kill can lose)
+
+
+@dataclass
+class ProjectionConfig:
+    """Which 2D projections are computed for every feature space."""
+
+    methods: list[str] = field(default_factory=lambda: ["pca", "tsne", "umap", "pca_tsne"])
+    seed: int = 0
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method overrides
+
+
+@dataclass
+class IndexConfig:
+    """Nearest-neighbour index settings."""
+
+    exact_below: int = 200_000  # exact (flat) search below this many vectors, HNSW above
+
+
+@dataclass
+class ThumbnailConfig:
+    """Thumbnails kept in the store for the explorer."""
+
+    size: int = 128  # longest side in pixels
+    quality: int = 85  # JPEG quality
+
+
+@dataclass
+class RunConfig:
+    """Everything one `precompute all` run needs."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    thumbnails: ThumbnailConfig = field(default_factory=ThumbnailConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form, as saved in the store."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build from a parsed TOML/JSON mapping; unknown keys are errors naming `source`."""
+        return _build(cls, data, source)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML config file and resolve its dataset paths against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    config = RunConfig.from_dict(data, source=str(path))
+    return _resolve_paths(config, path.parent.resolve())
+
+
+def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    dataset = config.dataset
+    root = (base / dataset.root).resolve() if dataset.root else base
+    manifest = str((base / dataset.manifest).resolve()) if dataset.manifest else None
+    weights = config.model.weights
+    if weights.endswith((".pth", ".pt")):
+        weights = str((base / weights).resolve())
+    return dataclasses.replace(
+        config,
+        dataset=dataclasses.replace(dataset, root=str(root), manifest=manifest),
+        model=dataclasses.replace(config.model, weights=weights),
+    )
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    values = {}
+    for key, value in data.items():
+        nested = _dataclass_in(hints[key])
+        values[key] = _build(nested, value, f"{where} [{key}]") if nested and value else value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass inside a hint such as `CategoryTreeConfig | None`, if any."""
+    candidates = typing.get_args(hint) or (hint,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)

@@ -1,0 +1,319 @@
+"""The store: the one module that knows the on-disk layout, its format version and its schema.
+
+Precompute writes through it and the explorer reads through it. Layout (format version 1):
+
+    store.json                         format version and who wrote the store
+    config.json                        the run config of the latest `precompute` run
+    images.parquet (+ images.json)     accepted images; row i is row i of every array below
+    rejected.parquet                   excluded files with the reason
+    thumbs/part-NNNNN.bin + .offsets.npy + thumbs.json
+    spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
+    spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
+    spaces/<model>/<layer>/index.faiss (+ .json)
+
+Every artifact has a JSON sidecar (`<name>.json`) holding the recipe that made it: the config
+section and the fingerprints of its inputs. The sidecar is written last, so an artifact counts as
+complete only when its sidecar exists and its recipe matches; every file is written under a
+temporary name and renamed into place, so a killed run never leaves a half-written artifact that
+looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from precompute.errors import StoreError
+
+FORMAT_VERSION = 1
+MISSING = "(missing)"  # the explicit value of a missing categorical attribute
+
+# Columns of images.parquet that are not attributes.
+ID_COLUMN = "sample_id"
+PATH_COLUMN = "image_path"
+WIDTH_COLUMN = "image_width"
+HEIGHT_COLUMN = "image_height"
+RESERVED_COLUMNS = (ID_COLUMN, PATH_COLUMN, WIDTH_COLUMN, HEIGHT_COLUMN)
+
+# Kinds of attribute recorded in images.json.
+CATEGORICAL, NUMERIC, TEXT = "categorical", "numeric", "text"
+
+THUMB_SHARD_ROWS = 10_000
+
+
+@dataclass(frozen=True, order=True)
+class SpaceKey:
+    """A feature space: the embeddings of one model at one layer, e.g. `pretrained/penultimate`."""
+
+    model: str
+    layer: str
+
+    def __str__(self) -> str:
+        return f"{self.model}/{self.layer}"
+
+    @classmethod
+    def parse(cls, text: str) -> SpaceKey:
+        """Read `model/layer`."""
+        model, sep, layer = text.partition("/")
+        if not sep or not model or not layer:
+            raise StoreError(f"feature space {text!r} is not of the form model/layer")
+        return cls(model, layer)
+
+
+def fingerprint(values: Sequence[str] | pd.Series) -> str:
+    """A short stable hash of a sequence of strings (e.g. the ordered sample ids)."""
+    digest = hashlib.sha1()
+    for value in values:
+        digest.update(str(value).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def sample_id(relative_path: str) -> str:
+    """The stable id of an image: a hash of its path relative to the dataset root."""
+    return hashlib.sha1(relative_path.encode("utf-8")).hexdigest()[:16]
+
+
+def now() -> str:
+    """UTC timestamp used in sidecars."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def read_json(path: Path) -> Any | None:
+    """Read JSON, or None when the file does not exist."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def sidecar_path(artifact: Path) -> Path:
+    """The JSON file that describes `artifact` and marks it complete."""
+    return artifact.with_suffix(".json")
+
+
+class Store:
+    """A store folder. Use `Store.create` to start one and `Store.open` to read one."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, root: str | Path) -> Store:
+        """Open the store at `root`, creating the folder and its `store.json` when missing."""
+        store = cls(root)
+        if store.manifest_path.exists():
+            return cls.open(root)
+        store.root.mkdir(parents=True, exist_ok=True)
+        write_json(store.manifest_path, {"format_version": FORMAT_VERSION, "created": now()})
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path) -> Store:
+        """Open an existing store, checking its format version."""
+        store = cls(root)
+        manifest = read_json(store.manifest_path)
+        if manifest is None:
+            raise StoreError(
+                f"{store.root} is not a store (no store.json); build one with "
+                "`precompute all --config FILE --store DIR`"
+            )
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(
+                f"store {store.root} has format version {version}; this program reads version "
+                f"{FORMAT_VERSION}. Rebuild it with `precompute all`."
+            )
+        return store
+
+    @staticmethod
+    def exists(root: str | Path) -> bool:
+        """Whether `root` holds a store with ingested images."""
+        store = Store(root)
+        return store.manifest_path.exists() and sidecar_path(store.images_path).exists()
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "store.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def images_path(self) -> Path:
+        return self.root / "images.parquet"
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.root / "rejected.parquet"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.root / "thumbs"
+
+    @property
+    def thumbs_path(self) -> Path:
+        """The completion marker of the thumbnail shards."""
+        return self.thumbs_dir / "thumbs.json"
+
+    def thumb_shard_paths(self, shard: int) -> tuple[Path, Path]:
+        """The bytes file and the offsets array of one thumbnail shard."""
+        stem = self.thumbs_dir / f"part-{shard:05d}"
+        return stem.with_suffix(".bin"), stem.with_suffix(".offsets.npy")
+
+    def space_dir(self, space: SpaceKey) -> Path:
+        return self.root / "spaces" / space.model / space.layer
+
+    def embeddings_path(self, space: SpaceKey) -> Path:
+        return self.space_dir(space) / "embeddings.npy"
+
+    def projection_path(self, space: SpaceKey, method: str) -> Path:
+        return self.space_dir(space) / "projections" / f"{method}.npy"
+
+    def reducer_path(self, space: SpaceKey, method: str) -> Path:
+        """The fitted reducer, kept so new images can be placed on the same map."""
+        return self.space_dir(space) / "projections" / f"{method}.reducer.pkl"
+
+    def index_path(self, space: SpaceKey) -> Path:
+        return self.space_dir(space) / "index.faiss"
+
+    def embed_progress_path(self, model: str) -> Path:
+        """Rows finished by an interrupted embedding pass of `model` (all its layers at once)."""
+        return self.root / "spaces" / model / "embed-progress.json"
+
+    @staticmethod
+    def partial_path(artifact: Path) -> Path:
+        """Where an artifact grows while it is being written in pieces (resumable)."""
+        return artifact.with_name(artifact.name + ".partial")
+
+    # ---------------------------------------------------------------- completion
+    def meta(self, artifact: Path) -> dict[str, Any] | None:
+        """The sidecar of a complete artifact, or None."""
+        meta = read_json(sidecar_path(artifact))
+        return meta if meta is not None and artifact.exists() else None
+
+    def is_current(self, artifact: Path, recipe: dict[str, Any]) -> bool:
+        """Whether `artifact` is complete and was made by exactly `recipe`."""
+        meta = self.meta(artifact)
+        return meta is not None and meta.get("recipe") == jsonable(recipe)
+
+    def commit(self, artifact: Path, recipe: dict[str, Any], **info: Any) -> None:
+        """Mark a written artifact complete by writing its sidecar (recipe + information)."""
+        write_json(sidecar_path(artifact), {"recipe": jsonable(recipe), "written": now(), **info})
+
+    def invalidate(self, artifact: Path) -> None:
+        """Forget an artifact (its sidecar first, so it never looks complete meanwhile)."""
+        sidecar_path(artifact).unlink(missing_ok=True)
+        artifact.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- tables and arrays
+    @staticmethod
+    def write_table(path: Path, table: pd.DataFrame) -> None:
+        """Write a Parquet table atomically."""
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+
+    @staticmethod
+    def write_array(path: Path, array: np.ndarray) -> None:
+        """Write a .npy array atomically."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+
+    def read_images(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The accepted images, one row per embedding row."""
+        if self.meta(self.images_path) is None:
+            raise StoreError(f"{self.root} has no ingested images; run `precompute ingest` first")
+        return pd.read_parquet(self.images_path, columns=columns)
+
+    def images_meta(self) -> dict[str, Any]:
+        """images.json: attribute kinds, dataset root, fingerprint, counts."""
+        meta = self.meta(self.images_path)
+        if meta is None:
+            raise StoreError(f"{self.root} has no ingested images; run `precompute ingest` first")
+        return meta
+
+    def read_rejected(self) -> pd.DataFrame:
+        """Files excluded at ingestion with their reason (empty when none)."""
+        if not self.rejected_path.exists():
+            return pd.DataFrame({"source": [], "row": [], "reason": []})
+        return pd.read_parquet(self.rejected_path)
+
+    def spaces(self) -> list[SpaceKey]:
+        """Feature spaces with complete embeddings, sorted."""
+        found = []
+        for path in sorted((self.root / "spaces").glob("*/*/embeddings.npy")):
+            if self.meta(path) is not None:
+                found.append(SpaceKey(path.parent.parent.name, path.parent.name))
+        return found
+
+    def projection_methods(self, space: SpaceKey) -> list[str]:
+        """Methods with a complete projection of `space`."""
+        folder = self.space_dir(space) / "projections"
+        return sorted(
+            p.stem for p in folder.glob("*.npy") if self.meta(p) is not None
+        )
+
+    def load_embeddings(self, space: SpaceKey) -> np.ndarray:
+        """The embeddings of `space`, memory-mapped (N × D)."""
+        path = self.embeddings_path(space)
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no complete embeddings for {space}")
+        return np.load(path, mmap_mode="r")
+
+    def load_projection(self, space: SpaceKey, method: str) -> np.ndarray:
+        """2D coordinates (N × 2, float32) of `space` by `method`, memory-mapped."""
+        path = self.projection_path(space, method)
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no {method} projection of {space}")
+        return np.load(path, mmap_mode="r")
+
+    def read_thumbnail(self, row: int) -> bytes:
+        """The JPEG thumbnail of image `row` (its position in images.parquet)."""
+        if self.meta(self.thumbs_path) is None:
+            raise StoreError(f"{self.root} has no thumbnails; run `precompute thumbs`")
+        shard, offset = divmod(int(row), THUMB_SHARD_ROWS)
+        bin_path, offsets_path = self.thumb_shard_paths(shard)
+        offsets = np.load(offsets_path, mmap_mode="r")
+        start, end = int(offsets[offset]), int(offsets[offset + 1])
+        with open(bin_path, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+
+def jsonable(data: Any) -> Any:
+    """Round-trip through JSON so recipes compare equal to what was read back from disk."""
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
