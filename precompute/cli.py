@@ -1,0 +1,108 @@
+"""The `precompute` command: run every stage (`all`), one stage, or describe a store (`info`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from precompute.config import RunConfig, load_config
+from precompute.errors import ConfigError, FeatureSpaceError
+from precompute.store import Store, read_json, write_json
+
+log = logging.getLogger("precompute")
+
+QUIET_LIBRARIES = ("faiss.loader", "openTSNE")  # INFO lines that say nothing to users
+NUMBA_CACHE = Path.home() / ".cache" / "feature-space-explorer" / "numba"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    from precompute.pipeline import STAGES
+
+    parser = _parser(list(STAGES))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # UMAP's numba kernels compile in ~30 s per process unless cached on disk.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE))
+    try:
+        if args.command == "info":
+            print(json.dumps(_info(Path(args.store)), indent=2))
+            return 0
+        store = Store.create(args.store)
+        config = resolve_config(store, args.config)
+        names = list(STAGES) if args.command == "all" else [args.command]
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        from precompute.pipeline import run_stages
+
+        began = time.perf_counter()
+        with logging_redirect_tqdm():
+            run_stages(store, config, names, force=args.force)
+        print(f"done in {time.perf_counter() - began:.0f} s: store {store.root}")
+        return 0
+    except FeatureSpaceError as exc:
+        print(f"precompute: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "precompute: interrupted; finished work is kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def resolve_config(store: Store, config_file: str | None) -> RunConfig:
+    """The config given on the command line (saved into the store), else the store's own."""
+    if config_file:
+        config = load_config(config_file)
+        write_json(store.config_path, config.to_dict())
+        return config
+    saved = read_json(store.config_path)
+    if saved is None:
+        raise ConfigError(
+            f"store {store.root} has no config yet; pass --config FILE on the first run"
+        )
+    return RunConfig.from_dict(saved, source=str(store.config_path))
+
+
+def _info(root: Path) -> dict:
+    from precompute.info import describe_store
+
+    return describe_store(Store.open(root))
+
+
+def _parser(stages: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="precompute",
+        description="Build a Feature Space Explorer store: ingest, embed, project, index, "
+        "thumbnail. Every stage skips finished work and resumes after an interruption.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in ["all", *stages]:
+        sub = commands.add_parser(
+            name, help="run every stage in order" if name == "all" else f"run the {name} stage"
+        )
+        sub.add_argument("--store", required=True, help="store folder (created if missing)")
+        sub.add_argument(
+            "--config",
+            help="TOML run config; saved into the store, so later runs may omit it",
+        )
+        sub.add_argument("--force", action="store_true", help="redo work that is up to date")
+    info = commands.add_parser("info", help="print a JSON description of a store")
+    info.add_argument("store", help="store folder")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""A torch Dataset over the store's accepted images, decoded the same way as at ingestion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from precompute.errors import DatasetError
+from precompute.images import DecodeOptions, ImageRejected, open_rgb
+
+
+class ImageFileDataset(Dataset):
+    """Item i is `(transform(image i), i)` for the given rows of the store's images table."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        transform: Callable,
+        options: DecodeOptions,
+        rows: Sequence[int] | None = None,
+        draft_size: int | None = None,
+    ):
+        self.paths = list(paths)
+        self.rows = list(range(len(self.paths))) if rows is None else list(rows)
+        self.transform = transform
+        self.options = options
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self.rows[index]
+        path = self.paths[row]
+        try:
+            image = open_rgb(path, self.options, draft_size=self.draft_size)
+        except ImageRejected as exc:
+            raise DatasetError(
+                f"{path} was usable at ingestion but now fails ({exc}); the dataset changed: "
+                "re-run `precompute ingest --force` (finished work is kept)"
+            ) from exc
+        return self.transform(image), row

@@ -1,0 +1,42 @@
+"""`precompute info`: one JSON object describing what a store holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from precompute.store import FORMAT_VERSION, Store, read_json
+
+
+def describe_store(store: Store) -> dict[str, Any]:
+    """Counts, attributes, feature spaces, projections, indexes and thumbnails of `store`."""
+    images = store.meta(store.images_path)
+    info: dict[str, Any] = {
+        "store": str(store.root.resolve()),
+        "format_version": (read_json(store.manifest_path) or {}).get("format_version",
+                                                                     FORMAT_VERSION),
+        "images": images["count"] if images else 0,
+        "rejected": {
+            "count": images["rejected"] if images else 0,
+            "reasons": images["reasons"] if images else {},
+        },
+        "attributes": {},
+        "layers": {},
+        "thumbnails": (store.meta(store.thumbs_path) or {}).get("count", 0),
+    }
+    if images:
+        table = store.read_images(list(images["attributes"]))
+        info["attributes"] = {
+            name: {"kind": kind, "values": int(table[name].nunique(dropna=True))}
+            for name, kind in images["attributes"].items()
+        }
+    for space in store.spaces():
+        embeddings = store.meta(store.embeddings_path(space))
+        index = store.meta(store.index_path(space))
+        info["layers"][str(space)] = {
+            "shape": [embeddings["count"], embeddings["dim"]],
+            "backbone": embeddings["backbone"],
+            "weights": embeddings["weights"],
+            "projections": store.projection_methods(space),
+            "index": index["kind"] if index else None,
+        }
+    return info

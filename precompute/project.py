@@ -1,0 +1,80 @@
+"""Project stage: reduce every feature space to 2D with every configured method.
+
+Embeddings are L2-normalised first, so distances on the map follow cosine similarity (the
+metric of the nearest-neighbour index). Coordinates are stored as float32 arrays; the fitted
+reducer is kept beside them so new images can be placed on the same map later.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from precompute.config import ProjectionConfig
+from precompute.reducers import make_reducer
+from precompute.store import SpaceKey, Store, atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectSummary:
+    made: list[str] = field(default_factory=list)
+    up_to_date: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        if not self.made:
+            return f"project: up to date ({self.up_to_date} projections)"
+        timing = ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
+        return f"project: {len(self.made)} made, {self.up_to_date} up to date ({timing})"
+
+
+def normalised(embeddings: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def run_project(
+    store: Store, config: ProjectionConfig, spaces: list[SpaceKey] | None = None,
+    force: bool = False,
+) -> ProjectSummary:
+    """Compute each configured projection of each feature space that is not up to date."""
+    summary = ProjectSummary()
+    for space in spaces or store.spaces():
+        source = store.meta(store.embeddings_path(space))
+        vectors = None
+        for method in config.methods:
+            path = store.projection_path(space, method)
+            recipe = {
+                "embeddings": source["recipe"],
+                "method": method,
+                "seed": config.seed,
+                "params": config.params.get(method, {}),
+            }
+            if not force and store.is_current(path, recipe):
+                summary.up_to_date += 1
+                continue
+            if vectors is None:
+                vectors = normalised(store.load_embeddings(space))
+            began = time.perf_counter()
+            reducer = make_reducer(
+                method, len(vectors), vectors.shape[1], config.seed,
+                **config.params.get(method, {}),
+            )
+            log.info("projecting %s with %s (%d points)", space, method, len(vectors))
+            coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+            seconds = time.perf_counter() - began
+            store.write_array(path, coords)
+            with atomic_path(store.reducer_path(space, method)) as tmp:
+                tmp.write_bytes(pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
+            store.commit(path, recipe, seconds=round(seconds, 2), count=len(coords))
+            summary.made.append(f"{space}:{method}")
+            summary.seconds[f"{space}:{method}"] = seconds
+    return summary

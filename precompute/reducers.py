@@ -1,0 +1,70 @@
+"""2D reducers behind one interface: a method name maps to a factory of a scikit-learn estimator.
+
+Every factory takes the number of samples (to keep perplexity and neighbourhood sizes valid on
+small sets), a seed and the user's overrides, and returns an object with `fit_transform` and
+`transform`. Adding a method is one entry in REDUCERS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+
+from precompute.errors import ConfigError
+
+PCA_TSNE_COMPONENTS = 50
+
+
+def make_pca(n_samples: int, seed: int, **params: Any) -> PCA:
+    """Principal components: fast, linear, keeps global structure."""
+    return PCA(n_components=2, random_state=seed, **params)
+
+
+def make_tsne(n_samples: int, seed: int, **params: Any):
+    """openTSNE's t-SNE (FFT-accelerated), which can also place new points on a fitted map."""
+    from openTSNE.sklearn import TSNE
+
+    settings = {"perplexity": min(30.0, max(2.0, (n_samples - 1) / 3)), "n_jobs": -1}
+    return TSNE(n_components=2, random_state=seed, **(settings | params))
+
+
+def make_umap(n_samples: int, seed: int, **params: Any):
+    """umap-learn's UMAP with cosine distances."""
+    import umap
+
+    settings = {"n_neighbors": min(15, max(2, n_samples - 1)), "metric": "cosine", "n_jobs": 1}
+    return umap.UMAP(n_components=2, random_state=seed, **(settings | params))
+
+
+def make_pca_tsne(n_samples: int, seed: int, **params: Any) -> Pipeline:
+    """PCA to 50 dimensions first, then t-SNE: the usual recipe for wide embeddings."""
+    components = params.pop("pca_components", PCA_TSNE_COMPONENTS)
+    return Pipeline(
+        [
+            ("pca", PCA(n_components=components, random_state=seed)),
+            ("tsne", make_tsne(n_samples, seed, **params)),
+        ]
+    )
+
+
+REDUCERS: dict[str, Callable[..., Any]] = {
+    "pca": make_pca,
+    "tsne": make_tsne,
+    "umap": make_umap,
+    "pca_tsne": make_pca_tsne,
+}
+
+
+def make_reducer(method: str, n_samples: int, dim: int, seed: int, **params: Any) -> Any:
+    """The estimator for `method`, sized for `n_samples` points of width `dim`."""
+    if method not in REDUCERS:
+        raise ConfigError(
+            f"projection method {method!r} is unknown; choose from {', '.join(REDUCERS)}"
+        )
+    if method == "pca_tsne":
+        limit = min(n_samples, dim)
+        params = {"pca_components": min(PCA_TSNE_COMPONENTS, limit), **params}
+    return REDUCERS[method](n_samples, seed, **params)
