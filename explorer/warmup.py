@@ -1,0 +1,36 @@
+"""Load a store and render its map once, so numba compiles datashader's kernels at server start
+instead of during the first visitor's page load (about 10 s on two cores)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import datashader as ds
+import datashader.transfer_functions as tf
+import pandas as pd
+
+from explorer.data import load_explorer_data, store_ready
+from explorer.scatter import shade_points
+
+log = logging.getLogger(__name__)
+
+
+def warm_up(root: Path) -> None:
+    """Render one small map per colour kind of the store at `root` (no-op if it is not built)."""
+    if not store_ready(root):
+        return
+    began = time.perf_counter()
+    data = load_explorer_data(str(root))
+    space = data.spaces[0]
+    method = data.methods[space][0]
+    kinds = {}
+    for attribute in data.colour_attributes:
+        kinds.setdefault(data.kinds[attribute], attribute)
+    for attribute in kinds.values():
+        shade_points(data, str(space), method, attribute, width=64, height=64)
+    # dynspread's kernels compile on first use (~9 s), whatever the data: spread once here.
+    canvas = ds.Canvas(plot_width=8, plot_height=8)
+    tf.spread(tf.shade(canvas.points(pd.DataFrame({"x": [0.0], "y": [0.0]}), "x", "y")), px=1)
+    log.info("explorer ready for %s in %.1f s", root, time.perf_counter() - began)
