@@ -1,0 +1,81 @@
+"""Start a real `panel serve app` process and the system's headless Chromium (Playwright).
+
+Used by the browser tests and by the scripts that take the README's screenshots and measure
+the app in bench/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("FSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+ARTIFACTS = Path(os.environ.get("FSE_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def panel_server(store: Path, *extra: str) -> Iterator[str]:
+    """Run `panel serve app --args --store STORE` on a free port; yield the app's URL."""
+    port = free_port()
+    log = (ARTIFACTS / f"panel-serve-{port}.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1",
+        "--port", str(port), *extra, "--args", "--store", str(store),
+    ]
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"panel serve did not start; see {log}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """The system Chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise FileNotFoundError(
+            f"Chromium not found at {CHROMIUM}: install it (make test does) or set FSE_CHROMIUM"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

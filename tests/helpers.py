@@ -1,0 +1,58 @@
+"""Helpers for tests: small real image sets taken from sample_data and configs for them."""
+
+from __future__ import annotations
+
+import shutil
+from itertools import zip_longest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_IMAGES = REPO / "sample_data" / "wikiart"
+PER_STYLE = 6  # 11 styles × 6 = 66 real paintings, at least two artists per style
+
+
+def sample_paintings(per_style: int = PER_STYLE) -> list[Path]:
+    """Paintings from sample_data, `per_style` from each style, alternating between artists."""
+    chosen = []
+    for style in sorted(p for p in SAMPLE_IMAGES.iterdir() if p.is_dir()):
+        by_artist: dict[str, list[Path]] = {}
+        for path in sorted(style.glob("*.jpg")):
+            by_artist.setdefault(path.name.split("_")[0], []).append(path)
+        alternating = [p for group in zip_longest(*by_artist.values()) for p in group if p]
+        chosen.extend(alternating[:per_style])
+    return chosen
+
+
+def copy_tree(paths: list[Path], destination: Path) -> Path:
+    """Copy paintings into `destination/<Style>/<file>` and return `destination`."""
+    for path in paths:
+        target = destination / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return destination
+
+
+def write_config(path: Path, root: Path, batch_size: int = 16, extra: str = "") -> Path:
+    """A run config for a `Style/artist_title.jpg` tree with the offline backbone."""
+    path.write_text(
+        f"""
+[dataset]
+root = "{root.as_posix()}"
+levels = ["style"]
+filename_pattern = '^(?P<artist>[^_]+)_(?P<title>.*?)(?:-(?P<year>\\d{{4}}))?$'
+
+[model]
+backbone = "efficientnet_lite0"
+
+[embed]
+batch_size = {batch_size}
+workers = 2
+progress_every_s = 0
+
+[thumbnails]
+size = 96
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,114 @@
+"""A store built end to end from 66 real paintings: projections, index, thumbnails, info."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from PIL import Image
+
+from precompute.cli import main
+from precompute.config import ProjectionConfig
+from precompute.project import normalised, run_project
+from precompute.store import SpaceKey, Store
+
+SPACE = SpaceKey("pretrained", "penultimate")
+
+
+def test_store_holds_embeddings_all_four_projections_index_and_thumbnails(built_store):
+    store = Store.open(built_store)
+    assert store.spaces() == [SPACE]
+    embeddings = store.load_embeddings(SPACE)
+    assert embeddings.shape == (66, 1280) and embeddings.dtype == np.float16
+    assert np.isfinite(embeddings).all() and embeddings.std() > 0
+    assert store.projection_methods(SPACE) == ["pca", "pca_tsne", "tsne", "umap"]
+    for method in store.projection_methods(SPACE):
+        coords = store.load_projection(SPACE, method)
+        assert coords.shape == (66, 2) and np.isfinite(coords).all(), method
+        assert coords.std(axis=0).min() > 0, method
+    thumbnail = Image.open(io.BytesIO(store.read_thumbnail(65)))
+    assert thumbnail.format == "JPEG" and max(thumbnail.size) == 96
+
+
+def test_each_image_is_its_own_nearest_neighbour(built_store):
+    store = Store.open(built_store)
+    index = faiss.read_index(str(store.index_path(SPACE)))
+    vectors = normalised(store.load_embeddings(SPACE))
+    similarities, neighbours = index.search(vectors, 2)
+    assert (neighbours[:, 0] == np.arange(len(vectors))).all()
+    assert np.allclose(similarities[:, 0], 1.0, atol=1e-3)
+    assert (similarities[:, 1] < similarities[:, 0]).all()
+
+
+def test_same_style_paintings_are_closer_than_chance(built_store):
+    """The pretrained space is not noise: a painting's nearest neighbour shares its style more
+    often than the 1-in-11 chance level."""
+    store = Store.open(built_store)
+    styles = store.read_images(["style"])["style"].to_numpy()
+    index = faiss.read_index(str(store.index_path(SPACE)))
+    _, neighbours = index.search(normalised(store.load_embeddings(SPACE)), 2)
+    agreement = (styles[neighbours[:, 1]] == styles).mean()
+    assert agreement > 3 / 11
+
+
+def test_projections_are_reproducible_with_the_same_seed(built_store, tmp_path):
+    store = Store.open(built_store)
+    config = ProjectionConfig(methods=["pca", "umap", "pca_tsne"], seed=0)
+    before = {m: np.array(store.load_projection(SPACE, m)) for m in config.methods}
+    summary = run_project(store, config, force=True)
+    assert len(summary.made) == 3
+    for method in config.methods:
+        assert np.allclose(store.load_projection(SPACE, method), before[method], atol=1e-4), method
+
+
+def test_a_second_run_skips_finished_work(built_store, capsys):
+    assert main(["all", "--store", str(built_store)]) == 0
+    printed = capsys.readouterr().out
+    assert "ingest: up to date (66 images, 0 rejected)" in printed
+    assert "embed pretrained: up to date" in printed
+    assert "project: up to date (4 projections)" in printed
+    assert "index: up to date" in printed and "thumbs: up to date (66 thumbnails)" in printed
+
+
+def test_info_prints_one_json_object_describing_the_store(built_store):
+    result = subprocess.run(
+        [sys.executable, "-m", "precompute.cli", "info", str(built_store)],
+        capture_output=True, text=True, check=True,
+    )
+    info = json.loads(result.stdout)
+    assert info["images"] == 66
+    assert info["rejected"] == {"count": 0, "reasons": {}}
+    assert info["attributes"]["style"] == {"kind": "categorical", "values": 11}
+    assert info["attributes"]["title"]["kind"] == "text"
+    layer = info["layers"]["pretrained/penultimate"]
+    assert layer["shape"] == [66, 1280]
+    assert layer["projections"] == ["pca", "pca_tsne", "tsne", "umap"]
+    assert layer["index"] == "IndexFlatIP"
+    assert info["thumbnails"] == 66 and info["format_version"] == 1
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text('[dataset]\nroot = "x"\nlevelz = ["style"]\n')
+    assert main(["all", "--config", str(config), "--store", str(tmp_path / "s")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("precompute: error:") and "levelz" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_a_store_from_another_format_version_is_refused(built_store, tmp_path):
+    from precompute.errors import StoreError
+    from precompute.store import write_json
+
+    other = tmp_path / "future"
+    other.mkdir()
+    write_json(other / "store.json", {"format_version": 99})
+    with pytest.raises(StoreError, match="format version 99"):
+        Store.open(other)
+    assert Store.open(built_store).root == Path(built_store)

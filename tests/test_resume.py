@@ -1,0 +1,62 @@
+"""An embedding run killed mid-way resumes at the first unfinished batch, with no corrupt array."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from precompute.cli import main
+from precompute.config import EmbedConfig, ModelConfig
+from precompute.embed import PretrainedSource, run_embed
+from precompute.store import SpaceKey, Store
+from tests.helpers import write_config
+
+SPACE = SpaceKey("pretrained", "penultimate")
+
+
+def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, built_store,
+                                                                   tmp_path):
+    config = write_config(tmp_path / "config.toml", small_tree, batch_size=4)
+    store_dir = tmp_path / "store"
+    assert main(["-q", "ingest", "--config", str(config), "--store", str(store_dir)]) == 0
+    store = Store.open(store_dir)
+    progress = store.embed_progress_path("pretrained")
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "precompute.cli", "-q", "embed", "--store", str(store_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    rows_done = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if progress.exists():
+            rows_done = json.loads(progress.read_text())["rows_done"]
+            if rows_done:
+                break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < rows_done < 66, "the run should have been killed part-way"
+
+    # Nothing that looks complete was left behind.
+    assert store.spaces() == []
+    assert not store.embeddings_path(SPACE).exists()
+
+    summary = run_embed(
+        store, EmbedConfig(batch_size=4, workers=2, progress_every_s=0),
+        PretrainedSource(ModelConfig(backbone="efficientnet_lite0")),
+    )
+    assert summary.resumed_from >= rows_done
+    assert summary.embedded == 66 - summary.resumed_from
+    assert store.spaces() == [SPACE]
+    assert not progress.exists()
+
+    resumed = np.asarray(store.load_embeddings(SPACE), dtype=np.float32)
+    uninterrupted = np.asarray(Store.open(built_store).load_embeddings(SPACE), dtype=np.float32)
+    assert np.allclose(resumed, uninterrupted, rtol=2e-2, atol=2e-2)
