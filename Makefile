@@ -1,0 +1,53 @@
+# The README's commands. Everything runs from a virtual environment at $(VENV).
+VENV ?= .venv
+PYTHON ?= python3
+PORT ?= 5006
+CHROMIUM ?= /usr/bin/chromium
+STORE := sample_data/store
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+# UMAP and datashader compile numba kernels; keep them between runs.
+export NUMBA_CACHE_DIR ?= $(HOME)/.cache/feature-space-explorer/numba
+export FSE_CHROMIUM ?= $(CHROMIUM)
+
+.PHONY: install install-test store demo test bench chromium clean
+
+# Reinstalls when pyproject.toml is newer than the last install (e.g. in a fresh clone).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## Build the sample store (skips finished work; resumes an interrupted build).
+store: install
+	$(VENV)/bin/precompute all --config sample_data/config.toml --store $(STORE)
+
+## Build the sample store if needed, then serve the explorer on http://127.0.0.1:$(PORT)/app
+demo: store
+	$(VENV)/bin/panel serve app --address 127.0.0.1 --port $(PORT) --show
+
+## Install test extras and the browser if needed, then run the whole test suite.
+test: install-test chromium
+	$(PY) -m pytest
+
+## Benchmarks: print tables and write bench/results.json.
+bench: install
+	$(PY) bench/run.py
+
+chromium:
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)) || \
+		(echo "Chromium is needed for the browser tests: install it, or set CHROMIUM=/path/to/chromium" && exit 1)
+
+clean:
+	rm -rf $(STORE) build .pytest_cache

@@ -1,0 +1,39 @@
+"""Take the README's screenshots of the explorer on a store (default: the sample store).
+
+    python docs/screenshots.py [--store sample_data/store]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.browser.server import chromium, panel_server  # noqa: E402
+
+DOCS = REPO / "docs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", default=str(REPO / "sample_data" / "store"))
+    args = parser.parse_args()
+    with panel_server(Path(args.store)) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 860})
+        page.set_default_timeout(60_000)
+        page.goto(url, wait_until="networkidle")
+        page.locator(".fse-legend-value").first.wait_for()
+        page.locator(".fse-method select").select_option(label="UMAP")
+        page.wait_for_timeout(4_000)
+        page.screenshot(path=DOCS / "screenshot.png")
+        page.locator(".fse-color-by select").select_option("artist")
+        page.wait_for_timeout(4_000)
+        page.screenshot(path=DOCS / "screenshot-artist.png")
+    print(f"wrote {DOCS / 'screenshot.png'} and {DOCS / 'screenshot-artist.png'}")
+
+
+if __name__ == "__main__":
+    main()
