@@ -10,6 +10,10 @@ Precompute writes through it and the explorer reads through it. Layout (format v
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
     spaces/<model>/<layer>/index.faiss (+ .json)
+    spaces/<model>/<layer>/clusters.parquet (+ .json)
+    splits/<target>.parquet (+ .json)              train/val/test split per target attribute
+    models/<model>/best.pt, last.pt, predictions.parquet (+ .json: metrics)   fine-tuned
+    analysis/separability.parquet (+ .json)        attribute × layer separability
 
 Every artifact has a JSON sidecar (`<name>.json`) holding the recipe that made it: the config
 section and the fingerprints of its inputs. The sidecar is written last, so an artifact counts as
@@ -209,6 +213,31 @@ class Store:
 
     def index_path(self, space: SpaceKey) -> Path:
         return self.space_dir(space) / "index.faiss"
+
+    def clusters_path(self, space: SpaceKey) -> Path:
+        """Cluster label per image (column `cluster`) of one feature space."""
+        return self.space_dir(space) / "clusters.parquet"
+
+    # Fine-tuned models: models/<model>/ holds checkpoints, predictions and metrics.
+    def model_dir(self, model: str) -> Path:
+        return self.root / "models" / model
+
+    def split_path(self, target: str) -> Path:
+        """The train/val/test split of one target attribute (column `split`, image order)."""
+        return self.root / "splits" / f"{target}.parquet"
+
+    def checkpoint_path(self, model: str, which: str = "best") -> Path:
+        """`best` (lowest validation loss) or `last` (resume point) checkpoint of a model."""
+        return self.model_dir(model) / f"{which}.pt"
+
+    def predictions_path(self, model: str) -> Path:
+        """Per-image predictions of a fine-tuned model (image order); its sidecar holds the
+        test-split metrics."""
+        return self.model_dir(model) / "predictions.parquet"
+
+    def separability_path(self) -> Path:
+        """The attribute × layer separability table."""
+        return self.root / "analysis" / "separability.parquet"
 
     def embed_progress_path(self, model: str) -> Path:
         """Rows finished by an interrupted embedding pass of `model` (all its layers at once)."""
