@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import colorcet
+import numpy as np
+import pandas as pd
 
 from explorer.data import OTHER
 from precompute.store import MISSING
 
 GREY_OTHER = "#9e9e9e"
 GREY_MISSING = "#d0d0d0"
+GREY_FILTERED = "#e4e4e4"
+FADED_ALPHA = 40  # points outside the selection fade to this alpha (of 255)
 NUMERIC_CMAP = list(colorcet.palette["bmy"])
 TOP_CATEGORIES = 48  # categories coloured individually; the rest share the grey of OTHER
 
@@ -26,3 +30,20 @@ def category_colours(categories: list[str]) -> dict[str, str]:
             colours[category] = palette[used % len(palette)]
             used += 1
     return colours
+
+
+def numeric_span(values: pd.Series) -> tuple[float, float]:
+    """The range the colour bar spans: the attribute's minimum and maximum."""
+    present = values.dropna()
+    if present.empty:
+        return (0.0, 1.0)
+    low, high = float(present.min()), float(present.max())
+    return (low, high if high > low else low + 1.0)
+
+
+def numeric_colours(values: np.ndarray, span: tuple[float, float]) -> np.ndarray:
+    """Hex colour per value on NUMERIC_CMAP over `span`; missing values grey."""
+    scaled = (np.asarray(values, dtype=float) - span[0]) / (span[1] - span[0])
+    index = np.clip(np.nan_to_num(scaled) * (len(NUMERIC_CMAP) - 1), 0, len(NUMERIC_CMAP) - 1)
+    colours = np.array(NUMERIC_CMAP, dtype=object)[index.astype(int)]
+    return np.where(np.isnan(scaled), GREY_MISSING, colours)

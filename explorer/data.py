@@ -1,7 +1,12 @@
-"""Read-only store data shared by every browser session of one server process."""
+"""Read-only store data shared by every browser session of one server process.
+
+Sessions keep only row numbers and view settings; everything here is computed once per process
+(`pn.cache`) and cached per feature space or projection as it is first needed.
+"""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,9 +14,20 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from precompute.store import CATEGORICAL, ID_COLUMN, NUMERIC, PATH_COLUMN, SpaceKey, Store
+from explorer.geometry import PointIndex
+from precompute.store import (
+    CATEGORICAL,
+    ID_COLUMN,
+    MISSING,
+    NUMERIC,
+    PATH_COLUMN,
+    TEXT,
+    SpaceKey,
+    Store,
+)
 
 OTHER = "(other)"  # the colour of categories beyond the top N
+FILTERED = "(filtered out)"  # the colour of points outside the filter
 
 
 @dataclass
@@ -24,7 +40,10 @@ class ExplorerData:
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _colours: dict[tuple[str, int], pd.Series] = field(default_factory=dict, repr=False)
+    _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
+    _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
 
+    # ------------------------------------------------------------------ what there is
     @property
     def spaces(self) -> list[SpaceKey]:
         return [space for space, methods in self.methods.items() if methods]
@@ -32,21 +51,40 @@ class ExplorerData:
     @property
     def colour_attributes(self) -> list[str]:
         """Attributes a map can be coloured by: categorical first, then numeric."""
-        return [a for a, k in self.kinds.items() if k == CATEGORICAL] + [
-            a for a, k in self.kinds.items() if k == NUMERIC
-        ]
+        return self.attributes_of(CATEGORICAL) + self.attributes_of(NUMERIC)
+
+    def attributes_of(self, kind: str) -> list[str]:
+        return [a for a, k in self.kinds.items() if k == kind]
 
     def __len__(self) -> int:
         return len(self.table)
 
+    # ------------------------------------------------------------------ map coordinates
     def coords(self, space: SpaceKey, method: str) -> np.ndarray:
         """N × 2 float32 map coordinates, centred and scaled into [-1, 1] (aspect kept), so
         every method and layer shares one view extent."""
-        xy = np.asarray(self.store.load_projection(space, method), dtype=np.float32)
-        low, high = xy.min(axis=0), xy.max(axis=0)
-        half = float((high - low).max()) / 2 or 1.0
-        return (xy - (low + high) / 2) / half
+        frame = self.frame(space, method)
+        return np.column_stack([frame["x"].to_numpy(), frame["y"].to_numpy()])
 
+    def frame(self, space: SpaceKey, method: str) -> pd.DataFrame:
+        """Columns x, y in map coordinates, computed once per projection and shared."""
+        key = (space, method)
+        if key not in self._frames:
+            xy = np.asarray(self.store.load_projection(space, method), dtype=np.float32)
+            low, high = xy.min(axis=0), xy.max(axis=0)
+            half = float((high - low).max()) / 2 or 1.0
+            xy = (xy - (low + high) / 2) / half
+            self._frames[key] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
+        return self._frames[key]
+
+    def points(self, space: SpaceKey, method: str) -> PointIndex:
+        """Spatial look-ups (nearest, box, lasso) on one projection."""
+        key = (space, method)
+        if key not in self._points:
+            self._points[key] = PointIndex(self.coords(space, method))
+        return self._points[key]
+
+    # ------------------------------------------------------------------ colours
     def colour_values(self, attribute: str, top: int) -> pd.Series:
         """The attribute as the colour channel: categories beyond the `top` most frequent become
         OTHER (ordered by frequency); numbers stay numbers."""
@@ -58,7 +96,7 @@ class ExplorerData:
             else:
                 values = values.astype("string")
                 counts = values.value_counts(sort=True)
-                keep = list(counts.index[:top]) if len(counts) > top else list(counts.index)
+                keep = list(counts.index[:top])
                 categories = keep + ([OTHER] if len(counts) > top else [])
                 reduced = values.where(values.isin(keep), OTHER) if len(counts) > top else values
                 self._colours[key] = pd.Series(
@@ -66,13 +104,64 @@ class ExplorerData:
                 )
         return self._colours[key]
 
-    def frame(self, space: SpaceKey, method: str, attribute: str, top: int) -> pd.DataFrame:
-        """Columns x, y (map coordinates) and `colour`; x/y are computed once and shared."""
-        key = (space, method)
-        if key not in self._frames:
-            xy = self.coords(space, method)
-            self._frames[key] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
-        return self._frames[key].assign(colour=self.colour_values(attribute, top).array)
+    # ------------------------------------------------------------------ filters
+    def filter_mask(self, filters: dict[str, list[str]], search: str) -> np.ndarray | None:
+        """Rows matching every attribute filter and the text search (None: no filter set)."""
+        mask = None
+        for attribute, values in filters.items():
+            if values and attribute in self.kinds:
+                keep = self.table[attribute].astype("string").isin(values).to_numpy()
+                mask = keep if mask is None else mask & keep
+        if search.strip():
+            found = np.zeros(len(self.table), dtype=bool)
+            for attribute in self.attributes_of(TEXT) + self.attributes_of(CATEGORICAL):
+                column = self.table[attribute].astype("string")
+                found |= column.str.contains(search.strip(), case=False, regex=False).to_numpy(
+                    dtype=bool, na_value=False
+                )
+            mask = found if mask is None else mask & found
+        return mask
+
+    # ------------------------------------------------------------------ images
+    def thumbnail_uri(self, row: int) -> str:
+        """A `data:` URI of the image's thumbnail, read from the store by row (never by path)."""
+        data = base64.b64encode(self.store.read_thumbnail(int(row))).decode("ascii")
+        return f"data:image/jpeg;base64,{data}"
+
+    def describe(self, row: int) -> dict[str, str]:
+        """The image's attributes as display strings (not yet HTML-escaped)."""
+        record = self.table.iloc[int(row)]
+        described = {}
+        for attribute, kind in self.kinds.items():
+            value = record[attribute]
+            if kind == NUMERIC:
+                described[attribute] = MISSING if pd.isna(value) else f"{value:g}"
+            else:
+                described[attribute] = str(value)
+        return described
+
+    def sample_id(self, row: int) -> str:
+        return str(self.table[ID_COLUMN].iloc[int(row)])
+
+    # ------------------------------------------------------------------ neighbours
+    def neighbours(self, space: SpaceKey, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` nearest images to image `row` in the full feature space (cosine, FAISS):
+        rows and similarities, the image itself first."""
+        vector = self.store.load_embeddings(space)[int(row)].astype(np.float32)
+        return self.search_vector(space, vector, k)
+
+    def search_vector(self, space: SpaceKey, vector: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` images nearest to an embedding of `space` (cosine)."""
+        import faiss
+
+        if space not in self._indexes:
+            self._indexes[space] = faiss.read_index(str(self.store.index_path(space)))
+        query = vector.reshape(1, -1).astype(np.float32)
+        query /= max(float(np.linalg.norm(query)), 1e-12)
+        similarities, rows = self._indexes[space].search(query, k)
+        keep = rows[0] >= 0
+        return rows[0][keep].astype(np.int64), similarities[0][keep]
 
 
 @pn.cache(max_items=4)

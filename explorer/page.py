@@ -1,4 +1,5 @@
-"""The explorer page: a Panel template with the map, its selectors and the legend."""
+"""The explorer: the map with its selectors, legend, filters, hover card, neighbours and
+selection, as a notebook-friendly `Explorer` and as the served page (`explorer_page`)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,100 @@ import html
 from pathlib import Path
 
 import panel as pn
+import param
 
 from explorer.access import session_allowed
+from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.data import ExplorerData, load_explorer_data, store_ready
+from explorer.filters import filters_panel, follow_filters
 from explorer.legend import LEGEND_CSS, legend_html
 from explorer.location import build_hint
-from explorer.scatter import map_view
+from explorer.map_panel import MapPanel
+from explorer.neighbours import follow_focus, neighbours_panel
+from explorer.selection import TABLE_CSS, selection_panel
 from explorer.state import METHOD_LABELS, ExplorerState
+from explorer.url_state import link_to_url
 from precompute.store import SpaceKey
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
+CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS]
+
+
+class Explorer(pn.viewable.Viewer):
+    """Everything for one store and one session. In a notebook: `Explorer(store=path)`;
+    served: `explorer_page(path)` wraps it in a page template."""
+
+    store = param.String(doc="path of the store to explore")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        pn.extension(raw_css=CSS)
+        self.data = load_explorer_data(str(Path(self.store).resolve()))
+        self.state = new_state(self.data)
+        follow_filters(self.data, self.state)
+        follow_focus(self.data, self.state)
+        link_to_url(self.state, len(self.data))
+        self.map = MapPanel(self.data, self.state)
+
+    def controls(self) -> list[pn.viewable.Viewable]:
+        """Selectors, legend and filters: the sidebar."""
+        state = self.state
+        return [
+            pn.widgets.Select.from_param(state.param.space, name="Feature space",
+                                         css_classes=["fse-space"]),
+            pn.widgets.Select.from_param(state.param.method, name="Projection",
+                                         css_classes=["fse-method"]),
+            pn.widgets.Select.from_param(state.param.color_by, name="Colour by",
+                                         css_classes=["fse-color-by"]),
+            pn.pane.HTML(pn.bind(legend_html, self.data, state.param.color_by),
+                         css_classes=["fse-legend"], sizing_mode="stretch_width"),
+            pn.layout.Divider(),
+            pn.pane.HTML("<b>Filter</b>"),
+            filters_panel(self.data, state),
+            pn.pane.HTML(
+                f"<div class='fse-summary'>{len(self.data):,} images · "
+                f"{html.escape(str(self.data.store.root))}</div>",
+                sizing_mode="stretch_width",
+            ),
+        ]
+
+    def hover_card(self) -> pn.pane.HTML:
+        """The image under the cursor, at any zoom."""
+
+        def card(row: int | None) -> str:
+            if row is None:
+                return placeholder("Hover over a point to see the image.")
+            return image_card(self.data, row)
+
+        return pn.pane.HTML(pn.bind(card, self.map.param.hovered), css_classes=["fse-hover"],
+                            sizing_mode="stretch_width", min_height=140)
+
+    def main(self) -> list[pn.viewable.Viewable]:
+        """The map with the hover card and neighbours beside it, the selection below."""
+        side = pn.Column(
+            pn.pane.HTML("<b>Under the cursor</b>"), self.hover_card(),
+            pn.layout.Divider(),
+            pn.pane.HTML("<b>Neighbours</b>"), neighbours_panel(self.data, self.state),
+            width=420, scroll=True, css_classes=["fse-side"],
+        )
+        tabs = pn.Tabs(
+            ("Selection", selection_panel(self.data, self.state)),
+            dynamic=False, sizing_mode="stretch_width", css_classes=["fse-tabs"],
+        )
+        return [pn.Row(self.map, side, sizing_mode="stretch_width", height=640), tabs]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(
+            pn.Column(*self.controls(), width=300),
+            pn.Column(*self.main(), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
 
 def explorer_page(root: str | Path) -> pn.template.BaseTemplate:
-    """The whole page for the store at `root`, or a page saying how to build it."""
-    pn.extension(raw_css=[LEGEND_CSS])
+    """The served page for the store at `root`, or a page saying how to build it."""
+    pn.extension(raw_css=CSS)
     root = Path(root).resolve()
     if not session_allowed():
         return message_page(
@@ -37,9 +116,11 @@ def explorer_page(root: str | Path) -> pn.template.BaseTemplate:
             f"<p>Build it with:</p><pre>{html.escape(build_hint(root))}</pre>"
             "<p>then reload this page.</p>",
         )
-    data = load_explorer_data(str(root))
-    state = new_state(data)
-    return _layout(data, state)
+    explorer = Explorer(store=str(root))
+    return pn.template.FastListTemplate(
+        title=TITLE, sidebar=explorer.controls(), main=explorer.main(), sidebar_width=320,
+        accent=ACCENT,
+    )
 
 
 def new_state(data: ExplorerData) -> ExplorerState:
@@ -66,40 +147,6 @@ def _follow_space(data: ExplorerData, state: ExplorerState) -> None:
     state.param.method.objects = {METHOD_LABELS.get(m, m): m for m in methods}
     if state.method not in methods:
         state.method = methods[0]
-
-
-def _layout(data: ExplorerData, state: ExplorerState) -> pn.template.BaseTemplate:
-    selectors = [
-        pn.widgets.Select.from_param(
-            state.param.space, name="Feature space", css_classes=["fse-space"]
-        ),
-        pn.widgets.Select.from_param(
-            state.param.method, name="Projection", css_classes=["fse-method"]
-        ),
-        pn.widgets.Select.from_param(
-            state.param.color_by, name="Colour by", css_classes=["fse-color-by"]
-        ),
-    ]
-    legend = pn.pane.HTML(
-        pn.bind(legend_html, data, state.param.color_by),
-        css_classes=["fse-legend"],
-        sizing_mode="stretch_width",
-    )
-    summary = pn.pane.HTML(
-        f"<div class='fse-summary'>{len(data):,} images · "
-        f"{html.escape(str(data.store.root))}</div>",
-        sizing_mode="stretch_width",
-    )
-    plot = pn.pane.HoloViews(
-        map_view(data, state), sizing_mode="stretch_both", css_classes=["fse-map"]
-    )
-    return pn.template.FastListTemplate(
-        title=TITLE,
-        sidebar=[*selectors, legend, summary],
-        main=[plot],
-        sidebar_width=300,
-        accent=ACCENT,
-    )
 
 
 def message_page(heading: str, body_html: str) -> pn.template.BaseTemplate:

@@ -1,15 +1,32 @@
-"""The state of one explorer session: what the map shows. Views are functions of it."""
+"""The state of one explorer session: what the map shows and what is selected. Views are
+functions of it; a session keeps only row numbers and view settings, never copies of the data."""
 
 from __future__ import annotations
 
+import numpy as np
 import param
 
 METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "pca_tsne": "PCA → t-SNE"}
+NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 class ExplorerState(param.Parameterized):
-    """Feature space, projection method and colour-by attribute of one browser session."""
+    """Everything one browser session is looking at."""
 
     space = param.Selector(objects=[], doc="feature space shown, as model/layer")
     method = param.Selector(objects=[], doc="2D projection method")
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
+    selection = param.Array(default=NO_ROWS, doc="selected rows (sorted, unique)")
+    focus = param.Integer(default=None, allow_None=True, doc="row whose neighbours are shown")
+    neighbours = param.Array(default=NO_ROWS, doc="focus and its nearest rows, focus first")
+    similarities = param.Array(default=np.empty(0), doc="cosine similarity of each neighbour")
+    filters = param.Dict(default={}, doc="attribute → values kept")
+    search = param.String(default="", doc="text searched in text and categorical attributes")
+    hide_filtered = param.Boolean(default=False, doc="hide (not dim) points outside the filter")
+    mask = param.Array(default=None, allow_None=True, doc="rows inside the filter (None: all)")
+    x_range = param.Range(default=None, doc="viewport, map coordinates")
+    y_range = param.Range(default=None, doc="viewport, map coordinates")
+
+    def select(self, rows: np.ndarray) -> None:
+        """Replace the selection by `rows`."""
+        self.selection = np.unique(np.asarray(rows, dtype=np.int64))

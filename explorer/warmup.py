@@ -12,7 +12,7 @@ import datashader.transfer_functions as tf
 import pandas as pd
 
 from explorer.data import load_explorer_data, store_ready
-from explorer.scatter import shade_points
+from explorer.scatter import MAP_EXTENT, MapRequest, render_map
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,10 @@ def warm_up(root: Path) -> None:
     kinds = {}
     for attribute in data.colour_attributes:
         kinds.setdefault(data.kinds[attribute], attribute)
+    extent = (-MAP_EXTENT, MAP_EXTENT)
     for attribute in kinds.values():
-        shade_points(data, str(space), method, attribute, width=64, height=64)
+        render_map(data, MapRequest(str(space), method, attribute, extent, extent, 64, 64))
+    _ = data.points(space, method).tree  # the first hover would otherwise build it
     # dynspread's kernels compile on first use (~9 s), whatever the data: spread once here.
     canvas = ds.Canvas(plot_width=8, plot_height=8)
     tf.spread(tf.shade(canvas.points(pd.DataFrame({"x": [0.0], "y": [0.0]}), "x", "y")), px=1)

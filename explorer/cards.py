@@ -1,0 +1,52 @@
+"""HTML for one image: its thumbnail (a data URI read from the store by row) and its attributes.
+
+Every dataset value is HTML-escaped here, the one place image descriptions become markup.
+"""
+
+from __future__ import annotations
+
+import html
+
+from explorer.data import ExplorerData
+
+CARD_CSS = """
+.fse-card { display: flex; gap: 10px; align-items: flex-start; font-size: 13px; }
+.fse-card img { width: 128px; height: auto; border-radius: 4px; background: #eee; }
+.fse-card table { border-collapse: collapse; }
+.fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
+.fse-card td { word-break: break-word; }
+.fse-placeholder { color: #888; font-size: 13px; }
+.fse-tile { display: flex; flex-direction: column; align-items: center; width: 120px;
+            font-size: 12px; }
+.fse-tile img { width: 112px; height: 112px; object-fit: cover; border-radius: 4px; }
+.fse-tile span { max-width: 116px; overflow: hidden; text-overflow: ellipsis;
+                 white-space: nowrap; }
+"""
+
+
+def image_card(data: ExplorerData, row: int, extra: dict[str, str] | None = None) -> str:
+    """Thumbnail beside a table of the image's attributes (and any `extra` lines)."""
+    fields = {**data.describe(row), **(extra or {})}
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in fields.items()
+    )
+    return (
+        f"<div class='fse-card' data-row='{int(row)}'>"
+        f"<img src='{data.thumbnail_uri(row)}' alt='thumbnail of image {int(row)}'>"
+        f"<table>{rows}</table></div>"
+    )
+
+
+def image_tile(data: ExplorerData, row: int, caption: str) -> str:
+    """A square thumbnail with a one-line caption, for grids."""
+    return (
+        f"<div class='fse-tile' data-row='{int(row)}'>"
+        f"<img src='{data.thumbnail_uri(row)}' alt=''>"
+        f"<span title='{html.escape(caption, quote=True)}'>{html.escape(caption)}</span></div>"
+    )
+
+
+def placeholder(text: str) -> str:
+    """A grey line of guidance where a panel has nothing to show yet."""
+    return f"<div class='fse-placeholder'>{html.escape(text)}</div>"

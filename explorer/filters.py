@@ -1,0 +1,64 @@
+"""Filters: keep images with chosen attribute values and matching a text search; the rest are
+dimmed or hidden on the map."""
+
+from __future__ import annotations
+
+import panel as pn
+
+from explorer.data import ExplorerData
+from explorer.state import ExplorerState
+from precompute.store import CATEGORICAL
+
+MAX_OPTIONS = 1_000  # attributes with more values than this get no value filter
+
+
+def follow_filters(data: ExplorerData, state: ExplorerState) -> None:
+    """Keep `state.mask` in step with the attribute filters and the text search."""
+
+    def update(*_events) -> None:
+        state.mask = data.filter_mask(state.filters, state.search)
+
+    state.param.watch(update, ["filters", "search"])
+    update()
+
+
+def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
+    """A value filter per categorical attribute, a text search, dim/hide, and the match count."""
+    choosers = []
+    for attribute in data.attributes_of(CATEGORICAL):
+        counts = data.table[attribute].astype("string").value_counts()
+        if len(counts) > MAX_OPTIONS:
+            continue
+        chooser = pn.widgets.MultiChoice(
+            name=attribute, options=list(counts.index), value=state.filters.get(attribute, []),
+            placeholder=f"all {attribute} values", css_classes=[f"fse-filter-{attribute}"],
+            sizing_mode="stretch_width",
+        )
+
+        def changed(event, attribute=attribute) -> None:
+            state.filters = {**state.filters, attribute: list(event.new)}
+
+        chooser.param.watch(changed, "value")
+        choosers.append(chooser)
+    search = pn.widgets.TextInput(
+        name="Search text", value=state.search, placeholder="title, artist, … (Enter)",
+        css_classes=["fse-search"], sizing_mode="stretch_width",
+    )
+    search.param.watch(lambda event: setattr(state, "search", event.new), "value")
+    hide = pn.widgets.Switch.from_param(state.param.hide_filtered, name="hide")
+    count = pn.pane.HTML(css_classes=["fse-match-count"], sizing_mode="stretch_width")
+
+    def recount(*_events) -> None:
+        mask = state.mask
+        text = (f"{len(data):,} images" if mask is None
+                else f"<b>{int(mask.sum()):,}</b> of {len(data):,} images match")
+        count.object = f"<div class='fse-match'>{text}</div>"
+
+    state.param.watch(recount, "mask")
+    recount()
+    return pn.Column(
+        *choosers, search,
+        pn.Row(pn.pane.HTML("Hide non-matching points"), hide),
+        count,
+        sizing_mode="stretch_width",
+    )

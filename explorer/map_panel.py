@@ -1,0 +1,147 @@
+"""The interactive map: the rendered scatter plus markers, wired to the session state through
+HoloViews streams (viewport, size, pointer, tap, lasso, box) — no hand-written JavaScript."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from explorer.data import ExplorerData
+from explorer.scatter import DEFAULT_SIZE, MAP_EXTENT, MapRequest, render_map
+from explorer.state import ExplorerState
+from precompute.store import SpaceKey
+
+HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
+EXTENT = (-MAP_EXTENT, MAP_EXTENT)
+MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111"}
+
+
+class MapPanel(pn.viewable.Viewer):
+    """The map of one session; hovering sets `hovered`, clicking sets the state's focus, lasso
+    and box set the state's selection."""
+
+    hovered = param.Integer(default=None, allow_None=True, doc="row under the cursor")
+
+    def __init__(self, data: ExplorerData, state: ExplorerState, **params):
+        super().__init__(**params)
+        self.data, self.state = data, state
+        layers = hv.streams.Params(
+            state, ["space", "method", "color_by", "selection", "mask", "hide_filtered"]
+        )
+        self.range = hv.streams.RangeXY(x_range=state.x_range, y_range=state.y_range)
+        self.size = hv.streams.PlotSize()
+        base = hv.DynamicMap(
+            self._render, streams=[layers, self.range, self.size]
+        )
+        self.pointer = hv.streams.PointerXY(source=base)
+        self.tap = hv.streams.Tap(source=base)
+        self.lasso = hv.streams.Lasso(source=base)
+        self.box = hv.streams.BoundsXY(source=base)
+        self.pointer.add_subscriber(self._hover)
+        self.tap.add_subscriber(self._click)
+        self.lasso.add_subscriber(self._lassoed)
+        self.box.add_subscriber(self._boxed)
+        self.range.add_subscriber(self._moved)
+
+        markers = hv.DynamicMap(
+            self._markers,
+            streams=[hv.streams.Params(state, ["space", "method", "neighbours"]),
+                     hv.streams.Params(self, ["hovered"])],
+        )
+        limits = (state.x_range or EXTENT, state.y_range or EXTENT)
+        self.plot = (base * markers).opts(
+            hv.opts.RGB(
+                responsive=True, min_height=520, xaxis=None, yaxis=None,
+                xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
+                tools=["tap", "box_select", "lasso_select"],
+                default_tools=["pan", "wheel_zoom", "reset"],
+                active_tools=["wheel_zoom", "pan"], toolbar="above",
+            ),
+            hv.opts.Points(
+                "Glyphs", color="colour", alpha="alpha", size=7, line_color="white",
+                line_width=0.5,
+            ),
+            hv.opts.Points(
+                "Markers", color="kind", cmap=MARKER_COLOURS, fill_alpha=0, line_width=2.5,
+                size=14, show_legend=False,
+            ),
+            hv.opts.Overlay(show_legend=False),
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.pane.HoloViews(self.plot, sizing_mode="stretch_both", css_classes=["fse-map"],
+                                 min_height=520)
+
+    # ------------------------------------------------------------------ rendering
+    def _render(self, space, method, color_by, selection, mask, hide_filtered,
+                x_range=None, y_range=None, width=None, height=None, scale=1.0):
+        width, height = (int(width * scale), int(height * scale)) if width and height else (
+            DEFAULT_SIZE)
+        request = MapRequest(
+            space, method, color_by, tuple(x_range or EXTENT), tuple(y_range or EXTENT),
+            max(width, 1), max(height, 1), selection=selection, mask=mask,
+            hide_filtered=hide_filtered,
+        )
+        return render_map(self.data, request)
+
+    def _markers(self, space, method, neighbours, hovered):
+        """Rings on the hovered point, the clicked point and its neighbours."""
+        frame = self.data.frame(SpaceKey.parse(space), method)
+        rows, kinds = [int(r) for r in neighbours], []
+        kinds += ["focus"] + ["neighbour"] * (len(rows) - 1) if rows else []
+        if hovered is not None:
+            rows.append(hovered)
+            kinds.append("hover")
+        table = pd.DataFrame({
+            "x": frame["x"].to_numpy()[rows] if rows else [],
+            "y": frame["y"].to_numpy()[rows] if rows else [],
+            "kind": kinds,
+        })
+        return hv.Points(table, kdims=["x", "y"], vdims=["kind"], group="Markers")
+
+    # ------------------------------------------------------------------ events
+    def nearest(self, x: float | None, y: float | None) -> int | None:
+        """The visible row nearest to (x, y) within a few screen pixels."""
+        if x is None or y is None:
+            return None
+        x_range = self.range.x_range or EXTENT
+        width = (self.size.width or DEFAULT_SIZE[0])
+        radius = HOVER_RADIUS_PX * (x_range[1] - x_range[0]) / width
+        among = self.state.mask if self.state.hide_filtered else None
+        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
+        return points.nearest(x, y, radius, among=among)
+
+    def _hover(self, x=None, y=None) -> None:
+        row = self.nearest(x, y)
+        if row != self.hovered:
+            self.hovered = row
+
+    def _click(self, x=None, y=None) -> None:
+        row = self.nearest(x, y)
+        if row is not None:
+            self.state.focus = row
+
+    def _lassoed(self, geometry=None) -> None:
+        if geometry is None or len(geometry) < 3:
+            return
+        vertices = np.asarray(geometry, dtype=float)
+        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
+        self._select(points.in_polygon(vertices[:, 0], vertices[:, 1]))
+
+    def _boxed(self, bounds=None) -> None:
+        if bounds is None:
+            return
+        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
+        self._select(points.in_box(*bounds))
+
+    def _select(self, rows: np.ndarray) -> None:
+        if self.state.hide_filtered and self.state.mask is not None:
+            rows = rows[self.state.mask[rows]]
+        self.state.select(rows)
+
+    def _moved(self, x_range=None, y_range=None) -> None:
+        self.state.param.update(x_range=x_range, y_range=y_range)
+

@@ -1,0 +1,153 @@
+"""Drive the explorer like a person: find where an image sits on the screen, hover, click,
+lasso, and read what the page shows."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from explorer.data import load_explorer_data
+from precompute.store import SpaceKey
+
+# Where the map's plot frame is on the page, and the data range it shows (Bokeh's own views).
+FRAME_JS = """() => {
+  let found = null;
+  const visit = (view) => {
+    if (!view || found) return;
+    const type = view.model ? view.model.type : "";
+    if (type === "Plot" || type === "Figure") {
+      const box = view.frame.bbox, canvas = view.canvas_view.el.getBoundingClientRect();
+      found = {left: canvas.left + box.x0, top: canvas.top + box.y0, width: box.width,
+               height: box.height, x0: view.frame.x_range.start, x1: view.frame.x_range.end,
+               y0: view.frame.y_range.start, y1: view.frame.y_range.end};
+      return;
+    }
+    for (const child of (view.child_views ?? [])) visit(child);
+  };
+  for (const root of Object.values(window.Bokeh.index)) visit(root);
+  return found;
+}"""
+
+
+class ExplorerPage:
+    """A Playwright page on the explorer for the store at `store`."""
+
+    def __init__(self, page, url: str, store):
+        self.page, self.url = page, url
+        self.data = load_explorer_data(str(store.resolve()))
+        self.space = str(self.data.spaces[0])
+        self.method = "pca"
+
+    # ------------------------------------------------------------------ navigation
+    def open(self, query: str = "") -> ExplorerPage:
+        self.page.goto(self.url + query, wait_until="networkidle")
+        self.page.locator(".fse-legend-value").first.wait_for()
+        self.page.locator(".fse-map canvas").first.wait_for(state="visible")
+        self.page.wait_for_function(f"() => window.Bokeh !== undefined && ({FRAME_JS})() !== null")
+        self.page.wait_for_timeout(1_000)  # the first render arrives after the plot exists
+        return self
+
+    def coords(self) -> np.ndarray:
+        """Map coordinates of every image in the current projection."""
+        return self.data.coords(SpaceKey.parse(self.space), self.method)
+
+    def frame(self) -> dict:
+        return self.page.evaluate(FRAME_JS)
+
+    def to_screen(self, x: float, y: float) -> tuple[float, float]:
+        f = self.frame()
+        return (
+            f["left"] + (x - f["x0"]) / (f["x1"] - f["x0"]) * f["width"],
+            f["top"] + (f["y1"] - y) / (f["y1"] - f["y0"]) * f["height"],
+        )
+
+    def to_data(self, sx: float, sy: float) -> tuple[float, float]:
+        f = self.frame()
+        return (
+            f["x0"] + (sx - f["left"]) / f["width"] * (f["x1"] - f["x0"]),
+            f["y1"] - (sy - f["top"]) / f["height"] * (f["y1"] - f["y0"]),
+        )
+
+    def screen_of(self, row: int) -> tuple[float, float]:
+        x, y = self.coords()[row]
+        return self.to_screen(float(x), float(y))
+
+    # ------------------------------------------------------------------ gestures
+    def hover(self, row: int) -> None:
+        sx, sy = self.screen_of(row)
+        self.page.mouse.move(sx - 30, sy - 30)
+        self.page.mouse.move(sx, sy, steps=6)
+
+    def click(self, row: int) -> None:
+        self.page.mouse.click(*self.screen_of(row))
+
+    def tool(self, title: str) -> None:
+        """Activate a map tool by its toolbar title, e.g. 'Lasso Select', 'Box Select'."""
+        self.page.locator(f".fse-map [title='{title}']").first.click()
+
+    def lasso(self, vertices: list[tuple[float, float]]) -> None:
+        """Draw a lasso through screen points (closed back to the first)."""
+        self.tool("Lasso Select")
+        self.page.mouse.move(*vertices[0])
+        self.page.mouse.down()
+        for vertex in [*vertices[1:], vertices[0]]:
+            self.page.mouse.move(*vertex, steps=12)
+        self.page.mouse.up()
+
+    def drag_box(self, corner: tuple[float, float], opposite: tuple[float, float]) -> None:
+        self.tool("Box Select")
+        self.page.mouse.move(*corner)
+        self.page.mouse.down()
+        self.page.mouse.move(*opposite, steps=12)
+        self.page.mouse.up()
+
+    def choose(self, css_class: str, value: str | None = None, label: str | None = None) -> None:
+        select = self.page.locator(f".{css_class} select")
+        if label is not None:
+            select.select_option(label=label)
+        else:
+            select.select_option(value)
+
+    # ------------------------------------------------------------------ reading
+    def selected_count(self, timeout: float = 20_000) -> int:
+        header = self.page.locator(".fse-selection-header b")
+        header.wait_for(timeout=timeout)
+        return int(header.inner_text().replace(",", ""))
+
+    def rows_of(self, selector: str) -> list[int]:
+        """`data-row` of every element matching `selector` (cards and tiles carry it)."""
+        elements = self.page.locator(selector)
+        return [int(elements.nth(i).get_attribute("data-row")) for i in range(elements.count())]
+
+    def map_pixels(self) -> np.ndarray:
+        png = self.page.locator(".fse-map canvas").first.screenshot()
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+    def match_count(self) -> int:
+        text = self.page.locator(".fse-match").inner_text()
+        return int(re.search(r"([\d,]+)", text).group(1).replace(",", ""))
+
+
+def points_inside(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Even-odd rule, point by point: the reference the lasso's result is checked against."""
+    inside = np.zeros(len(points), dtype=bool)
+    for i, (px, py) in enumerate(points):
+        crossings = 0
+        for (x0, y0), (x1, y1) in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+            if (y0 > py) != (y1 > py) and px < x0 + (py - y0) * (x1 - x0) / (y1 - y0):
+                crossings += 1
+        inside[i] = crossings % 2 == 1
+    return inside
+
+
+def distance_to_edges(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Each point's distance to the polygon's outline (to keep test lassos off the points)."""
+    best = np.full(len(points), np.inf)
+    for a, b in zip(vertices, np.roll(vertices, -1, axis=0), strict=True):
+        ab = b - a
+        t = np.clip(((points - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
+    return best

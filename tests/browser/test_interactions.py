@@ -1,0 +1,168 @@
+"""Every explorer interaction in a real browser, each asserting what a person would see."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precompute.store import ID_COLUMN
+from tests.browser.explorer_page import ExplorerPage, distance_to_edges, points_inside
+from tests.browser.server import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def explorer(served_store, built_store, page) -> ExplorerPage:
+    return ExplorerPage(page, served_store, built_store).open()
+
+
+def a_clear_lasso(explorer: ExplorerPage) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """A lasso (screen vertices) around a dense part of the map whose outline passes no
+    closer than 4 pixels to any point, and the rows inside it by the even-odd rule."""
+    coords = explorer.coords()
+    screen = np.array([explorer.to_screen(float(x), float(y)) for x, y in coords])
+    centre = np.median(screen, axis=0)
+    for radius in range(70, 200, 7):
+        angles = np.linspace(0, 2 * np.pi, 9)[:-1] + 0.2
+        vertices = centre + radius * np.column_stack([np.cos(angles), 0.8 * np.sin(angles)])
+        inside = points_inside(vertices, screen)
+        if 5 <= inside.sum() <= 40 and distance_to_edges(vertices, screen).min() > 4:
+            return [tuple(v) for v in vertices], np.flatnonzero(inside)
+    raise AssertionError("no clear lasso found on this map")
+
+
+def test_hover_shows_the_thumbnail_and_attributes_of_the_point(explorer):
+    row = 17
+    explorer.hover(row)
+    card = explorer.page.locator(f".fse-hover .fse-card[data-row='{row}']")
+    card.wait_for()
+    assert card.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
+    values = card.locator("td").all_inner_texts()
+    described = explorer.data.describe(row)
+    assert described["style"] in values and described["artist"] in values
+
+
+def test_lasso_selects_the_images_inside_and_the_grid_shows_them(explorer):
+    vertices, expected = a_clear_lasso(explorer)
+    explorer.lasso(vertices)
+    assert explorer.selected_count() == len(expected)
+    explorer.page.locator(".fse-grid .fse-tile").first.wait_for()
+    shown = explorer.rows_of(".fse-grid .fse-tile")
+    assert shown == sorted(expected)[:24]
+    counts = explorer.page.locator(".fse-counts td").all_inner_texts()
+    top_style = explorer.data.table["style"].iloc[expected].value_counts().index[0]
+    assert top_style in counts
+    explorer.page.screenshot(path=ARTIFACTS / "lasso-selection.png", full_page=True)
+
+
+def test_box_selection_selects_the_images_inside_the_box(explorer):
+    coords = explorer.coords()
+    corner, opposite = (-0.6, -0.2), (0.2, 0.6)
+    inside = ((coords[:, 0] >= corner[0]) & (coords[:, 0] <= opposite[0])
+              & (coords[:, 1] >= corner[1]) & (coords[:, 1] <= opposite[1]))
+    explorer.drag_box(explorer.to_screen(*corner), explorer.to_screen(*opposite))
+    assert explorer.selected_count() == inside.sum()
+
+
+def test_selection_is_kept_when_the_method_and_colour_change(explorer):
+    vertices, expected = a_clear_lasso(explorer)
+    explorer.lasso(vertices)
+    assert explorer.selected_count() == len(expected)
+    before = explorer.map_pixels()
+    explorer.choose("fse-method", label="UMAP")
+    explorer.choose("fse-color-by", "artist")
+    explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
+    explorer.page.wait_for_timeout(1_500)
+    assert explorer.selected_count() == len(expected)
+    after = explorer.map_pixels()
+    assert np.abs(after - before).sum(axis=2).astype(bool).sum() > 200
+    assert explorer.rows_of(".fse-grid .fse-tile") == sorted(expected)[:24]
+
+
+def test_clicking_a_point_shows_its_neighbours_with_itself_first(explorer):
+    row = 30
+    explorer.click(row)
+    focus = explorer.page.locator(f".fse-focus .fse-card[data-row='{row}']")
+    focus.wait_for()
+    tiles = explorer.page.locator(".fse-neighbour .fse-tile span")
+    tiles.first.wait_for()
+    captions = tiles.all_inner_texts()
+    assert len(captions) == 12
+    similarities = [float(c.split(" · ")[0]) for c in captions]
+    assert similarities == sorted(similarities, reverse=True) and similarities[0] < 1.0001
+    neighbours = explorer.rows_of(".fse-neighbour .fse-tile")
+    assert row not in neighbours and len(set(neighbours)) == 12
+
+
+def test_clicking_a_grid_image_shows_its_neighbours(explorer):
+    vertices, expected = a_clear_lasso(explorer)
+    explorer.lasso(vertices)
+    explorer.page.locator(".fse-grid .fse-tile").first.wait_for()
+    first = explorer.rows_of(".fse-grid .fse-tile")[0]
+    explorer.page.locator(".fse-grid-neighbours button").first.click()
+    explorer.page.locator(f".fse-focus .fse-card[data-row='{first}']").wait_for()
+
+
+def test_filters_and_text_search_change_the_count_and_dim_the_map(explorer):
+    table = explorer.data.table
+    before = explorer.map_pixels()
+    explorer.page.locator(".fse-filter-style input").click()
+    explorer.page.locator(".fse-filter-style .choices__item--choice", has_text="Baroque").click()
+    baroque = int((table["style"] == "Baroque").sum())
+    explorer.page.locator(".fse-match b").get_by_text(str(baroque), exact=True).wait_for()
+    assert explorer.match_count() == baroque
+    explorer.page.keyboard.press("Escape")
+    explorer.page.wait_for_timeout(1_500)
+    dimmed = explorer.map_pixels()
+    assert coloured(dimmed) < coloured(before) / 3, "points outside the filter should be grey"
+
+    artist = table.loc[table["style"] == "Baroque", "artist"].iloc[0]
+    explorer.page.locator(".fse-search input").fill(artist)
+    explorer.page.keyboard.press("Enter")
+    both = int(((table["style"] == "Baroque") & (table["artist"] == artist)).sum())
+    assert both < baroque
+    explorer.page.locator(".fse-match b").get_by_text(str(both), exact=True).wait_for()
+    assert explorer.match_count() == both
+
+
+def coloured(pixels: np.ndarray) -> int:
+    """Pixels of a saturated colour (points in their colour, not grey or white)."""
+    return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 40).sum())
+
+
+def test_export_holds_the_selected_images(explorer):
+    vertices, expected = a_clear_lasso(explorer)
+    explorer.lasso(vertices)
+    explorer.selected_count()
+    with explorer.page.expect_download() as download:
+        explorer.page.locator(".fse-export-csv button").click()
+    exported = pd.read_csv(download.value.path())
+    ids = explorer.data.table[ID_COLUMN].iloc[expected]
+    assert sorted(exported[ID_COLUMN]) == sorted(ids)
+    assert {"image_path", "style", "artist", "pca_x", "pca_y"} <= set(exported.columns)
+
+
+def test_the_view_lives_in_the_url(explorer, browser):
+    vertices, expected = a_clear_lasso(explorer)
+    explorer.lasso(vertices)
+    explorer.selected_count()
+    explorer.choose("fse-color-by", "artist")
+    explorer.click(5)
+    explorer.page.locator(".fse-focus .fse-card[data-row='5']").wait_for()
+    explorer.page.wait_for_function("() => window.location.search.includes('focus=5')")
+    url = explorer.page.url
+    assert re.search(r"[?&]color=artist", url) and "sel=" in url and "focus=5" in url
+
+    shared = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        again = ExplorerPage(shared, explorer.url, explorer.data.store.root)
+        shared.goto(url, wait_until="networkidle")
+        shared.locator(".fse-focus .fse-card[data-row='5']").wait_for(timeout=60_000)
+        assert again.selected_count() == len(expected)
+        assert shared.locator(".fse-color-by select").input_value() == "artist"
+    finally:
+        shared.close()
