@@ -16,6 +16,9 @@ CARD_CSS = """
 .fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 .fse-card td { word-break: break-word; }
 .fse-placeholder { color: #888; font-size: 13px; }
+.fse-why-card { display: flex; flex-direction: column; gap: 6px; font-size: 13px; }
+.fse-why-card img { width: 256px; border-radius: 4px; }
+.fse-query-message { color: #b00020; font-size: 13px; }
 .fse-tile { display: flex; flex-direction: column; align-items: center; width: 120px;
             font-size: 12px; }
 .fse-tile img { width: 112px; height: 112px; object-fit: cover; border-radius: 4px; }

@@ -40,6 +40,7 @@ class ExplorerData:
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _colours: dict[tuple[str, int], pd.Series] = field(default_factory=dict, repr=False)
+    _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
     _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
     _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
 
@@ -72,10 +73,27 @@ class ExplorerData:
         if key not in self._frames:
             xy = np.asarray(self.store.load_projection(space, method), dtype=np.float32)
             low, high = xy.min(axis=0), xy.max(axis=0)
-            half = float((high - low).max()) / 2 or 1.0
-            xy = (xy - (low + high) / 2) / half
-            self._frames[key] = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
+            self._scales[key] = ((low + high) / 2, float((high - low).max()) / 2 or 1.0)
+            self._frames[key] = pd.DataFrame(self.to_map(space, method, xy), columns=["x", "y"])
         return self._frames[key]
+
+    def to_map(self, space: SpaceKey, method: str, projected: np.ndarray) -> np.ndarray:
+        """Projection coordinates (N × 2) → map coordinates of this session's view."""
+        if (space, method) not in self._scales:
+            self.frame(space, method)
+        centre, half = self._scales[(space, method)]
+        return ((np.asarray(projected, dtype=np.float32) - centre) / half).astype(np.float32)
+
+    def place(self, space: SpaceKey, method: str, vector: np.ndarray) -> tuple[float, float]:
+        """Where a new embedding of `space` lands on the `method` map: the stored reducer's
+        own `transform` (PCA, UMAP, openTSNE), applied to the unit-length vector."""
+        import pickle
+
+        with open(self.store.reducer_path(space, method), "rb") as handle:
+            reducer = pickle.load(handle)  # written by our own project stage
+        unit = vector.astype(np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+        x, y = self.to_map(space, method, reducer.transform(unit.reshape(1, -1)))[0]
+        return float(x), float(y)
 
     def points(self, space: SpaceKey, method: str) -> PointIndex:
         """Spatial look-ups (nearest, box, lasso) on one projection."""

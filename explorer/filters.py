@@ -3,6 +3,8 @@ dimmed or hidden on the map."""
 
 from __future__ import annotations
 
+import html
+
 import panel as pn
 
 from explorer.data import ExplorerData
@@ -10,6 +12,11 @@ from explorer.state import ExplorerState
 from precompute.store import CATEGORICAL
 
 MAX_OPTIONS = 1_000  # attributes with more values than this get no value filter
+
+
+def css_name(attribute: str) -> str:
+    """A class-name-safe form of an attribute name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in attribute)
 
 
 def follow_filters(data: ExplorerData, state: ExplorerState) -> None:
@@ -29,10 +36,13 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
         counts = data.table[attribute].astype("string").value_counts()
         if len(counts) > MAX_OPTIONS:
             continue
+        # The choices widget renders option labels as HTML: show escaped labels, keep values.
+        options = {html.escape(str(value)): str(value) for value in counts.index}
         chooser = pn.widgets.MultiChoice(
-            name=attribute, options=list(counts.index), value=state.filters.get(attribute, []),
-            placeholder=f"all {attribute} values", css_classes=[f"fse-filter-{attribute}"],
-            sizing_mode="stretch_width",
+            name=attribute, options=options,  # widget titles are text, option labels HTML
+            value=state.filters.get(attribute, []),
+            placeholder=f"all {attribute} values",
+            css_classes=[f"fse-filter-{css_name(attribute)}"], sizing_mode="stretch_width",
         )
 
         def changed(event, attribute=attribute) -> None:

@@ -16,7 +16,8 @@ from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
 EXTENT = (-MAP_EXTENT, MAP_EXTENT)
-MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111"}
+MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111",
+                  "query": "#6a00d8"}
 
 
 class MapPanel(pn.viewable.Viewer):
@@ -48,7 +49,7 @@ class MapPanel(pn.viewable.Viewer):
 
         markers = hv.DynamicMap(
             self._markers,
-            streams=[hv.streams.Params(state, ["space", "method", "neighbours"]),
+            streams=[hv.streams.Params(state, ["space", "method", "neighbours", "query_point"]),
                      hv.streams.Params(self, ["hovered"])],
         )
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
@@ -67,6 +68,7 @@ class MapPanel(pn.viewable.Viewer):
             hv.opts.Points(
                 "Markers", color="kind", cmap=MARKER_COLOURS, fill_alpha=0, line_width=2.5,
                 size=14, show_legend=False,
+                marker=hv.dim("kind").categorize({"query": "star"}, default="circle"),
             ),
             hv.opts.Overlay(show_legend=False),
         )
@@ -87,19 +89,16 @@ class MapPanel(pn.viewable.Viewer):
         )
         return render_map(self.data, request)
 
-    def _markers(self, space, method, neighbours, hovered):
-        """Rings on the hovered point, the clicked point and its neighbours."""
+    def _markers(self, space, method, neighbours, query_point, hovered):
+        """Rings on the hovered point, the clicked point and its neighbours; the upload."""
         frame = self.data.frame(SpaceKey.parse(space), method)
-        rows, kinds = [int(r) for r in neighbours], []
-        kinds += ["focus"] + ["neighbour"] * (len(rows) - 1) if rows else []
-        if hovered is not None:
-            rows.append(hovered)
-            kinds.append("hover")
-        table = pd.DataFrame({
-            "x": frame["x"].to_numpy()[rows] if rows else [],
-            "y": frame["y"].to_numpy()[rows] if rows else [],
-            "kind": kinds,
-        })
+        rows = [int(r) for r in neighbours] + ([hovered] if hovered is not None else [])
+        kinds = (["focus"] + ["neighbour"] * (len(neighbours) - 1) if len(neighbours) else [])
+        kinds += ["hover"] if hovered is not None else []
+        x, y = frame["x"].to_numpy()[rows].tolist(), frame["y"].to_numpy()[rows].tolist()
+        if query_point is not None:
+            x, y, kinds = [*x, query_point[0]], [*y, query_point[1]], [*kinds, "query"]
+        table = pd.DataFrame({"x": x, "y": y, "kind": kinds})
         return hv.Points(table, kdims=["x", "y"], vdims=["kind"], group="Markers")
 
     # ------------------------------------------------------------------ events

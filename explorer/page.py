@@ -17,9 +17,11 @@ from explorer.legend import LEGEND_CSS, legend_html
 from explorer.location import build_hint
 from explorer.map_panel import MapPanel
 from explorer.neighbours import follow_focus, neighbours_panel
+from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
 from explorer.state import METHOD_LABELS, ExplorerState
 from explorer.url_state import link_to_url
+from explorer.why import why_panel
 from precompute.store import SpaceKey
 
 TITLE = "Feature Space Explorer"
@@ -35,7 +37,7 @@ class Explorer(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        pn.extension(raw_css=CSS)
+        pn.extension("filedropper", raw_css=CSS)
         self.data = load_explorer_data(str(Path(self.store).resolve()))
         self.state = new_state(self.data)
         follow_filters(self.data, self.state)
@@ -82,10 +84,12 @@ class Explorer(pn.viewable.Viewer):
             pn.pane.HTML("<b>Under the cursor</b>"), self.hover_card(),
             pn.layout.Divider(),
             pn.pane.HTML("<b>Neighbours</b>"), neighbours_panel(self.data, self.state),
+            why_panel(self.data, self.state),
             width=420, scroll=True, css_classes=["fse-side"],
         )
         tabs = pn.Tabs(
             ("Selection", selection_panel(self.data, self.state)),
+            ("Query an image", query_panel(self.data, self.state)),
             dynamic=False, sizing_mode="stretch_width", css_classes=["fse-tabs"],
         )
         return [pn.Row(self.map, side, sizing_mode="stretch_width", height=640), tabs]
@@ -100,7 +104,7 @@ class Explorer(pn.viewable.Viewer):
 
 def explorer_page(root: str | Path) -> pn.template.BaseTemplate:
     """The served page for the store at `root`, or a page saying how to build it."""
-    pn.extension(raw_css=CSS)
+    pn.extension("filedropper", raw_css=CSS)
     root = Path(root).resolve()
     if not session_allowed():
         return message_page(

@@ -45,6 +45,7 @@ class MapRequest:
     selection: np.ndarray | None = None
     mask: np.ndarray | None = None  # rows inside the filter
     hide_filtered: bool = False
+    glyph_limit: int = GLYPH_LIMIT
 
 
 def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
@@ -64,7 +65,7 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     else:
         aggregate = canvas.points(points, "x", "y", ds.count_cat("colour"))
         visible = int(aggregate.sum())
-    if visible <= GLYPH_LIMIT:
+    if visible <= request.glyph_limit:
         return _glyphs(data, request, frame, values, numeric)
     image = _shade(aggregate, values, numeric, request.hide_filtered)
     if numeric and request.mask is not None and not request.hide_filtered:
@@ -79,7 +80,8 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         else:
             selected = canvas.points(chosen, "x", "y", ds.count_cat("colour"))
         image = tf.stack(
-            tf.shade(_counts(aggregate, numeric), cmap=["#cccccc"], min_alpha=FADED_ALPHA),
+            tf.shade(_counts(aggregate, numeric), cmap=["#bbbbbb"], min_alpha=FADED_ALPHA // 2,
+                     alpha=FADED_ALPHA),
             _shade(selected, values, numeric, hide_filtered=True),
         )
     image = tf.dynspread(image, threshold=0.6, max_px=5)

@@ -91,7 +91,7 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
 
         return pn.widgets.FileDownload(
             callback=build, filename=f"selection.{kind}", label=f"Export {kind.upper()}",
-            button_type="primary", button_style="outline", width=130,
+            button_type="primary", variant="outline", width=130,
             css_classes=[f"fse-export-{kind}"],
         )
 

@@ -24,6 +24,9 @@ class ExplorerState(param.Parameterized):
     search = param.String(default="", doc="text searched in text and categorical attributes")
     hide_filtered = param.Boolean(default=False, doc="hide (not dim) points outside the filter")
     mask = param.Array(default=None, allow_None=True, doc="rows inside the filter (None: all)")
+    query_vector = param.Array(default=None, allow_None=True, doc="embedding of an upload")
+    query_point = param.Tuple(default=None, allow_None=True, length=2,
+                              doc="where the upload lands on the current map")
     x_range = param.Range(default=None, doc="viewport, map coordinates")
     y_range = param.Range(default=None, doc="viewport, map coordinates")
 

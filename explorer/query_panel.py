@@ -1,0 +1,137 @@
+"""Query a new image: upload it, see the model's label, its nearest images, and where it lands
+on the current map. The model is loaded on first use only (the app does not import torch at
+start-up), once per process and feature space."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import threading
+
+import numpy as np
+import panel as pn
+
+from explorer.cards import image_tile, placeholder
+from explorer.data import ExplorerData
+from explorer.state import ExplorerState
+from precompute.store import SpaceKey
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_PIXELS = 50_000_000  # a decompression-bomb cap for uploads, whatever the store's
+QUERY_NEIGHBOURS = 12
+_models: dict[tuple[str, SpaceKey], object] = {}
+_models_lock = threading.Lock()
+
+
+def query_model(data: ExplorerData, space: SpaceKey):
+    """The network of `space`, loaded once per process (imports torch on first use)."""
+    from precompute.query import load_query_model
+
+    key = (str(data.store.root), space)
+    with _models_lock:
+        if key not in _models:
+            _models[key] = load_query_model(data.store, space)
+        return _models[key]
+
+
+def decode_upload(data: ExplorerData, payload: bytes):
+    """The uploaded bytes as an RGB image, or ImageRejected with a reason a person can read."""
+    from precompute.images import DecodeOptions, ImageRejected, open_rgb
+
+    if len(payload) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise ImageRejected("too large", f"the upload limit is {MAX_UPLOAD_MB} MB")
+    decode = data.store.images_meta()["decode"]
+    options = DecodeOptions(
+        max_pixels=min(int(decode["max_pixels"]), MAX_UPLOAD_PIXELS),
+        crop_white_border=bool(decode["crop_white_border"]),
+    )
+    return open_rgb(io.BytesIO(payload), options)
+
+
+def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
+    """An upload box; the label, the neighbours and a marker on the map for the upload."""
+    dropper = pn.widgets.FileDropper(
+        accepted_filetypes=["image/*"], max_file_size=f"{MAX_UPLOAD_MB}MB", multiple=False,
+        css_classes=["fse-upload"], sizing_mode="stretch_width", height=140,
+    )
+    result = pn.pane.HTML(placeholder("Drop an image to see where it lands in this feature "
+                                      "space."), sizing_mode="stretch_width",
+                          css_classes=["fse-query-result"])
+    grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-query-neighbours"])
+
+    def analyse(event) -> None:
+        if not event.new:
+            return
+        name, payload = next(iter(event.new.items()))
+        payload = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) \
+            else payload
+        result.object, grid.objects = placeholder(f"Looking at {name}…"), []
+        try:
+            image = decode_upload(data, payload)
+        except Exception as exc:  # ImageRejected, or anything a hostile file provokes
+            reason = getattr(exc, "reason", "not a usable image")
+            result.object = _message(f"{name}: {reason}. Upload a JPEG, PNG or WebP photo.")
+            state.param.update(query_vector=None, query_point=None)
+            return
+        space = SpaceKey.parse(state.space)
+        try:
+            model = query_model(data, space)
+            vector, probabilities = model.embed(image)
+            rows, similarities = data.search_vector(space, vector, QUERY_NEIGHBOURS)
+            state.param.update(query_vector=vector,
+                               query_point=data.place(space, state.method, vector))
+        except Exception:
+            log.exception("query of %s failed", name)
+            result.object = _message(f"{name} could not be analysed; see the server log.")
+            return
+        result.object = _summary(data, state, name, image, model, probabilities, rows)
+        grid.objects = [
+            pn.pane.HTML(image_tile(data, row, f"{similarity:.3f} · "
+                                    f"{data.describe(row)[state.color_by]}"))
+            for row, similarity in zip(rows, similarities, strict=True)
+        ]
+
+    def follow_view(event) -> None:
+        if state.query_vector is None:
+            return
+        if event.name == "space":  # the upload's embedding belongs to the previous space
+            state.param.update(query_vector=None, query_point=None)
+            result.object, grid.objects = placeholder("Drop the image again for this space."), []
+        else:
+            state.query_point = data.place(SpaceKey.parse(state.space), state.method,
+                                            state.query_vector)
+
+    dropper.param.watch(analyse, "value")
+    state.param.watch(follow_view, ["space", "method"])
+    return pn.Column(dropper, result, grid, sizing_mode="stretch_width")
+
+
+def _summary(data, state, name, image, model, probabilities, rows) -> str:
+    """The upload's thumbnail, the model's label and the neighbours' vote."""
+    thumbnail = image.copy()
+    thumbnail.thumbnail((160, 160))
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, format="JPEG", quality=85)
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    top = int(np.argmax(probabilities))
+    label = model.classes[top] if model.classes and top < len(model.classes) else (
+        f"ImageNet class {top}")
+    votes = data.table[state.color_by].iloc[rows].astype("string").value_counts()
+    vote, share = str(votes.index[0]), votes.iloc[0] / len(rows)
+    lines = [
+        ("model's label", f"{label} ({probabilities[top]:.0%})"),
+        (f"{state.color_by} by neighbours", f"{vote} ({share:.0%} of {len(rows)})"),
+        ("on the map", f"{state.method} marker ★"),
+    ]
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                    for k, v in lines)
+    return (f"<div class='fse-card fse-query-card'><img src='{uri}' alt=''>"
+            f"<table><tr><th>file</th><td>{html.escape(name)}</td></tr>{table}</table></div>")
+
+
+def _message(text: str) -> str:
+    return f"<div class='fse-query-message'>{html.escape(text)}</div>"

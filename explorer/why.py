@@ -1,0 +1,84 @@
+"""“Why this label?”: a Grad-CAM heatmap over the clicked image, from the current space's model,
+showing which regions drove its top class."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from pathlib import Path
+
+import colorcet
+import numpy as np
+import panel as pn
+from PIL import Image
+
+from explorer.cards import placeholder
+from explorer.data import ExplorerData
+from explorer.query_panel import query_model
+from explorer.state import ExplorerState
+from precompute.store import PATH_COLUMN, SpaceKey
+
+log = logging.getLogger(__name__)
+
+OVERLAY_SIZE = 256
+HEAT_ALPHA = 0.45
+
+
+def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
+    """The image with the class-activation map laid over it in colour."""
+    base = image.convert("RGB")
+    base.thumbnail((OVERLAY_SIZE, OVERLAY_SIZE))
+    heat = Image.fromarray((cam * 255).astype(np.uint8), mode="L").resize(
+        base.size, Image.Resampling.BICUBIC
+    )
+    palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)]
+                        for c in colorcet.palette["fire"]], dtype=np.uint8)
+    coloured = Image.fromarray(palette[np.asarray(heat)], mode="RGB")
+    return Image.blend(base, coloured, HEAT_ALPHA)
+
+
+def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
+    """A button under the neighbours that explains the clicked image's label."""
+    button = pn.widgets.Button(name="Why this label? (Grad-CAM)", button_type="primary",
+                               variant="outline", css_classes=["fse-why"], disabled=True)
+    result = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-why-result"])
+
+    def explain(_event) -> None:
+        row = state.focus
+        if row is None:
+            return
+        result.object = placeholder("Computing Grad-CAM…")
+        try:
+            from precompute.images import DecodeOptions, open_rgb
+
+            meta = data.store.images_meta()
+            path = Path(meta["root"]) / data.table[PATH_COLUMN].iloc[row]
+            image = open_rgb(path, DecodeOptions(**meta["decode"]))
+            model = query_model(data, SpaceKey.parse(state.space))
+            cam, target = model.grad_cam(image)
+            _, probabilities = model.embed(image)
+        except Exception:
+            log.exception("Grad-CAM for row %s failed", row)
+            result.object = placeholder("The image could not be explained; see the server log.")
+            return
+        label = (model.classes[target] if model.classes and target < len(model.classes)
+                 else f"ImageNet class {target}")
+        buffer = io.BytesIO()
+        heatmap_overlay(image, cam).save(buffer, format="PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        result.object = (
+            f"<div class='fse-why-card' data-row='{int(row)}'><img src='{uri}' alt=''>"
+            f"<div>{html.escape(model.backbone.name)} says <b>{html.escape(label)}</b> "
+            f"({probabilities[target]:.0%}); bright regions drove that answer.</div></div>"
+        )
+
+    def follow(*_events) -> None:
+        button.disabled = state.focus is None
+        result.object = ""
+
+    button.on_click(explain)
+    state.param.watch(follow, ["focus", "space"])
+    follow()
+    return pn.Column(button, result, sizing_mode="stretch_width")

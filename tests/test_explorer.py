@@ -1,0 +1,99 @@
+"""The explorer's data layer without a browser: look-ups, filters, links, placing new points,
+and the explorer as a notebook object."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import panel as pn
+import pytest
+
+from explorer.data import load_explorer_data
+from explorer.geometry import PointIndex
+from explorer.url_state import decode_rows, encode_rows
+from precompute.store import SpaceKey
+from tests.browser.explorer_page import points_inside
+
+SPACE = SpaceKey("pretrained", "penultimate")
+
+
+def test_lasso_rows_match_the_even_odd_rule_on_random_points():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(-1, 1, size=(3_000, 2)).astype(np.float32)
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 11))
+    radii = rng.uniform(0.3, 0.9, 11)
+    polygon = np.column_stack([radii * np.cos(angles), radii * np.sin(angles)])
+    index = PointIndex(points)
+    found = set(index.in_polygon(polygon[:, 0], polygon[:, 1]).tolist())
+    expected = set(np.flatnonzero(points_inside(polygon, points)).tolist())
+    assert len(expected) > 300
+    assert len(found ^ expected) <= 2  # rasterised at 1/4096 of the lasso: boundary only
+
+
+def test_nearest_point_respects_the_radius_and_the_filter():
+    index = PointIndex(np.array([[0, 0], [1, 0], [0.05, 0]], dtype=np.float32))
+    assert index.nearest(0.01, 0, radius=0.1) == 0
+    assert index.nearest(0.5, 0.5, radius=0.1) is None
+    assert index.nearest(0.01, 0, radius=0.1, among=np.array([False, True, True])) == 2
+
+
+def test_selection_round_trips_through_the_url():
+    rows = np.array([0, 3, 4, 9, 1_000_000, 2_500_000])
+    assert decode_rows(encode_rows(rows), 3_000_000).tolist() == rows.tolist()
+    assert decode_rows(encode_rows(rows), 10).tolist() == [0, 3, 4, 9]
+    assert decode_rows("not base64 at all!", 10).tolist() == []
+
+
+def test_filters_and_search_combine(built_store):
+    data = load_explorer_data(str(built_store.resolve()))
+    styles = data.table["style"].astype(str)
+    mask = data.filter_mask({"style": ["Baroque", "Rococo"]}, "")
+    assert mask.sum() == styles.isin(["Baroque", "Rococo"]).sum()
+    artist = data.table.loc[styles == "Rococo", "artist"].iloc[0]
+    both = data.filter_mask({"style": ["Baroque", "Rococo"]}, artist.upper())
+    assert both.sum() == ((styles == "Rococo") & (data.table["artist"] == artist)).sum()
+    assert data.filter_mask({}, "") is None
+
+
+def test_a_stored_image_is_placed_on_its_own_point(built_store):
+    data = load_explorer_data(str(built_store.resolve()))
+    vector = np.asarray(data.store.load_embeddings(SPACE)[7], dtype=np.float32)
+    x, y = data.place(SPACE, "pca", vector)
+    assert np.allclose((x, y), data.coords(SPACE, "pca")[7], atol=1e-3)
+
+
+def test_the_explorer_renders_outside_a_server_as_in_a_notebook(built_store):
+    from explorer.page import Explorer
+
+    explorer = Explorer(store=str(built_store))
+    root = pn.panel(explorer).get_root()
+    assert root is not None and len(list(root.references())) > 50
+    assert explorer.state.space == str(SPACE)
+
+
+@pytest.mark.parametrize("attribute", ["style", "year"])
+def test_few_points_in_view_are_drawn_as_glyphs(built_store, attribute):
+    from explorer.scatter import MapRequest, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    extent = (-1.05, 1.05)
+    overlay = render_map(data, MapRequest(str(SPACE), "pca", attribute, extent, extent, 40, 30))
+    assert len(overlay.get(1)) == 66
+
+
+@pytest.mark.parametrize("attribute", ["style", "year"])
+def test_the_image_fades_everything_but_the_selection(built_store, attribute):
+    from explorer.scatter import MapRequest, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    extent = (-1.05, 1.05)
+    request = MapRequest(str(SPACE), "pca", attribute, extent, extent, 200, 150, glyph_limit=0)
+    overlay = render_map(data, request)
+    assert len(overlay.get(1)) == 0  # many points in view (limit 0): an image, no glyphs
+    painted = overlay.get(0).dimension_values("A", flat=False) > 0
+    assert painted.sum() > 66
+    chosen = np.arange(10)
+    faded = render_map(data, dataclasses.replace(request, selection=chosen)).get(0)
+    strong = faded.dimension_values("A", flat=False) >= 120
+    assert 0 < strong.sum() < painted.sum() / 2, "only the selected points keep full colour"
