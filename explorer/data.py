@@ -40,6 +40,7 @@ class ExplorerData:
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _colours: dict[tuple[str, int], pd.Series] = field(default_factory=dict, repr=False)
+    _counts: dict[str, pd.Series] = field(default_factory=dict, repr=False)
     _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
     _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
     _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
@@ -104,23 +105,35 @@ class ExplorerData:
 
     # ------------------------------------------------------------------ colours
     def colour_values(self, attribute: str, top: int) -> pd.Series:
-        """The attribute as the colour channel: categories beyond the `top` most frequent become
-        OTHER (ordered by frequency); numbers stay numbers."""
+        """The attribute as the colour channel: categories ordered by frequency, those beyond
+        the `top` most frequent merged into OTHER; numbers stay numbers. Works on category
+        codes, so it stays fast at millions of rows."""
         key = (attribute, top)
         if key not in self._colours:
             values = self.table[attribute]
             if self.kinds[attribute] == NUMERIC:
                 self._colours[key] = values.astype("float32")
             else:
-                values = values.astype("string")
-                counts = values.value_counts(sort=True)
-                keep = list(counts.index[:top])
+                counts = self.value_counts(attribute)
+                keep = [str(c) for c in counts.index[:top]]
                 categories = keep + ([OTHER] if len(counts) > top else [])
-                reduced = values.where(values.isin(keep), OTHER) if len(counts) > top else values
+                position = {category: i for i, category in enumerate(keep)}
+                recode = np.array(
+                    [position.get(str(c), len(keep)) for c in values.cat.categories],
+                    dtype=np.int32,
+                )
+                codes = recode[values.cat.codes.to_numpy()]
                 self._colours[key] = pd.Series(
-                    pd.Categorical(reduced, categories=categories), index=values.index
+                    pd.Categorical.from_codes(codes, categories=categories), index=values.index
                 )
         return self._colours[key]
+
+    def value_counts(self, attribute: str) -> pd.Series:
+        """How many images have each value of a categorical attribute, most frequent first."""
+        if attribute not in self._counts:
+            counts = self.table[attribute].value_counts(sort=True)
+            self._counts[attribute] = counts[counts > 0]
+        return self._counts[attribute]
 
     # ------------------------------------------------------------------ filters
     def filter_mask(self, filters: dict[str, list[str]], search: str) -> np.ndarray | None:
@@ -128,7 +141,7 @@ class ExplorerData:
         mask = None
         for attribute, values in filters.items():
             if values and attribute in self.kinds:
-                keep = self.table[attribute].astype("string").isin(values).to_numpy()
+                keep = self.table[attribute].isin(values).to_numpy()
                 mask = keep if mask is None else mask & keep
         if search.strip():
             found = np.zeros(len(self.table), dtype=bool)

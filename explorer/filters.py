@@ -33,7 +33,7 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """A value filter per categorical attribute, a text search, dim/hide, and the match count."""
     choosers = []
     for attribute in data.attributes_of(CATEGORICAL):
-        counts = data.table[attribute].astype("string").value_counts()
+        counts = data.value_counts(attribute)
         if len(counts) > MAX_OPTIONS:
             continue
         # The choices widget renders option labels as HTML: show escaped labels, keep values.

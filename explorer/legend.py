@@ -8,8 +8,9 @@ from __future__ import annotations
 import html
 
 import numpy as np
+import pandas as pd
 
-from explorer.colours import NUMERIC_CMAP, TOP_CATEGORIES, category_colours
+from explorer.colours import NUMERIC_CMAP, TOP_CATEGORIES, category_colours, numeric_span
 from explorer.data import ExplorerData
 from precompute.store import NUMERIC
 
@@ -18,11 +19,11 @@ def legend_html(data: ExplorerData, attribute: str) -> str:
     """HTML for the legend of `attribute` over the whole store."""
     title = f"<div class='fse-legend-title'>{html.escape(attribute)}</div>"
     if data.kinds[attribute] == NUMERIC:
-        return title + _colour_bar(data.table[attribute].to_numpy(dtype=float))
+        return title + _colour_bar(data.table[attribute])
     values = data.colour_values(attribute, TOP_CATEGORIES)
     counts = values.value_counts(sort=False)
     colours = category_colours(list(values.cat.categories))
-    distinct = data.table[attribute].nunique()
+    distinct = len(data.value_counts(attribute))
     rows = "".join(
         "<div class='fse-legend-row'>"
         f"<span class='fse-swatch' style='background:{colours[category]}'></span>"
@@ -39,16 +40,17 @@ def legend_html(data: ExplorerData, attribute: str) -> str:
     return title + rows + note
 
 
-def _colour_bar(values: np.ndarray) -> str:
-    present = values[~np.isnan(values)]
-    if not len(present):
+def _colour_bar(values: pd.Series) -> str:
+    """A gradient over the same span the map's colours use, and the count without a value."""
+    if values.dropna().empty:
         return "<div class='fse-legend-note'>no values</div>"
+    low, high = numeric_span(values)
     stops = ", ".join(NUMERIC_CMAP[i] for i in np.linspace(0, len(NUMERIC_CMAP) - 1, 8, dtype=int))
-    missing = len(values) - len(present)
+    missing = int(values.isna().sum())
     return (
         f"<div class='fse-colour-bar' style='background:linear-gradient(to right, {stops})'>"
         "</div><div class='fse-legend-range'>"
-        f"<span>{present.min():g}</span><span>{present.max():g}</span></div>"
+        f"<span>{low:g}</span><span>{high:g}</span></div>"
         + (f"<div class='fse-legend-note'>{missing:,} without a value</div>" if missing else "")
     )
 

@@ -59,9 +59,10 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     )
     colour = _colour_column(values, request.mask, numeric)
     points = frame.assign(colour=colour)
-    if numeric:
-        aggregate = canvas.points(points, "x", "y", ds.mean("colour"))
-        visible = int(canvas.points(frame, "x", "y", ds.count()).sum())
+    if numeric:  # one pass: the mean colour and how many points each pixel holds
+        both = canvas.points(points, "x", "y", ds.summary(mean=ds.mean("colour"),
+                                                          count=ds.count()))
+        aggregate, visible = both["mean"], int(both["count"].sum())
     else:
         aggregate = canvas.points(points, "x", "y", ds.count_cat("colour"))
         visible = int(aggregate.sum())

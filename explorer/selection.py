@@ -41,8 +41,9 @@ def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray) -> s
             )
             + "</table>"
         )
-    selected = column.iloc[rows].astype("string").value_counts()
-    overall = column.astype("string").value_counts()
+    selected = column.iloc[rows].value_counts()
+    selected = selected[selected > 0]
+    overall = data.value_counts(attribute)
     body = []
     for value, count in selected.head(COUNT_ROWS).items():
         share, base = count / len(rows), overall[value] / len(column)

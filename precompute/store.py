@@ -6,7 +6,7 @@ Precompute writes through it and the explorer reads through it. Layout (format v
     config.json                        the run config of the latest `precompute` run
     images.parquet (+ images.json)     accepted images; row i is row i of every array below
     rejected.parquet                   excluded files with the reason
-    thumbs/part-NNNNN.bin + .offsets.npy + thumbs.json
+    thumbs/part-NNNNN.bin + .spans.npy + thumbs.json   JPEG bytes; (start, length) per row
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
     spaces/<model>/<layer>/index.faiss (+ .json)
@@ -194,9 +194,10 @@ class Store:
         return self.thumbs_dir / "thumbs.json"
 
     def thumb_shard_paths(self, shard: int) -> tuple[Path, Path]:
-        """The bytes file and the offsets array of one thumbnail shard."""
+        """The bytes file of one thumbnail shard and its spans: a (rows × 2) int64 array of
+        (start, length) per row, so identical thumbnails can share their bytes."""
         stem = self.thumbs_dir / f"part-{shard:05d}"
-        return stem.with_suffix(".bin"), stem.with_suffix(".offsets.npy")
+        return stem.with_suffix(".bin"), stem.with_suffix(".spans.npy")
 
     def space_dir(self, space: SpaceKey) -> Path:
         return self.root / "spaces" / space.model / space.layer
@@ -335,12 +336,11 @@ class Store:
         if self.meta(self.thumbs_path) is None:
             raise StoreError(f"{self.root} has no thumbnails; run `precompute thumbs`")
         shard, offset = divmod(int(row), THUMB_SHARD_ROWS)
-        bin_path, offsets_path = self.thumb_shard_paths(shard)
-        offsets = np.load(offsets_path, mmap_mode="r")
-        start, end = int(offsets[offset]), int(offsets[offset + 1])
+        bin_path, spans_path = self.thumb_shard_paths(shard)
+        start, length = (int(v) for v in np.load(spans_path, mmap_mode="r")[offset])
         with open(bin_path, "rb") as handle:
             handle.seek(start)
-            return handle.read(end - start)
+            return handle.read(length)
 
 
 def jsonable(data: Any) -> Any:

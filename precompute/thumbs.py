@@ -1,6 +1,6 @@
 """Thumbs stage: a small JPEG of every accepted image, packed into shards the explorer reads by row.
 
-Shards of `THUMB_SHARD_ROWS` images are written whole (bytes, then offsets), so an interrupted
+Shards of `THUMB_SHARD_ROWS` images are written whole (bytes, then spans), so an interrupted
 run keeps finished shards and redoes at most one.
 """
 
@@ -61,7 +61,10 @@ def run_thumbs(
 ) -> ThumbsSummary:
     """Write every missing shard of thumbnails."""
     meta = store.images_meta()
-    recipe = {"thumbnails": asdict(config), "images": meta["fingerprint"], "decode": meta["decode"]}
+    recipe = {
+        "thumbnails": asdict(config), "images": meta["fingerprint"], "decode": meta["decode"],
+        "layout": "spans",
+    }
     if not force and store.is_current(store.thumbs_path, recipe):
         return ThumbsSummary(meta["count"], 0)
     # Shards from another recipe must go before new ones are written beside them.
@@ -102,9 +105,10 @@ def _rows_in(shards: list[int], total: int) -> int:
 
 
 def _write_shard(store: Store, shard: int, blobs: list[bytes]) -> None:
-    bin_path, offsets_path = store.thumb_shard_paths(shard)
+    """Bytes first, then the spans that make the shard count as written."""
+    bin_path, spans_path = store.thumb_shard_paths(shard)
     with atomic_path(bin_path) as tmp:
         tmp.write_bytes(b"".join(blobs))
-    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(b) for b in blobs])
-    store.write_array(offsets_path, offsets)
+    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    store.write_array(spans_path, np.column_stack([starts, lengths]))
