@@ -82,7 +82,9 @@ class ProjectionConfig:
 class IndexConfig:
     """Nearest-neighbour index settings."""
 
-    exact_below: int = 200_000  # exact (flat) search below this many vectors, HNSW above
+    exact_below: int = 200_000  # exact (flat) search below this many vectors, IVF above
+    target_recall: float = 0.95  # IVF probes enough lists to reach this recall@10
+    max_lists: int = 16_384  # IVF inverted lists (4·√n, at most this)
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """Index stage: a FAISS index per feature space for cosine nearest neighbours.
 
 Vectors are L2-normalised, so inner product equals cosine similarity. Below
-`IndexConfig.exact_below` vectors the index is exact (flat); above it, HNSW. When FAISS reports
-GPUs, searches run on a GPU copy of the index (`searchable`); the stored index is always the CPU
-form, so any machine can read the store.
+`IndexConfig.exact_below` vectors the index is exact (flat). Above it, an inverted-file index
+(IVF) whose number of probed lists is calibrated at build time: the smallest `nprobe` whose
+recall@10 against exact search, on a sample of the set's own vectors, reaches
+`IndexConfig.target_recall`. The recall reached is recorded in the sidecar. When FAISS reports
+GPUs, searches run on a GPU copy of a flat index (`searchable`); the stored index is always the
+CPU form, so any machine can read the store.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from precompute.store import SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
 
-HNSW_LINKS = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+CALIBRATION_QUERIES = 500
+RECALL_AT = 10
+TRAINING_PER_LIST = 64  # k-means training points per inverted list
 
 
 @dataclass
@@ -38,17 +41,66 @@ class IndexSummary:
         return f"index: {len(self.made)} made ({kinds})"
 
 
-def build_index(vectors: np.ndarray, exact_below: int) -> faiss.Index:
-    """An inner-product index over unit vectors: exact below `exact_below` rows, HNSW above."""
-    dim = vectors.shape[1]
-    if len(vectors) < exact_below:
+@dataclass
+class BuiltIndex:
+    index: faiss.Index
+    recall: float  # recall@10 against exact search (1.0 for exact indexes)
+    nprobe: int | None = None
+
+
+def build_index(vectors: np.ndarray, config: IndexConfig, seed: int = 0) -> BuiltIndex:
+    """An inner-product index over unit vectors: exact below `exact_below` rows, calibrated
+    IVF above."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    count, dim = vectors.shape
+    if count < config.exact_below:
         index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+        index.add(vectors)
+        return BuiltIndex(index, 1.0)
+    lists = int(min(config.max_lists, max(16, 4 * np.sqrt(count))))
+    rng = np.random.default_rng(seed)
+    training = vectors[np.sort(rng.choice(count, min(count, lists * TRAINING_PER_LIST),
+                                          replace=False))]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.train(training)
+    index.add(vectors)
+    nprobe, recall = calibrate_nprobe(index, vectors, config.target_recall, rng)
+    index.nprobe = nprobe
+    return BuiltIndex(index, recall, nprobe)
+
+
+def calibrate_nprobe(index: faiss.IndexIVF, vectors: np.ndarray, target: float,
+                     rng: np.random.Generator) -> tuple[int, float]:
+    """The smallest power-of-two nprobe whose recall@10 on sampled queries reaches `target`.
+    The queries are the set's own vectors, so each one's own entry is left out of both result
+    lists: finding itself is free and would flatter the recall."""
+    picked = rng.choice(len(vectors), min(CALIBRATION_QUERIES, len(vectors)), replace=False)
+    queries = vectors[picked]
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(queries, RECALL_AT + 1)
+    truth = without_own(truth, picked)
+    nprobe, recall = 1, 0.0
+    while True:
+        index.nprobe = nprobe
+        _, found = index.search(queries, RECALL_AT + 1)
+        recall = recall_at(without_own(found, picked), truth)
+        if recall >= target or nprobe >= index.nlist:
+            return nprobe, recall
+        nprobe *= 2
+
+
+def without_own(results: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Each row's first RECALL_AT results other than the query's own row (for queries taken
+    from the indexed set itself)."""
+    return np.array([[r for r in row if r != self][:RECALL_AT]
+                     for row, self in zip(results.tolist(), own.tolist(), strict=True)])
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the true neighbours that were found (rows are queries)."""
+    hits = sum(len(set(f) & set(t)) for f, t in zip(found.tolist(), truth.tolist(), strict=True))
+    return hits / truth.size
 
 
 def searchable(index: faiss.Index) -> faiss.Index:
@@ -72,17 +124,19 @@ def run_index(
     for space in spaces or store.spaces():
         path = store.index_path(space)
         source = store.meta(store.embeddings_path(space))
-        recipe = {"embeddings": source["recipe"], "exact_below": config.exact_below}
+        recipe = {"embeddings": source["recipe"], "exact_below": config.exact_below,
+                  "target_recall": config.target_recall, "max_lists": config.max_lists}
         if not force and store.is_current(path, recipe):
             summary.up_to_date += 1
             continue
         began = time.perf_counter()
-        index = build_index(normalised(store.load_embeddings(space)), config.exact_below)
+        built = build_index(normalised(store.load_embeddings(space)), config)
         with atomic_path(path) as tmp:
-            faiss.write_index(index, str(tmp))
+            faiss.write_index(built.index, str(tmp))
         store.commit(
-            path, recipe, kind=index_kind(index), metric="cosine", count=index.ntotal,
-            dim=index.d, seconds=round(time.perf_counter() - began, 2),
+            path, recipe, kind=index_kind(built.index), metric="cosine",
+            count=built.index.ntotal, dim=built.index.d, recall_at_10=round(built.recall, 4),
+            nprobe=built.nprobe, seconds=round(time.perf_counter() - began, 2),
         )
-        summary.made[str(space)] = index_kind(index)
+        summary.made[str(space)] = index_kind(built.index)
     return summary

@@ -31,8 +31,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class AppUrl(str):
+    """The served app's URL; `pid` is the server's process id (for memory measurements)."""
+
+    pid: int
+
+
 @contextlib.contextmanager
-def panel_server(store: Path, *extra: str) -> Iterator[str]:
+def panel_server(store: Path, *extra: str) -> Iterator[AppUrl]:
     """Run `panel serve app --args --store STORE` on a free port; yield the app's URL."""
     port = free_port()
     log = (ARTIFACTS / f"panel-serve-{port}.log")
@@ -43,7 +49,8 @@ def panel_server(store: Path, *extra: str) -> Iterator[str]:
     ]
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/app"
+    url = AppUrl(f"http://127.0.0.1:{port}/app")
+    url.pid = process.pid
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print tables; results in docs/benchmarks.md."""

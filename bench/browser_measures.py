@@ -1,0 +1,111 @@
+"""Benchmark measures taken in a real browser against a real `panel serve`: first paint, hover
+and lasso as a person sees them, and memory per extra browser session."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.measures import Row, p95, row
+from tests.browser.explorer_page import ExplorerPage
+from tests.browser.server import chromium, panel_server
+
+EXTRA_SESSIONS = 5
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def painted(explorer: ExplorerPage) -> bool:
+    pixels = explorer.map_pixels()
+    return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 40).sum()) > 500
+
+
+def open_and_paint(browser, url: str, store: Path) -> tuple[ExplorerPage, float]:
+    """A new page on the app; milliseconds from navigation to the first coloured map."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    began = time.perf_counter()
+    explorer = ExplorerPage(page, url, store)
+    page.goto(url)
+    page.locator(".fse-map canvas").first.wait_for(state="visible")
+    while not painted(explorer):
+        page.wait_for_timeout(25)
+    return explorer, (time.perf_counter() - began) * 1000
+
+
+def browser_measures(store: Path, label_n: int, dim: int | None) -> list[Row]:
+    """First paint, end-to-end hover and lasso, and per-session memory on one store."""
+    rows: list[Row] = []
+    with panel_server(store) as url, chromium() as browser:
+        explorer, _ = open_and_paint(browser, url, store)  # warm: kernels, caches, hover index
+        explorer.page.close()
+        explorer, first_paint = open_and_paint(browser, url, store)
+        rows.append(row("page load to first map paint (browser)", label_n, dim, first_paint,
+                        "ms", 2000 if label_n >= 1_000_000 else None))
+        rows.append(row("hover to card shown (browser)", label_n, dim,
+                        p95(hover_times(explorer)), "ms p95"))
+        rows.append(row("lasso to selection shown (browser)", label_n, dim,
+                        statistics.median(lasso_times(explorer)), "ms"))
+        baseline = rss_mb(url.pid)
+        pages = [open_and_paint(browser, url, store)[0] for _ in range(EXTRA_SESSIONS)]
+        rows.append(row("server memory per extra browser session", label_n, dim,
+                        (rss_mb(url.pid) - baseline) / EXTRA_SESSIONS, "MiB",
+                        30 if label_n >= 1_000_000 else None))
+        for extra in pages:
+            extra.page.close()
+    return rows
+
+
+def hover_times(explorer: ExplorerPage, count: int = 20) -> list[float]:
+    """Milliseconds from the pointer arriving over a point to the card showing an image other
+    than the one shown before."""
+    rng = np.random.default_rng(2)
+    coords = explorer.coords()
+    inside = np.flatnonzero((np.abs(coords[:, 0]) < 0.9) & (np.abs(coords[:, 1]) < 0.9))
+    card = explorer.page.locator(".fse-hover .fse-card")
+    times = []
+    for row_number in rng.choice(inside, count, replace=False):
+        shown = card.first.get_attribute("data-row") if card.count() else None
+        x, y = explorer.to_screen(*(float(v) for v in coords[row_number]))
+        began = time.perf_counter()
+        explorer.page.mouse.move(x, y)
+        deadline = began + 10
+        while time.perf_counter() < deadline:
+            if card.count() and card.first.get_attribute("data-row") not in (None, shown):
+                break
+            explorer.page.wait_for_timeout(5)
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def lasso_times(explorer: ExplorerPage, count: int = 5) -> list[float]:
+    """Milliseconds from releasing a drawn lasso to the selection count changing."""
+    frame = explorer.frame()
+    cx, cy = frame["left"] + frame["width"] / 2, frame["top"] + frame["height"] / 2
+    header = explorer.page.locator(".fse-selection-header b")
+    explorer.tool("Lasso Select")
+    times = []
+    for attempt in range(count):
+        radius = 40 + 15 * attempt
+        angles = np.linspace(0, 2 * np.pi, 13)[:-1]
+        vertices = [(cx + radius * np.cos(a), cy + radius * np.sin(a)) for a in angles]
+        before = header.inner_text() if header.count() else ""
+        explorer.page.mouse.move(*vertices[0])
+        explorer.page.mouse.down()
+        for vertex in [*vertices[1:], vertices[0]]:
+            explorer.page.mouse.move(*vertex, steps=4)
+        began = time.perf_counter()
+        explorer.page.mouse.up()
+        while not header.count() or header.inner_text() == before:
+            explorer.page.wait_for_timeout(5)
+        times.append((time.perf_counter() - began) * 1000)
+    return times

@@ -1,0 +1,169 @@
+"""Synthetic stores for benchmarks: clustered embeddings, a clustered 2D map, several attributes
+and thumbnails reused across ids, written through the store module so the explorer and every
+stage read them like any other store.
+
+    python bench/synthetic.py --rows 1000000 --dim 512 --out bench/stores/1m
+
+The 2D map is generated with the clusters (a stand-in for a UMAP layout: what rendering, hover
+and lasso are measured on); `--zero-embeddings` writes the embedding array as a sparse file of
+zeros, for sizes where only the map is measured (10M × 512 would be 10 GB of real values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from precompute.config import ThumbnailConfig  # noqa: E402
+from precompute.images import DecodeOptions  # noqa: E402
+from precompute.store import (  # noqa: E402
+    CATEGORICAL,
+    ID_COLUMN,
+    NUMERIC,
+    PATH_COLUMN,
+    TEXT,
+    THUMB_SHARD_ROWS,
+    SpaceKey,
+    Store,
+    atomic_path,
+    fingerprint,
+)
+from precompute.thumbs import make_thumbnail  # noqa: E402
+
+SPACE = SpaceKey("synthetic", "penultimate")
+METHOD = "umap"
+CHUNK = 250_000
+SAMPLE_IMAGES = REPO / "sample_data" / "wikiart"
+
+
+def make_store(root: Path, rows: int, dim: int, clusters: int = 64, seed: int = 0,
+               zero_embeddings: bool = False, index: bool = True) -> Store:
+    """Write a complete synthetic store of `rows` images at `root`."""
+    rng = np.random.default_rng(seed)
+    store = Store.create(root)
+    labels = rng.integers(0, clusters, rows).astype(np.int32)
+    _write_images(store, rows, labels, rng)
+    _write_map(store, labels, clusters, rng)
+    _write_embeddings(store, labels, clusters, dim, rng, zero_embeddings)
+    _write_thumbnails(store, rows)
+    if index and not zero_embeddings:
+        from precompute.config import IndexConfig
+        from precompute.index import run_index
+
+        run_index(store, IndexConfig(), spaces=[SPACE])
+    return store
+
+
+def _write_images(store: Store, rows: int, labels: np.ndarray, rng: np.random.Generator) -> None:
+    paintings = sorted(p.relative_to(SAMPLE_IMAGES).as_posix()
+                       for p in SAMPLE_IMAGES.rglob("*.jpg"))
+    ids = np.char.mod("%016x", np.arange(rows, dtype=np.int64))
+    groups = [f"group {i:02d}" for i in range(labels.max() + 1)]
+    colours = [f"colour {i}" for i in range(20)]
+    table = pa.table({
+        ID_COLUMN: pa.array(ids),
+        PATH_COLUMN: pa.DictionaryArray.from_arrays(
+            pa.array(np.arange(rows) % len(paintings), pa.int32()), pa.array(paintings)),
+        "group": pa.DictionaryArray.from_arrays(pa.array(labels), pa.array(groups)),
+        "category": pa.DictionaryArray.from_arrays(
+            pa.array(labels % 8), pa.array([f"category {i}" for i in range(8)])),
+        "colour": pa.DictionaryArray.from_arrays(
+            pa.array(rng.integers(0, 20, rows).astype(np.int32)), pa.array(colours)),
+        "year": pa.array(np.round(1900 + 120 * rng.random(rows))),
+        "title": pa.array(np.char.add("item ", np.arange(rows).astype(str))),
+    })
+    with atomic_path(store.images_path) as tmp:
+        pq.write_table(table, tmp)
+    kinds = {"group": CATEGORICAL, "category": CATEGORICAL, "colour": CATEGORICAL,
+             "year": NUMERIC, "title": TEXT}
+    store.commit(
+        store.images_path, {"synthetic": rows}, count=rows, rejected=0, reasons={},
+        attributes=kinds, root=str(SAMPLE_IMAGES), fingerprint=fingerprint(ids[:1000]),
+        decode=DecodeOptions().__dict__,
+    )
+
+
+def _write_map(store: Store, labels: np.ndarray, clusters: int, rng: np.random.Generator) -> None:
+    centres = rng.uniform(-8, 8, size=(clusters, 2)).astype(np.float32)
+    spread = rng.uniform(0.2, 0.9, size=(clusters, 2)).astype(np.float32)
+    path = store.projection_path(SPACE, METHOD)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        coords = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                           shape=(len(labels), 2))
+        for start in range(0, len(labels), CHUNK):
+            part = labels[start:start + CHUNK]
+            noise = rng.standard_normal((len(part), 2), dtype=np.float32)
+            coords[start:start + CHUNK] = centres[part] + noise * spread[part]
+        coords.flush()
+        del coords
+    store.commit(path, {"synthetic layout": True}, count=len(labels))
+
+
+def _write_embeddings(store: Store, labels: np.ndarray, clusters: int, dim: int,
+                      rng: np.random.Generator, zero: bool) -> None:
+    path = store.embeddings_path(SPACE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    with atomic_path(path) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                          shape=(len(labels), dim))
+        if not zero:  # a sparse file of zeros otherwise: no disk, no time
+            for start in range(0, len(labels), CHUNK):
+                part = labels[start:start + CHUNK]
+                noise = rng.standard_normal((len(part), dim), dtype=np.float32)
+                array[start:start + CHUNK] = centres[part] + 0.8 * noise
+        array.flush()
+        del array
+    store.commit(path, {"synthetic": True, "dim": dim, "zero": zero}, dim=dim,
+                 count=len(labels), backbone="synthetic", weights="none")
+
+
+def _write_thumbnails(store: Store, rows: int) -> None:
+    """One file of the sample paintings' thumbnails, shared by every shard through links."""
+    paintings = sorted(SAMPLE_IMAGES.rglob("*.jpg"))
+    blobs = [make_thumbnail(p, DecodeOptions(), ThumbnailConfig()) for p in paintings]
+    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    store.thumbs_dir.mkdir(parents=True, exist_ok=True)
+    first_bin, _ = store.thumb_shard_paths(0)
+    with atomic_path(first_bin) as tmp:
+        tmp.write_bytes(b"".join(blobs))
+    for shard in range((rows + THUMB_SHARD_ROWS - 1) // THUMB_SHARD_ROWS):
+        bin_path, spans_path = store.thumb_shard_paths(shard)
+        if shard:
+            bin_path.unlink(missing_ok=True)
+            os.link(first_bin, bin_path)
+        index = np.arange(shard * THUMB_SHARD_ROWS,
+                          min(rows, (shard + 1) * THUMB_SHARD_ROWS)) % len(blobs)
+        store.write_array(spans_path, np.column_stack([starts[index], lengths[index]]))
+    store.commit(store.thumbs_path, {"synthetic": rows}, count=rows, size=128)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--zero-embeddings", action="store_true")
+    parser.add_argument("--no-index", action="store_true")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    make_store(Path(args.out), args.rows, args.dim, zero_embeddings=args.zero_embeddings,
+               index=not args.no_index)
+    print(f"wrote {args.rows:,} rows to {args.out} in {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

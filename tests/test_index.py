@@ -1,0 +1,47 @@
+"""The nearest-neighbour index chosen by size returns what exact search returns."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from precompute.config import IndexConfig
+from precompute.index import build_index, recall_at
+from precompute.project import normalised
+
+
+def clustered(count: int, dim: int, seed: int, draw: int = 0) -> np.ndarray:
+    """Unit vectors around 40 centres fixed by `seed`; `draw` picks another sample of points."""
+    centres = np.random.default_rng(seed).standard_normal((40, dim)).astype(np.float32)
+    rng = np.random.default_rng([seed, draw])
+    labels = rng.integers(0, 40, count)
+    return normalised(centres[labels] + 0.9 * rng.standard_normal((count, dim)))
+
+
+def test_small_sets_get_exact_search():
+    vectors = clustered(2_000, 64, seed=1)
+    built = build_index(vectors, IndexConfig(exact_below=5_000))
+    assert isinstance(built.index, faiss.IndexFlatIP) and built.recall == 1.0
+
+
+def test_large_sets_get_an_ivf_index_whose_recall_meets_the_bound_on_new_queries():
+    vectors = clustered(30_000, 64, seed=2)
+    config = IndexConfig(exact_below=10_000, target_recall=0.95)
+    built = build_index(vectors, config)
+    assert isinstance(built.index, faiss.IndexIVFFlat)
+    assert built.recall >= 0.95 and 1 <= built.nprobe < built.index.nlist
+
+    # Fresh queries from the same distribution, not the calibration sample.
+    queries = clustered(300, 64, seed=2, draw=1)
+    exact = faiss.IndexFlatIP(64)
+    exact.add(vectors)
+    _, truth = exact.search(queries, 10)
+    _, found = built.index.search(queries, 10)
+    assert recall_at(found, truth) >= 0.93
+
+
+def test_the_calibrated_probe_count_survives_writing_and_reading(tmp_path):
+    vectors = clustered(20_000, 32, seed=4)
+    built = build_index(vectors, IndexConfig(exact_below=1_000))
+    faiss.write_index(built.index, str(tmp_path / "index.faiss"))
+    assert faiss.read_index(str(tmp_path / "index.faiss")).nprobe == built.nprobe
