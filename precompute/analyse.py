@@ -75,7 +75,7 @@ def run_analyse(
     attributes = analysed_attributes(config, images["attributes"])
     table = store.read_images(attributes)
     pairs = conditional_pairs(config, table, attributes)
-    sample = analysed_rows(len(table), config.sample, config.seed)
+    sample = analysed_rows(split_rows(store, config.split, len(table)), config.sample, config.seed)
     groupings = plan_groupings(table, attributes, pairs, sample, config.min_class_size)
 
     summary = AnalyseSummary()
@@ -153,12 +153,36 @@ def known_values(column: pd.Series) -> pd.Series:
     return column.notna() & (column.astype("string") != MISSING)
 
 
-def analysed_rows(count: int, sample: int, seed: int) -> np.ndarray:
-    """Every row, or a seeded random `sample` of them (ascending) when the set is larger; the
-    same rows in every space, so spaces are compared on the same images."""
-    if count <= sample:
+def split_rows(store: Store, split: str, count: int) -> np.ndarray:
+    """The rows in part `split` ("target/part") of a fine-tuning split, or every row for ""."""
+    if not split:
         return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size=sample, replace=False))
+    target, _, part = split.partition("/")
+    path = store.split_path(target)
+    if not part or store.meta(path) is None:
+        raise ConfigError(
+            f"[analysis] split = {split!r}: " + (
+                "expected target/part, e.g. style/test" if not part else
+                f"the store has no split of {target} ({path}); run the train stage for that "
+                "target first, or set split = \"\" to score every image"
+            )
+        )
+    parts = pd.read_parquet(path, columns=["split"])["split"]
+    rows = np.flatnonzero((parts == part).to_numpy())
+    if not len(rows):
+        raise ConfigError(
+            f"[analysis] split = {split!r}: no image is in part {part!r}; the parts are "
+            f"{', '.join(sorted(parts.unique()))}"
+        )
+    return rows
+
+
+def analysed_rows(rows: np.ndarray, sample: int, seed: int) -> np.ndarray:
+    """`rows`, or a seeded random `sample` of them (ascending) when there are more; the same
+    rows in every space, so spaces are compared on the same images."""
+    if len(rows) <= sample:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, size=sample, replace=False))
 
 
 def plan_groupings(
@@ -194,10 +218,12 @@ def part_recipe(
 ) -> dict:
     """What one space's scores depend on: its embeddings and index, the attributes, settings."""
     index = store.meta(store.index_path(space))
+    split = store.meta(store.split_path(config.split.partition("/")[0])) if config.split else None
     return {
         "embeddings": store.meta(store.embeddings_path(space))["recipe"],
         "index": index["recipe"] if index else None,
         "images": images_recipe,
+        "split": split["recipe"] if split else None,
         "analysis": asdict(config),
     }
 
@@ -283,5 +309,6 @@ def write_matrix(
         baseline=BASELINE.format(config.shuffles, config.probe_shuffles),
         knn=config.knn,
         folds=config.folds,
+        split=config.split,
     )
     return len(table)

@@ -10,6 +10,7 @@ kept in the sidecar (see enrichment.py). With `hdbscan`, HDBSCAN labels are adde
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -119,6 +120,7 @@ def run_cluster(
         if not force and store.is_current(path, recipe):
             summary.up_to_date += 1
             continue
+        began = time.perf_counter()
         vectors = normalised(store.load_embeddings(space))
         choice = choose_k(
             vectors, config.k_min, config.k_max, config.sample, config.seed, str(space)
@@ -148,6 +150,7 @@ def run_cluster(
             attributes=attributes,
             enrichment=enrichment(labels, table, attributes),
             **extra,
+            seconds=round(time.perf_counter() - began, 1),
         )
         summary.made[str(space)] = choice.k
     return summary

@@ -124,6 +124,9 @@ class AnalysisConfig:
     bootstrap: int = 1000  # resamples of the images for the intervals
     min_class_size: int = 5  # classes with fewer rows (within a stratum) are left out
     sample: int = 5000  # rows analysed when the set is larger
+    # "target/part", e.g. "style/test": only the images in that part of the fine-tuning split,
+    # so a fine-tuned model is not scored on the images it was trained on; "" = every image
+    split: str = ""
     seed: int = 0
 
 

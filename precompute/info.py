@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from precompute.store import FORMAT_VERSION, Store, read_json
 
 
@@ -55,7 +53,7 @@ def separability_summary(store: Store) -> dict[str, Any]:
     """{attribute (or "B | A" for B within A): {space: {metric: {value, baseline}}}}, rounded."""
     if store.meta(store.separability_path()) is None:
         return {}
-    table = pd.read_parquet(store.separability_path())
+    table = store.read_separability()
     summary: dict[str, Any] = {}
     for row in table.itertuples(index=False):
         name = f"{row.attribute} | {row.given}" if row.given else row.attribute

@@ -340,6 +340,21 @@ class Store:
             raise StoreError(f"{self.root} has no {method} projection of {space}")
         return np.load(path, mmap_mode="r")
 
+    def read_clusters(self, space: SpaceKey) -> pd.DataFrame:
+        """Cluster of every image of `space` (column `cluster`, image order); the sidecar
+        (`meta(clusters_path(space))`) holds k, the silhouette by k and the enrichment."""
+        path = self.clusters_path(space)
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no clusters of {space}; run `precompute cluster`")
+        return pd.read_parquet(path)
+
+    def read_separability(self) -> pd.DataFrame:
+        """The separability table: one row per (space, attribute, given, metric)."""
+        path = self.separability_path()
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no separability table; run `precompute analyse`")
+        return pd.read_parquet(path)
+
     def read_thumbnail(self, row: int) -> bytes:
         """The JPEG thumbnail of image `row` (its position in images.parquet)."""
         if self.meta(self.thumbs_path) is None:

@@ -4,12 +4,18 @@ layer, the separability table, and what `precompute info` says about them."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from precompute.analyse import run_analyse
 from precompute.cli import main
-from precompute.store import SpaceKey, Store
+from precompute.cluster import run_cluster
+from precompute.config import AnalysisConfig, ClusterConfig, RunConfig
+from precompute.errors import ConfigError
+from precompute.store import SpaceKey, Store, read_json
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
 SPACES = [SpaceKey("pretrained", layer) for layer in LAYERS]
@@ -91,3 +97,51 @@ def test_info_reports_clusters_and_separability(built_store, capsys):
     assert set(style) == {"knn", "probe", "silhouette"}
     assert style["knn"]["value"] > style["knn"]["baseline"]
     assert REFERENCE in info["separability"]["artist | style"]
+
+
+def test_analyse_redoes_only_the_layer_whose_scores_are_missing(built_store):
+    store = Store.open(built_store)
+    config = RunConfig.from_dict(read_json(store.config_path)).analysis
+    before = store.read_separability()
+    space = SpaceKey("pretrained", "_blocks.7")
+    store.invalidate(store.separability_part_path(space))
+
+    summary = run_analyse(store, config)
+    assert summary.made == [str(space)] and summary.up_to_date == 3
+    redone = pd.read_parquet(store.separability_part_path(space))
+    expected = before[before["space"] == str(space)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(redone, expected)  # same seeds, same scores
+    pd.testing.assert_frame_equal(store.read_separability(), before)
+
+
+def test_settings_that_cannot_give_a_score_are_refused_naming_the_setting(built_store):
+    store = Store.open(built_store)
+    with pytest.raises(ConfigError, match=r"\[analysis\] attributes: title .*artist"):
+        run_analyse(store, AnalysisConfig(attributes=["title"]))
+    with pytest.raises(ConfigError, match=r"\[analysis\] conditional: \['artist'\]"):
+        run_analyse(store, AnalysisConfig(conditional=[["artist"]]))
+    with pytest.raises(ConfigError, match=r"\[analysis\] folds = 1"):
+        run_analyse(store, AnalysisConfig(folds=1))
+    with pytest.raises(ConfigError, match=r"\[cluster\] needs 2 <= k_min"):
+        run_cluster(store, ClusterConfig(k_min=1))
+
+
+def test_scores_can_be_limited_to_the_held_out_part_of_a_fine_tuning_split(built_store, tmp_path):
+    """A model fine-tuned on style must not be scored on its training images."""
+    copy = Store(shutil.copytree(built_store, tmp_path / "store"))
+    test_rows = np.arange(66) % 3 == 0
+    copy.write_table(copy.split_path("style"),
+                     pd.DataFrame({"split": np.where(test_rows, "test", "train")}))
+    copy.commit(copy.split_path("style"), {"target": "style"})
+    config = AnalysisConfig(split="style/test", min_class_size=2, shuffles=2, probe_shuffles=1,
+                            bootstrap=50, conditional=[])
+    penultimate = SpaceKey("pretrained", "penultimate")
+
+    summary = run_analyse(copy, config, spaces=[penultimate])
+    assert summary.made == [REFERENCE]
+    table = copy.read_separability()
+    assert set(table["space"]) == {REFERENCE}  # the other layers' scores are of another config
+    assert (table.loc[table["attribute"] == "style", "n"] == test_rows.sum()).all()
+    assert copy.meta(copy.separability_path())["split"] == "style/test"
+    with pytest.raises(ConfigError, match=r"split = 'artist/test': the store has no split"):
+        run_analyse(copy, AnalysisConfig(split="artist/test"), spaces=[penultimate])

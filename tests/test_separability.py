@@ -66,7 +66,7 @@ def score_all(vectors: np.ndarray, grouping: Grouping, shuffles: int = 20,
         "silhouette": lambda y: silhouettes(distances, y, grouping),
     }
     return {
-        metric: assess(f, grouping, shuffles if metric != "probe" else 3, 200,
+        metric: assess(f, grouping, shuffles if metric != "probe" else 2, 200,
                        np.random.default_rng(seed))
         for metric, f in per_image.items()
     }
