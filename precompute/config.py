@@ -1,6 +1,7 @@
 """The run configuration: one dataclass per section of the TOML file, with defaults that work.
 
-A config file names the dataset and, optionally, how to embed, project, index and thumbnail it.
+A config file names the dataset and, optionally, how to embed, project, index, thumbnail, cluster
+and analyse it.
 Relative paths in `[dataset]` are resolved against the config file's folder, and the resolved
 config is saved into the store so that later stages run with no `--config` at all.
 """
@@ -61,7 +62,9 @@ class ModelConfig:
 class EmbedConfig:
     """How embeddings are extracted."""
 
-    layers: list[str] = field(default_factory=lambda: ["penultimate"])
+    # `penultimate`, `stages` (evenly spaced blocks of the backbone) or module names
+    layers: list[str] = field(default_factory=lambda: ["stages", "penultimate"])
+    stages: int = 3  # how many blocks `stages` stands for
     batch_size: int = 32
     workers: int = 2  # DataLoader worker processes
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
@@ -76,6 +79,7 @@ class ProjectionConfig:
     methods: list[str] = field(default_factory=lambda: ["pca", "tsne", "umap", "pca_tsne"])
     seed: int = 0
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method overrides
+    align: bool = True  # rotate/scale each layer's map onto its model's penultimate map
 
 
 @dataclass
@@ -96,6 +100,39 @@ class ThumbnailConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """k-means per feature space, with k chosen by the mean silhouette."""
+
+    k_min: int = 2
+    k_max: int = 15
+    sample: int = 5000  # rows that choose k when the set is larger (silhouette is quadratic)
+    seed: int = 0
+    hdbscan: bool = False  # also HDBSCAN clusters (column `hdbscan`, -1 = noise)
+    min_cluster_size: int = 10  # HDBSCAN's smallest cluster
+
+
+@dataclass
+class AnalysisConfig:
+    """The separability matrix: how well each attribute is told apart in each feature space."""
+
+    attributes: list[str] = field(default_factory=list)  # default: every categorical attribute
+    # [attribute, given] pairs for conditional separability; None = every ordered pair of
+    # analysed attributes where the first is not a function of the second
+    conditional: list[list[str]] | None = None
+    knn: int = 10  # neighbours that vote
+    folds: int = 5  # stratified cross-validation folds of the linear probe
+    shuffles: int = 20  # label shuffles for the kNN and silhouette baselines
+    probe_shuffles: int = 3  # label shuffles for the probe baseline (each is a full probe)
+    bootstrap: int = 1000  # resamples of the images for the intervals
+    min_class_size: int = 5  # classes with fewer rows (within a stratum) are left out
+    sample: int = 5000  # rows analysed when the set is larger
+    # "target/part", e.g. "style/test": only the images in that part of the fine-tuning split,
+    # so a fine-tuned model is not scored on the images it was trained on; "" = every image
+    split: str = ""
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     """Everything one `precompute all` run needs."""
 
@@ -105,6 +142,8 @@ class RunConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     thumbnails: ThumbnailConfig = field(default_factory=ThumbnailConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, as saved in the store."""

@@ -1,5 +1,8 @@
 """Embed stage: one pass of a model over every accepted image, writing one array per layer.
 
+The layers are `[embed] layers` with `stages` expanded (see layers.py); each array's sidecar
+records the layer's depth, so the store lists a model's layers from shallow to deep.
+
 The arrays grow in place as memory-mapped `.partial` files; after every few batches the rows
 done are recorded, so an interrupted run resumes at the first unfinished batch. On completion
 each array is renamed into place and its sidecar written, so a killed run never leaves an
@@ -26,6 +29,7 @@ from precompute.device import describe, mixed_precision, pick_device, prepare_mo
 from precompute.features import LayerTap
 from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions
+from precompute.layers import resolve_layers
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -95,7 +99,10 @@ def run_embed(
         "decode": images_meta["decode"],
         "dtype": config.dtype,
     }
-    spaces = [SpaceKey(source.key, layer) for layer in dict.fromkeys(config.layers)]
+    # The model is needed even when nothing is left to do: `stages` names its blocks.
+    backbone = source.load()
+    depths = resolve_layers(backbone.model, config.layers, config.stages, backbone.input_size)
+    spaces = [SpaceKey(source.key, layer) for layer in depths]
     todo = [
         s for s in spaces
         if force or not store.is_current(store.embeddings_path(s), {**base, "layer": s.layer})
@@ -105,7 +112,6 @@ def run_embed(
         summary.skipped = True
         return summary
 
-    backbone = source.load()
     device = pick_device(config.device)
     tap = prepare_model(LayerTap(backbone.model, [s.layer for s in todo]), device).eval()
     paths = [Path(images_meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
@@ -169,6 +175,7 @@ def run_embed(
             {**base, "layer": space.layer},
             dim=dims[space.layer],
             count=len(paths),
+            depth=depths[space.layer],
             backbone=backbone.name,
             weights=backbone.weights_id,
             device=describe(device),

@@ -18,10 +18,10 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 
 from precompute.backbones import classifier_name
 from precompute.errors import BackboneError
+from precompute.store import PENULTIMATE
 
 log = logging.getLogger(__name__)
 
-PENULTIMATE = "penultimate"
 
 
 class LayerTap(nn.Module):
@@ -31,7 +31,7 @@ class LayerTap(nn.Module):
         super().__init__()
         self.layers = list(dict.fromkeys(layers))
         self.model = model
-        self._check_names()
+        check_layer_names(model, self.layers)
         self.extractor = self._traced()
         self.mode = "fx" if self.extractor is not None else "hooks"
         self._captured: dict[str, torch.Tensor] = {}
@@ -48,16 +48,6 @@ class LayerTap(nn.Module):
         return {layer: pool(outputs[layer]) for layer in self.layers}
 
     # ------------------------------------------------------------------ set-up
-    def _check_names(self) -> None:
-        modules = dict(self.model.named_modules())
-        unknown = [name for name in self.layers if name != PENULTIMATE and name not in modules]
-        if unknown:
-            top = [name for name in modules if name and name.count(".") <= 1][:40]
-            raise BackboneError(
-                f"layer(s) {', '.join(unknown)} not in {type(self.model).__name__}; "
-                f"use {PENULTIMATE} or module names such as {', '.join(top)}"
-            )
-
     def _traced(self) -> nn.Module | None:
         """torchvision's feature extractor, or None when the model cannot be traced."""
         try:
@@ -109,6 +99,18 @@ class LayerTap(nn.Module):
             self._captured[layer] = output
 
         return hook
+
+
+def check_layer_names(model: nn.Module, layers: Sequence[str]) -> None:
+    """Raise a BackboneError naming the layers that are neither `penultimate` nor a module."""
+    modules = dict(model.named_modules())
+    unknown = [name for name in layers if name != PENULTIMATE and name not in modules]
+    if unknown:
+        top = [name for name in modules if name and name.count(".") <= 1][:40]
+        raise BackboneError(
+            f"layer(s) {', '.join(unknown)} not in {type(model).__name__}; "
+            f"use {PENULTIMATE}, stages or module names such as {', '.join(top)}"
+        )
 
 
 def pool(activation: torch.Tensor) -> torch.Tensor:

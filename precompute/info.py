@@ -8,7 +8,8 @@ from precompute.store import FORMAT_VERSION, Store, read_json
 
 
 def describe_store(store: Store) -> dict[str, Any]:
-    """Counts, attributes, feature spaces, projections, indexes and thumbnails of `store`."""
+    """Counts, attributes, feature spaces, projections, indexes, thumbnails, clusters and
+    separability scores of `store`."""
     images = store.meta(store.images_path)
     info: dict[str, Any] = {
         "store": str(store.root.resolve()),
@@ -39,4 +40,23 @@ def describe_store(store: Store) -> dict[str, Any]:
             "projections": store.projection_methods(space),
             "index": index["kind"] if index else None,
         }
+    info["clusters"] = {
+        str(space): {"k": meta["k"], "silhouette": meta["silhouette"], "method": meta["method"]}
+        for space in store.spaces()
+        if (meta := store.meta(store.clusters_path(space))) is not None
+    }
+    info["separability"] = separability_summary(store)
     return info
+
+
+def separability_summary(store: Store) -> dict[str, Any]:
+    """{attribute (or "B | A" for B within A): {space: {metric: {value, baseline}}}}, rounded."""
+    if store.meta(store.separability_path()) is None:
+        return {}
+    table = store.read_separability()
+    summary: dict[str, Any] = {}
+    for row in table.itertuples(index=False):
+        name = f"{row.attribute} | {row.given}" if row.given else row.attribute
+        cell = {"value": round(row.value, 3), "baseline": round(row.baseline, 3)}
+        summary.setdefault(name, {}).setdefault(row.space, {})[row.metric] = cell
+    return summary

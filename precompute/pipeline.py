@@ -39,12 +39,26 @@ def thumbs(store: Store, config: RunConfig, force: bool) -> Any:
     return run_thumbs(store, config.thumbnails, workers=config.dataset.workers, force=force)
 
 
+def cluster(store: Store, config: RunConfig, force: bool) -> Any:
+    from precompute.cluster import run_cluster
+
+    return run_cluster(store, config.cluster, force=force)
+
+
+def analyse(store: Store, config: RunConfig, force: bool) -> Any:
+    from precompute.analyse import run_analyse
+
+    return run_analyse(store, config.analysis, force=force)
+
+
 STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "ingest": ingest,
     "embed": embed,
     "project": project,
     "index": index,
     "thumbs": thumbs,
+    "cluster": cluster,
+    "analyse": analyse,
 }
 
 

@@ -3,6 +3,11 @@
 Embeddings are L2-normalised first, so distances on the map follow cosine similarity (the
 metric of the nearest-neighbour index). Coordinates are stored as float32 arrays; the fitted
 reducer is kept beside them so new images can be placed on the same map later.
+
+With `align`, each layer's map is moved (rotation/reflection, uniform scale, translation) onto
+the map of the same method of its model's reference layer, the penultimate, so a selection stays
+roughly in place as the user switches layers. The sidecar's `alignment` holds the transform
+from the reducer's output to the stored coordinates.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from precompute.align import procrustes_alignment
 from precompute.config import ProjectionConfig
 from precompute.reducers import make_reducer
-from precompute.store import SpaceKey, Store, atomic_path
+from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +47,27 @@ def normalised(embeddings: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
+    """The layer whose maps `space`'s maps are aligned to: its model's penultimate, else the
+    model's deepest layer (`spaces` in store order, shallow to deep)."""
+    same_model = [s for s in spaces if s.model == space.model]
+    penultimate = SpaceKey(space.model, PENULTIMATE)
+    return penultimate if penultimate in same_model else same_model[-1]
+
+
 def run_project(
     store: Store, config: ProjectionConfig, spaces: list[SpaceKey] | None = None,
     force: bool = False,
 ) -> ProjectSummary:
     """Compute each configured projection of each feature space that is not up to date."""
     summary = ProjectSummary()
-    for space in spaces or store.spaces():
+    every_space = store.spaces()
+    references = {space: reference_space(every_space, space) for space in every_space}
+    # References first, so the maps aligned to them are aligned to their current coordinates.
+    todo = sorted(spaces or every_space, key=lambda space: references.get(space) != space)
+    for space in todo:
         source = store.meta(store.embeddings_path(space))
+        reference = references.get(space) if config.align else None
         vectors = None
         for method in config.methods:
             path = store.projection_path(space, method)
@@ -58,6 +77,11 @@ def run_project(
                 "seed": config.seed,
                 "params": config.params.get(method, {}),
             }
+            target = None
+            if reference is not None and reference != space:
+                target = store.meta(store.projection_path(reference, method))
+            if target is not None:
+                recipe["align_to"] = {"space": str(reference), "projection": target["recipe"]}
             if not force and store.is_current(path, recipe):
                 summary.up_to_date += 1
                 continue
@@ -70,11 +94,18 @@ def run_project(
             )
             log.info("projecting %s with %s (%d points)", space, method, len(vectors))
             coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+            alignment = None
+            if target is not None:
+                fit = procrustes_alignment(coords, store.load_projection(reference, method))
+                coords = fit.apply(coords)
+                alignment = {"to": str(reference), **fit.record()}
             seconds = time.perf_counter() - began
             store.write_array(path, coords)
             with atomic_path(store.reducer_path(space, method)) as tmp:
                 tmp.write_bytes(pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
-            store.commit(path, recipe, seconds=round(seconds, 2), count=len(coords))
+            store.commit(
+                path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment
+            )
             summary.made.append(f"{space}:{method}")
             summary.seconds[f"{space}:{method}"] = seconds
     return summary

@@ -10,7 +10,8 @@ Precompute writes through it and the explorer reads through it. Layout (format v
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
     spaces/<model>/<layer>/index.faiss (+ .json)
-    spaces/<model>/<layer>/clusters.parquet (+ .json)
+    spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per image
+    spaces/<model>/<layer>/separability.parquet (+ .json)       this space's rows of the table
     splits/<target>.parquet (+ .json)              train/val/test split per target attribute
     models/<model>/best.pt, last.pt, predictions.parquet (+ .json: metrics)   fine-tuned
     analysis/separability.parquet (+ .json)        attribute × layer separability
@@ -41,6 +42,7 @@ from precompute.errors import StoreError
 
 FORMAT_VERSION = 1
 MISSING = "(missing)"  # the explicit value of a missing categorical attribute
+PENULTIMATE = "penultimate"  # the layer name of the classifier's input
 
 # Columns of images.parquet that are not attributes.
 ID_COLUMN = "sample_id"
@@ -219,6 +221,11 @@ class Store:
         """Cluster label per image (column `cluster`) of one feature space."""
         return self.space_dir(space) / "clusters.parquet"
 
+    def separability_part_path(self, space: SpaceKey) -> Path:
+        """One feature space's rows of the separability table (the whole table is rebuilt from
+        these, so a new space is analysed without redoing the others)."""
+        return self.space_dir(space) / "separability.parquet"
+
     # Fine-tuned models: models/<model>/ holds checkpoints, predictions and metrics.
     def model_dir(self, model: str) -> Path:
         return self.root / "models" / model
@@ -303,12 +310,15 @@ class Store:
         return pd.read_parquet(self.rejected_path)
 
     def spaces(self) -> list[SpaceKey]:
-        """Feature spaces with complete embeddings, sorted."""
+        """Feature spaces with complete embeddings: by model, then each model's layers from
+        shallow to deep (the `depth` in their sidecars; by name where a sidecar has none)."""
         found = []
-        for path in sorted((self.root / "spaces").glob("*/*/embeddings.npy")):
-            if self.meta(path) is not None:
-                found.append(SpaceKey(path.parent.parent.name, path.parent.name))
-        return found
+        for path in (self.root / "spaces").glob("*/*/embeddings.npy"):
+            meta = self.meta(path)
+            if meta is not None:
+                space = SpaceKey(path.parent.parent.name, path.parent.name)
+                found.append((space.model, meta.get("depth", float("inf")), space.layer, space))
+        return [space for *_, space in sorted(found)]
 
     def projection_methods(self, space: SpaceKey) -> list[str]:
         """Methods with a complete projection of `space`."""
@@ -330,6 +340,21 @@ class Store:
         if self.meta(path) is None:
             raise StoreError(f"{self.root} has no {method} projection of {space}")
         return np.load(path, mmap_mode="r")
+
+    def read_clusters(self, space: SpaceKey) -> pd.DataFrame:
+        """Cluster of every image of `space` (column `cluster`, image order); the sidecar
+        (`meta(clusters_path(space))`) holds k, the silhouette by k and the enrichment."""
+        path = self.clusters_path(space)
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no clusters of {space}; run `precompute cluster`")
+        return pd.read_parquet(path)
+
+    def read_separability(self) -> pd.DataFrame:
+        """The separability table: one row per (space, attribute, given, metric)."""
+        path = self.separability_path()
+        if self.meta(path) is None:
+            raise StoreError(f"{self.root} has no separability table; run `precompute analyse`")
+        return pd.read_parquet(path)
 
     def read_thumbnail(self, row: int) -> bytes:
         """The JPEG thumbnail of image `row` (its position in images.parquet)."""

@@ -19,19 +19,24 @@ from precompute.project import normalised, run_project
 from precompute.store import SpaceKey, Store
 
 SPACE = SpaceKey("pretrained", "penultimate")
+# The default layers of efficientnet_lite0, shallow to deep, and their widths.
+LAYERS = {"_blocks.3": 40, "_blocks.7": 80, "_blocks.11": 192, "penultimate": 1280}
+SPACES = [SpaceKey("pretrained", layer) for layer in LAYERS]
 
 
 def test_store_holds_embeddings_all_four_projections_index_and_thumbnails(built_store):
     store = Store.open(built_store)
-    assert store.spaces() == [SPACE]
-    embeddings = store.load_embeddings(SPACE)
-    assert embeddings.shape == (66, 1280) and embeddings.dtype == np.float16
-    assert np.isfinite(embeddings).all() and embeddings.std() > 0
-    assert store.projection_methods(SPACE) == ["pca", "pca_tsne", "tsne", "umap"]
-    for method in store.projection_methods(SPACE):
-        coords = store.load_projection(SPACE, method)
-        assert coords.shape == (66, 2) and np.isfinite(coords).all(), method
-        assert coords.std(axis=0).min() > 0, method
+    assert store.spaces() == SPACES
+    for space in SPACES:
+        embeddings = store.load_embeddings(space)
+        assert embeddings.shape == (66, LAYERS[space.layer]), space
+        assert embeddings.dtype == np.float16
+        assert np.isfinite(embeddings).all() and np.asarray(embeddings, np.float32).std() > 0
+        assert store.projection_methods(space) == ["pca", "pca_tsne", "tsne", "umap"]
+        for method in store.projection_methods(space):
+            coords = store.load_projection(space, method)
+            assert coords.shape == (66, 2) and np.isfinite(coords).all(), (space, method)
+            assert coords.std(axis=0).min() > 0, (space, method)
     thumbnail = Image.open(io.BytesIO(store.read_thumbnail(65)))
     assert thumbnail.format == "JPEG" and max(thumbnail.size) == 96
 
@@ -60,11 +65,15 @@ def test_same_style_paintings_are_closer_than_chance(built_store):
 def test_projections_are_reproducible_with_the_same_seed(built_store, tmp_path):
     store = Store.open(built_store)
     config = ProjectionConfig(methods=["pca", "umap", "pca_tsne"], seed=0)
-    before = {m: np.array(store.load_projection(SPACE, m)) for m in config.methods}
-    summary = run_project(store, config, force=True)
-    assert len(summary.made) == 3
-    for method in config.methods:
-        assert np.allclose(store.load_projection(SPACE, method), before[method], atol=1e-4), method
+    aligned = SpaceKey("pretrained", "_blocks.7")  # a map aligned onto the penultimate's
+    before = {
+        (space, m): np.array(store.load_projection(space, m))
+        for space in (SPACE, aligned) for m in config.methods
+    }
+    summary = run_project(store, config, spaces=[aligned, SPACE], force=True)
+    assert len(summary.made) == 6
+    for (space, method), coords in before.items():
+        assert np.allclose(store.load_projection(space, method), coords, atol=1e-4), method
 
 
 def test_a_second_run_skips_finished_work(built_store, capsys):
@@ -72,8 +81,10 @@ def test_a_second_run_skips_finished_work(built_store, capsys):
     printed = capsys.readouterr().out
     assert "ingest: up to date (66 images, 0 rejected)" in printed
     assert "embed pretrained: up to date" in printed
-    assert "project: up to date (4 projections)" in printed
+    assert "project: up to date (16 projections)" in printed
     assert "index: up to date" in printed and "thumbs: up to date (66 thumbnails)" in printed
+    assert "cluster: up to date (4 spaces)" in printed
+    assert "analyse: up to date (4 spaces" in printed
 
 
 def test_info_prints_one_json_object_describing_the_store(built_store):

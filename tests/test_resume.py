@@ -54,7 +54,8 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     )
     assert summary.resumed_from >= rows_done
     assert summary.embedded == 66 - summary.resumed_from
-    assert store.spaces() == [SPACE]
+    assert [s.layer for s in store.spaces()] == ["_blocks.3", "_blocks.7", "_blocks.11",
+                                                 "penultimate"]
     assert not progress.exists()
 
     resumed = np.asarray(store.load_embeddings(SPACE), dtype=np.float32)
