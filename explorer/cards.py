@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 
 from explorer.data import ExplorerData
+from precompute.store import SpaceKey
 
 CARD_CSS = """
 .fse-card { display: flex; gap: 10px; align-items: flex-start; font-size: 13px; }
@@ -27,9 +28,11 @@ CARD_CSS = """
 """
 
 
-def image_card(data: ExplorerData, row: int, extra: dict[str, str] | None = None) -> str:
-    """Thumbnail beside a table of the image's attributes (and any `extra` lines)."""
-    fields = {**data.describe(row), **(extra or {})}
+def image_card(data: ExplorerData, row: int, space: SpaceKey | None = None,
+               extra: dict[str, str] | None = None) -> str:
+    """Thumbnail beside a table of the image's attributes (its cluster in `space`, and any
+    `extra` lines)."""
+    fields = {**data.describe(row, space), **(extra or {})}
     rows = "".join(
         f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
         for name, value in fields.items()

@@ -28,6 +28,7 @@ from precompute.store import (
 
 OTHER = "(other)"  # the colour of categories beyond the top N
 FILTERED = "(filtered out)"  # the colour of points outside the filter
+CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
 
 
 @dataclass
@@ -39,8 +40,9 @@ class ExplorerData:
     kinds: dict[str, str]  # attribute → categorical / numeric / text
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
-    _colours: dict[tuple[str, int], pd.Series] = field(default_factory=dict, repr=False)
-    _counts: dict[str, pd.Series] = field(default_factory=dict, repr=False)
+    _colours: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
+    _counts: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
+    _clusters: dict[SpaceKey, pd.Series] = field(default_factory=dict, repr=False)
     _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
     _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
     _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
@@ -60,6 +62,24 @@ class ExplorerData:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def column(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
+        """One attribute of every image; `cluster` is that of the given feature space."""
+        if attribute == CLUSTER:
+            return self.clusters(space)
+        return self.table[attribute]
+
+    def clusters(self, space: SpaceKey | None) -> pd.Series:
+        """The k-means cluster of every image in `space` ("(missing)" where it has none)."""
+        if space not in self._clusters:
+            if space is not None and self.store.meta(self.store.clusters_path(space)):
+                labels = self.store.read_clusters(space)["cluster"].to_numpy()
+                names = [f"cluster {c}" for c in range(int(labels.max()) + 1)]
+                values = pd.Categorical.from_codes(labels, categories=names)
+            else:
+                values = pd.Categorical([MISSING] * len(self.table))
+            self._clusters[space] = pd.Series(values, index=self.table.index)
+        return self._clusters[space]
 
     # ------------------------------------------------------------------ map coordinates
     def coords(self, space: SpaceKey, method: str) -> np.ndarray:
@@ -104,17 +124,18 @@ class ExplorerData:
         return self._points[key]
 
     # ------------------------------------------------------------------ colours
-    def colour_values(self, attribute: str, top: int) -> pd.Series:
+    def colour_values(self, attribute: str, top: int, space: SpaceKey | None = None
+                      ) -> pd.Series:
         """The attribute as the colour channel: categories ordered by frequency, those beyond
         the `top` most frequent merged into OTHER; numbers stay numbers. Works on category
         codes, so it stays fast at millions of rows."""
-        key = (attribute, top)
+        key = (attribute, top, space if attribute == CLUSTER else None)
         if key not in self._colours:
-            values = self.table[attribute]
+            values = self.column(attribute, space)
             if self.kinds[attribute] == NUMERIC:
                 self._colours[key] = values.astype("float32")
             else:
-                counts = self.value_counts(attribute)
+                counts = self.value_counts(attribute, space)
                 keep = [str(c) for c in counts.index[:top]]
                 categories = keep + ([OTHER] if len(counts) > top else [])
                 position = {category: i for i, category in enumerate(keep)}
@@ -128,24 +149,28 @@ class ExplorerData:
                 )
         return self._colours[key]
 
-    def value_counts(self, attribute: str) -> pd.Series:
+    def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """How many images have each value of a categorical attribute, most frequent first."""
-        if attribute not in self._counts:
-            counts = self.table[attribute].value_counts(sort=True)
-            self._counts[attribute] = counts[counts > 0]
-        return self._counts[attribute]
+        key = (attribute, space if attribute == CLUSTER else None)
+        if key not in self._counts:
+            counts = self.column(attribute, space).value_counts(sort=True)
+            self._counts[key] = counts[counts > 0]
+        return self._counts[key]
 
     # ------------------------------------------------------------------ filters
-    def filter_mask(self, filters: dict[str, list[str]], search: str) -> np.ndarray | None:
+    def filter_mask(self, filters: dict[str, list[str]], search: str,
+                    space: SpaceKey | None = None) -> np.ndarray | None:
         """Rows matching every attribute filter and the text search (None: no filter set)."""
         mask = None
         for attribute, values in filters.items():
             if values and attribute in self.kinds:
-                keep = self.table[attribute].isin(values).to_numpy()
+                keep = self.column(attribute, space).isin(values).to_numpy()
                 mask = keep if mask is None else mask & keep
         if search.strip():
             found = np.zeros(len(self.table), dtype=bool)
             for attribute in self.attributes_of(TEXT) + self.attributes_of(CATEGORICAL):
+                if attribute == CLUSTER:
+                    continue
                 column = self.table[attribute].astype("string")
                 found |= column.str.contains(search.strip(), case=False, regex=False).to_numpy(
                     dtype=bool, na_value=False
@@ -159,12 +184,11 @@ class ExplorerData:
         data = base64.b64encode(self.store.read_thumbnail(int(row))).decode("ascii")
         return f"data:image/jpeg;base64,{data}"
 
-    def describe(self, row: int) -> dict[str, str]:
+    def describe(self, row: int, space: SpaceKey | None = None) -> dict[str, str]:
         """The image's attributes as display strings (not yet HTML-escaped)."""
-        record = self.table.iloc[int(row)]
         described = {}
         for attribute, kind in self.kinds.items():
-            value = record[attribute]
+            value = self.column(attribute, space).iloc[int(row)]
             if kind == NUMERIC:
                 described[attribute] = MISSING if pd.isna(value) else f"{value:g}"
             else:
@@ -206,6 +230,8 @@ def load_explorer_data(root: str) -> ExplorerData:
         if kind == CATEGORICAL:
             table[attribute] = table[attribute].astype("category")
     methods = {space: store.projection_methods(space) for space in store.spaces()}
+    if any(store.meta(store.clusters_path(space)) for space in methods):
+        kinds[CLUSTER] = CATEGORICAL
     return ExplorerData(store, table, kinds, methods)
 
 

@@ -7,11 +7,17 @@ import html
 
 import panel as pn
 
-from explorer.data import ExplorerData
+from explorer.data import CLUSTER, ExplorerData
 from explorer.state import ExplorerState
-from precompute.store import CATEGORICAL
+from precompute.store import CATEGORICAL, SpaceKey
 
 MAX_OPTIONS = 1_000  # attributes with more values than this get no value filter
+
+
+def escaped_options(values) -> dict[str, str]:
+    """Options for a choices widget, which renders labels as HTML (widget titles are text):
+    escaped labels, raw values."""
+    return {html.escape(str(value)): str(value) for value in values}
 
 
 def css_name(attribute: str) -> str:
@@ -23,9 +29,10 @@ def follow_filters(data: ExplorerData, state: ExplorerState) -> None:
     """Keep `state.mask` in step with the attribute filters and the text search."""
 
     def update(*_events) -> None:
-        state.mask = data.filter_mask(state.filters, state.search)
+        space = SpaceKey.parse(state.space)
+        state.mask = data.filter_mask(state.filters, state.search, space)
 
-    state.param.watch(update, ["filters", "search"])
+    state.param.watch(update, ["filters", "search", "space"])
     update()
 
 
@@ -33,13 +40,11 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """A value filter per categorical attribute, a text search, dim/hide, and the match count."""
     choosers = []
     for attribute in data.attributes_of(CATEGORICAL):
-        counts = data.value_counts(attribute)
+        counts = data.value_counts(attribute, SpaceKey.parse(state.space))
         if len(counts) > MAX_OPTIONS:
             continue
-        # The choices widget renders option labels as HTML: show escaped labels, keep values.
-        options = {html.escape(str(value)): str(value) for value in counts.index}
         chooser = pn.widgets.MultiChoice(
-            name=attribute, options=options,  # widget titles are text, option labels HTML
+            name=attribute, options=escaped_options(counts.index),
             value=state.filters.get(attribute, []),
             placeholder=f"all {attribute} values",
             css_classes=[f"fse-filter-{css_name(attribute)}"], sizing_mode="stretch_width",
@@ -49,6 +54,12 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             state.filters = {**state.filters, attribute: list(event.new)}
 
         chooser.param.watch(changed, "value")
+        if attribute == CLUSTER:  # each feature space has its own clusters
+            def follow_space(_event, chooser=chooser) -> None:
+                counts = data.value_counts(CLUSTER, SpaceKey.parse(state.space))
+                chooser.param.update(options=escaped_options(counts.index), value=[])
+
+            state.param.watch(follow_space, "space")
         choosers.append(chooser)
     search = pn.widgets.TextInput(
         name="Search text", value=state.search, placeholder="title, artist, … (Enter)",

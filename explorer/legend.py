@@ -12,18 +12,19 @@ import pandas as pd
 
 from explorer.colours import NUMERIC_CMAP, TOP_CATEGORIES, category_colours, numeric_span
 from explorer.data import ExplorerData
-from precompute.store import NUMERIC
+from precompute.store import NUMERIC, SpaceKey
 
 
-def legend_html(data: ExplorerData, attribute: str) -> str:
-    """HTML for the legend of `attribute` over the whole store."""
+def legend_html(data: ExplorerData, attribute: str, space: str) -> str:
+    """HTML for the legend of `attribute` (in feature space `space`) over the whole store."""
     title = f"<div class='fse-legend-title'>{html.escape(attribute)}</div>"
+    key = SpaceKey.parse(space)
     if data.kinds[attribute] == NUMERIC:
-        return title + _colour_bar(data.table[attribute])
-    values = data.colour_values(attribute, TOP_CATEGORIES)
+        return title + _colour_bar(data.column(attribute, key))
+    values = data.colour_values(attribute, TOP_CATEGORIES, key)
     counts = values.value_counts(sort=False)
     colours = category_colours(list(values.cat.categories))
-    distinct = len(data.value_counts(attribute))
+    distinct = len(data.value_counts(attribute, key))
     rows = "".join(
         "<div class='fse-legend-row'>"
         f"<span class='fse-swatch' style='background:{colours[category]}'></span>"

@@ -48,20 +48,21 @@ def neighbours_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             focused.object = placeholder("Click a point (or a grid image) to see its neighbours.")
             grid.objects = []
             return
+        space = SpaceKey.parse(state.space)
         focused.object = (
             f"<div class='fse-neighbours-title'>Nearest in "
-            f"{html.escape(state.space)}</div>" + image_card(data, rows[0])
+            f"{html.escape(state.space)}</div>" + image_card(data, rows[0], space)
         )
         tiles = []
         for row, similarity in zip(rows[1:], similarities[1:], strict=True):
             button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
                                        css_classes=["fse-refocus"])
             button.on_click(refocus(int(row)))
-            caption = f"{similarity:.3f} · {data.describe(row)[state.color_by]}"
+            caption = f"{similarity:.3f} · {data.describe(row, space)[state.color_by]}"
             tiles.append(pn.Column(pn.pane.HTML(image_tile(data, row, caption)), button,
                                    css_classes=["fse-neighbour"], width=124))
         grid.objects = tiles
 
-    state.param.watch(show, ["neighbours", "color_by"])
+    state.param.watch(show, ["neighbours", "color_by", "space"])
     show()
     return pn.Column(focused, grid, sizing_mode="stretch_width")

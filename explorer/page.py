@@ -19,10 +19,11 @@ from explorer.map_panel import MapPanel
 from explorer.neighbours import follow_focus, neighbours_panel
 from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
+from explorer.separability_view import separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
 from explorer.url_state import link_to_url
 from explorer.why import why_panel
-from precompute.store import SpaceKey
+from precompute.store import PENULTIMATE, SpaceKey
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
@@ -55,7 +56,8 @@ class Explorer(pn.viewable.Viewer):
                                          css_classes=["fse-method"]),
             pn.widgets.Select.from_param(state.param.color_by, name="Colour by",
                                          css_classes=["fse-color-by"]),
-            pn.pane.HTML(pn.bind(legend_html, self.data, state.param.color_by),
+            pn.pane.HTML(pn.bind(legend_html, self.data, state.param.color_by,
+                                 state.param.space),
                          css_classes=["fse-legend"], sizing_mode="stretch_width"),
             pn.layout.Divider(),
             pn.pane.HTML("<b>Filter</b>"),
@@ -70,12 +72,13 @@ class Explorer(pn.viewable.Viewer):
     def hover_card(self) -> pn.pane.HTML:
         """The image under the cursor, at any zoom."""
 
-        def card(row: int | None) -> str:
+        def card(row: int | None, space: str) -> str:
             if row is None:
                 return placeholder("Hover over a point to see the image.")
-            return image_card(self.data, row)
+            return image_card(self.data, row, SpaceKey.parse(space))
 
-        return pn.pane.HTML(pn.bind(card, self.map.param.hovered), css_classes=["fse-hover"],
+        return pn.pane.HTML(pn.bind(card, self.map.param.hovered, self.state.param.space),
+                            css_classes=["fse-hover"],
                             sizing_mode="stretch_width", min_height=140)
 
     def main(self) -> list[pn.viewable.Viewable]:
@@ -89,6 +92,7 @@ class Explorer(pn.viewable.Viewer):
         )
         tabs = pn.Tabs(
             ("Selection", selection_panel(self.data, self.state)),
+            ("Layers", separability_panel(self.data, self.state)),
             ("Query an image", query_panel(self.data, self.state)),
             dynamic=False, sizing_mode="stretch_width", css_classes=["fse-tabs"],
         )
@@ -133,11 +137,19 @@ def new_state(data: ExplorerData) -> ExplorerState:
     spaces = {space_label(s): str(s) for s in data.spaces}
     state.param.space.objects = spaces
     state.param.color_by.objects = data.colour_attributes
-    state.space = next(iter(spaces.values()))
+    state.space = str(default_space(data.spaces))
     state.color_by = data.colour_attributes[0]
     _follow_space(data, state)
     state.param.watch(lambda _event: _follow_space(data, state), "space")
     return state
+
+
+def default_space(spaces: list[SpaceKey]) -> SpaceKey:
+    """The space a session opens on: a fine-tuned model's penultimate layer when there is one
+    (the feature space the demo is about), else the pretrained penultimate, else the first."""
+    penultimate = [s for s in spaces if s.layer == PENULTIMATE]
+    finetuned = [s for s in penultimate if s.model != "pretrained"]
+    return (finetuned or penultimate or spaces)[0]
 
 
 def space_label(space: SpaceKey) -> str:

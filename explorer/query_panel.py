@@ -91,7 +91,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
         result.object = _summary(data, state, name, image, model, probabilities, rows)
         grid.objects = [
             pn.pane.HTML(image_tile(data, row, f"{similarity:.3f} · "
-                                    f"{data.describe(row)[state.color_by]}"))
+                                    f"{data.describe(row, space)[state.color_by]}"))
             for row, similarity in zip(rows, similarities, strict=True)
         ]
 
@@ -120,7 +120,8 @@ def _summary(data, state, name, image, model, probabilities, rows) -> str:
     top = int(np.argmax(probabilities))
     label = model.classes[top] if model.classes and top < len(model.classes) else (
         f"ImageNet class {top}")
-    votes = data.table[state.color_by].iloc[rows].astype("string").value_counts()
+    votes = data.column(state.color_by, SpaceKey.parse(state.space)).iloc[rows].astype(
+        "string").value_counts()
     vote, share = str(votes.index[0]), votes.iloc[0] / len(rows)
     lines = [
         ("model's label", f"{label} ({probabilities[top]:.0%})"),

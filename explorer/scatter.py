@@ -52,7 +52,7 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     """The map for one viewport: an image layer and a glyph layer, one of them empty."""
     frame = data.frame(SpaceKey.parse(request.space), request.method)
     numeric = data.kinds[request.color_by] == NUMERIC
-    values = data.colour_values(request.color_by, TOP_CATEGORIES)
+    values = data.colour_values(request.color_by, TOP_CATEGORIES, SpaceKey.parse(request.space))
     canvas = ds.Canvas(
         plot_width=request.width, plot_height=request.height,
         x_range=request.x_range, y_range=request.y_range,

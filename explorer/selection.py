@@ -11,7 +11,8 @@ import pandas as pd
 import panel as pn
 
 from explorer.cards import image_tile, placeholder
-from explorer.data import ExplorerData
+from explorer.clusters_view import enrichment_html, select_by_value
+from explorer.data import CLUSTER, ExplorerData
 from explorer.state import ExplorerState
 from precompute.store import ID_COLUMN, NUMERIC, PATH_COLUMN, SpaceKey
 
@@ -26,9 +27,10 @@ TABLE_CSS = """
 """
 
 
-def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray) -> str:
+def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray,
+                      space: SpaceKey) -> str:
     """Counts of each value of `attribute` in the selection against the whole set."""
-    column = data.table[attribute]
+    column = data.column(attribute, space)
     if data.kinds[attribute] == NUMERIC:
         chosen = column.iloc[rows]
         return (
@@ -43,7 +45,7 @@ def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray) -> s
         )
     selected = column.iloc[rows].value_counts()
     selected = selected[selected > 0]
-    overall = data.value_counts(attribute)
+    overall = data.value_counts(attribute, space)
     body = []
     for value, count in selected.head(COUNT_ROWS).items():
         share, base = count / len(rows), overall[value] / len(column)
@@ -61,9 +63,11 @@ def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray) -> s
 
 def selection_table(data: ExplorerData, state: ExplorerState) -> pd.DataFrame:
     """The selected images: id, path, attributes and their coordinates on the current map."""
-    rows = state.selection
-    xy = data.coords(SpaceKey.parse(state.space), state.method)[rows]
+    rows, space = state.selection, SpaceKey.parse(state.space)
+    xy = data.coords(space, state.method)[rows]
     table = data.table.iloc[rows].reset_index(drop=True)
+    if CLUSTER in data.kinds:
+        table[CLUSTER] = data.clusters(space).iloc[rows].to_numpy()
     for attribute in table.columns:
         if isinstance(table[attribute].dtype, pd.CategoricalDtype):
             table[attribute] = table[attribute].astype("string")
@@ -97,6 +101,7 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
         )
 
     counts = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-selection-counts"])
+    enrichment = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-cluster"])
     grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-grid"])
     previous = pn.widgets.Button(name="‹ previous", button_type="light", width=100)
     following = pn.widgets.Button(name="next ›", button_type="light", width=100)
@@ -117,12 +122,13 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             page.value = pages - 1
             return
         shown = rows[page.value * PAGE_SIZE:(page.value + 1) * PAGE_SIZE]
+        space = SpaceKey.parse(state.space)
         tiles = []
         for row in shown:
             button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
                                        css_classes=["fse-grid-neighbours"])
             button.on_click(focus_on(int(row)))
-            caption = data.describe(row)[state.color_by]
+            caption = data.describe(row, space)[state.color_by]
             tiles.append(pn.Column(pn.pane.HTML(image_tile(data, row, caption)), button,
                                    css_classes=["fse-grid-item"], width=124))
         grid.objects = tiles
@@ -136,16 +142,20 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             "selected</div>" if len(rows)
             else placeholder("Select images with the lasso or box tool on the map.")
         )
-        counts.object = value_counts_html(data, state.color_by, rows) if len(rows) else ""
+        space = SpaceKey.parse(state.space)
+        counts.object = value_counts_html(data, state.color_by, rows, space) if len(rows) else ""
+        enrichment.object = enrichment_html(data, space, rows)
         page.value = 0
         show_page()
 
-    state.param.watch(show, ["selection", "color_by"])
+    state.param.watch(show, ["selection", "color_by", "space"])
     page.param.watch(show_page, "value")
     show()
     return pn.Column(
+        select_by_value(data, state),
         pn.Row(header, clear, export("csv"), export("parquet"), sizing_mode="stretch_width"),
         counts,
+        enrichment,
         pn.Row(previous, position, following),
         grid,
         sizing_mode="stretch_width",

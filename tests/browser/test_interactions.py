@@ -166,3 +166,53 @@ def test_the_view_lives_in_the_url(explorer, browser):
         assert shared.locator(".fse-color-by select").input_value() == "artist"
     finally:
         shared.close()
+
+
+def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribute(explorer):
+    table = explorer.data.store.read_separability()
+    layers = [str(s) for s in explorer.data.store.spaces()]
+    assert len(layers) > 1
+    explorer.page.get_by_text("Layers", exact=True).click()
+    heatmap = explorer.page.locator(".fse-separability canvas").first
+    heatmap.wait_for(state="visible")
+    heatmap.scroll_into_view_if_needed()
+    frame = explorer.page.evaluate(  # the heatmap's plot frame, the second plot on the page
+        """() => { const found = [];
+          const visit = (v) => { if (!v) return; const t = v.model ? v.model.type : "";
+            if (t === "Plot" || t === "Figure") { const b = v.frame.bbox,
+              c = v.canvas_view.el.getBoundingClientRect();
+              found.push({left: c.left + b.x0, top: c.top + b.y0, width: b.width,
+                          height: b.height}); }
+            for (const child of (v.child_views ?? [])) visit(child); };
+          for (const r of Object.values(window.Bokeh.index)) visit(r);
+          return found[found.length - 1]; }""")
+    attributes = sorted(table.loc[table["given"] == "", "attribute"].unique())
+    column, row = 0, attributes.index("artist")  # the first (shallowest) layer, artist
+    x = frame["left"] + (column + 0.5) * frame["width"] / len(layers)
+    y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(attributes)
+    before = explorer.map_pixels()
+    explorer.page.mouse.click(x, y)
+    explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
+    assert explorer.page.locator(".fse-space select").input_value() == layers[0]
+    assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
+    explorer.page.locator(".fse-map").scroll_into_view_if_needed()
+    explorer.page.wait_for_timeout(1_500)
+    assert (abs(explorer.map_pixels() - before).sum(axis=2) > 0).sum() > 200
+
+
+def test_selecting_a_cluster_shows_what_it_over_represents(explorer):
+    space = explorer.data.spaces[-1]
+    meta = explorer.data.store.meta(explorer.data.store.clusters_path(space))
+    enriched = sorted({r["cluster"] for r in meta["enrichment"]})
+    assert enriched, "the test store's clusters should over-represent something"
+    explorer.page.locator(".fse-select-attribute select").select_option("cluster")
+    explorer.page.locator(".fse-select-value select").select_option(f"cluster {enriched[0]}")
+    explorer.page.locator(".fse-select-go button").click()
+    size = int((explorer.data.clusters(space).cat.codes == enriched[0]).sum())
+    assert explorer.selected_count() == size
+    table = explorer.page.locator(".fse-enrichment")
+    table.wait_for()
+    assert f"cluster {enriched[0]}" in table.inner_text()
+    first = min((r for r in meta["enrichment"] if r["cluster"] == enriched[0]),
+                key=lambda r: r["q_value"])
+    assert str(first["value"]) in table.locator("td").all_inner_texts()

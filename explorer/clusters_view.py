@@ -1,0 +1,71 @@
+"""Select the images with one attribute value (a cluster, a style, an artist), and show which
+attribute values a selected cluster over-represents (the cluster stage's enrichment test)."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import panel as pn
+
+from explorer.data import ExplorerData
+from explorer.state import ExplorerState
+from precompute.store import CATEGORICAL, SpaceKey
+
+DOMINANT_SHARE = 0.8  # a selection this much inside one cluster shows that cluster's enrichment
+ENRICHMENT_ROWS = 10
+
+
+def select_by_value(data: ExplorerData, state: ExplorerState) -> pn.Row:
+    """`Select images whose [attribute] is [value]`."""
+    attribute = pn.widgets.Select(name="Select images whose", width=160,
+                                  options=data.attributes_of(CATEGORICAL),
+                                  css_classes=["fse-select-attribute"])
+    value = pn.widgets.Select(name="is", width=220, css_classes=["fse-select-value"])
+    go = pn.widgets.Button(name="Select", button_type="primary", width=90,
+                           css_classes=["fse-select-go"], align="end")
+
+    def offer(*_events) -> None:
+        counts = data.value_counts(attribute.value, SpaceKey.parse(state.space))
+        value.options = [str(v) for v in counts.index]
+
+    def select(_event) -> None:
+        column = data.column(attribute.value, SpaceKey.parse(state.space))
+        state.select(np.flatnonzero((column == value.value).to_numpy()))
+
+    attribute.param.watch(offer, "value")
+    state.param.watch(offer, "space")
+    go.on_click(select)
+    offer()
+    return pn.Row(attribute, value, go)
+
+
+def enrichment_html(data: ExplorerData, space: SpaceKey, rows: np.ndarray) -> str:
+    """When the selection lies (mostly) in one cluster of `space`: the attribute values that
+    cluster over-represents, with fold enrichment and Benjamini–Hochberg q."""
+    meta = data.store.meta(data.store.clusters_path(space))
+    if meta is None or not len(rows):
+        return ""
+    clusters = data.clusters(space).iloc[rows].cat.codes.to_numpy()
+    counts = np.bincount(clusters[clusters >= 0])
+    if not len(counts) or counts.max() < DOMINANT_SHARE * len(rows):
+        return ""
+    cluster = int(counts.argmax())
+    records = sorted((r for r in meta["enrichment"] if r["cluster"] == cluster),
+                     key=lambda r: r["q_value"])[:ENRICHMENT_ROWS]
+    if not records:
+        return (f"<div class='fse-enrichment'><b>cluster {cluster}</b>: no attribute value is "
+                "over-represented.</div>")
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['attribute']))}</td><td>{html.escape(str(r['value']))}"
+        f"</td><td>{r['count']:,} of {r['cluster_size']:,}</td><td>{r['expected']:.1f}</td>"
+        f"<td>{r['fold']:.2f}×</td><td>{r['q_value']:.2g}</td></tr>"
+        for r in records
+    )
+    return (
+        f"<div class='fse-enrichment'><b>cluster {cluster}</b> of {html.escape(str(space))} "
+        f"(k = {meta['k']}) over-represents:<table class='fse-counts'><tr><th>attribute</th>"
+        "<th>value</th><th>in cluster</th><th>expected</th><th>fold</th><th>q</th></tr>"
+        f"{body}</table></div>"
+    )
+

@@ -1,0 +1,96 @@
+"""The answer to the product's question, as a heatmap: how well each layer separates each
+attribute (kNN, linear probe, silhouette; shuffled-label baselines), unconditionally or within
+the values of another attribute. Clicking a cell shows that layer coloured by that attribute."""
+
+from __future__ import annotations
+
+import html
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+
+from explorer.cards import placeholder
+from explorer.data import ExplorerData
+from explorer.state import ExplorerState
+
+METRICS = {"kNN accuracy": "knn", "linear probe accuracy": "probe", "silhouette": "silhouette"}
+ALL_IMAGES = "all images"
+
+
+def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
+    """Metric and condition selectors, the attribute × layer heatmap, the clicked cell's
+    numbers."""
+    if data.store.meta(data.store.separability_path()) is None:
+        return pn.pane.HTML(placeholder(
+            "No separability table in this store: run `precompute analyse --store DIR`."))
+    table = data.store.read_separability()
+    order = [str(space) for space in data.store.spaces()]
+    givens = [g for g in table["given"].unique().tolist() if g]
+    metric = pn.widgets.Select(name="Measure", options=METRICS, value="knn",
+                               css_classes=["fse-sep-metric"], width=220)
+    condition = pn.widgets.Select(
+        name="Among", options=[ALL_IMAGES] + [f"images of one {g}" for g in givens],
+        css_classes=["fse-sep-condition"], width=220,
+    )
+    detail = pn.pane.HTML(placeholder("Click a cell to see that layer coloured by that "
+                                      "attribute."), sizing_mode="stretch_width",
+                          css_classes=["fse-sep-detail"])
+
+    def cells(metric_name: str, among: str) -> pd.DataFrame:
+        given = "" if among == ALL_IMAGES else among.removeprefix("images of one ")
+        chosen = table[(table["metric"] == metric_name) & (table["given"] == given)].copy()
+        chosen["space"] = pd.Categorical(chosen["space"], categories=order, ordered=True)
+        chosen = chosen.sort_values("space")
+        chosen["space"] = chosen["space"].astype(str)
+        chosen["text"] = [f"{v:.2f}\n({b:.2f})" for v, b in
+                          zip(chosen["value"], chosen["baseline"], strict=True)]
+        # HoloViews reshapes key columns; pandas' Arrow-backed strings cannot be reshaped.
+        return chosen.astype({"space": object, "attribute": object, "text": object})
+
+    def heatmap(metric_name: str, among: str) -> hv.HeatMap:
+        label = next(k for k, v in METRICS.items() if v == metric_name)
+        return hv.HeatMap(cells(metric_name, among), kdims=["space", "attribute"],
+                          vdims=["value", "baseline", "low", "high", "n"]).opts(
+            cmap="viridis", colorbar=True, tools=["hover", "tap"], xrotation=35,
+            responsive=True, min_height=260,
+            title=f"{label}: value (shuffled-label baseline), by attribute and layer",
+        )
+
+    def labels(metric_name: str, among: str) -> hv.Labels:
+        return hv.Labels(cells(metric_name, among), kdims=["space", "attribute"],
+                         vdims=["text"]).opts(text_color="white", text_font_size="9pt")
+
+    def clicked(x=None, y=None) -> None:
+        if x is None or y is None:
+            return
+        row = cells(metric.value, condition.value)
+        row = row[(row["space"] == str(x)) & (row["attribute"] == str(y))]
+        if row.empty:
+            return
+        cell = row.iloc[0]
+        changes = {"space": cell["space"]}
+        if cell["attribute"] in data.colour_attributes:
+            changes["color_by"] = cell["attribute"]
+        state.param.update(**changes)
+        among = "" if condition.value == ALL_IMAGES else f" within each {cell['given']}"
+        detail.object = (
+            f"<div class='fse-sep-cell'><b>{html.escape(cell['attribute'])}</b>{among} at "
+            f"<b>{html.escape(cell['space'])}</b>: {cell['value']:.3f} "
+            f"[{cell['low']:.3f}–{cell['high']:.3f}] against {cell['baseline']:.3f} "
+            f"[{cell['baseline_low']:.3f}–{cell['baseline_high']:.3f}] with shuffled labels "
+            f"({int(cell['n']):,} images, {int(cell['classes'])} classes). The map now shows "
+            "this layer.</div>"
+        )
+
+    grid = hv.DynamicMap(pn.bind(heatmap, metric, condition))
+    # The tap must come from the heatmap itself: over an overlay it would go to the labels.
+    hv.streams.Tap(source=grid, x=None, y=None).add_subscriber(clicked)
+    plot = grid * hv.DynamicMap(pn.bind(labels, metric, condition))
+    return pn.Column(
+        pn.Row(metric, condition),
+        pn.pane.HoloViews(plot, sizing_mode="stretch_width", min_height=280,
+                          css_classes=["fse-separability"]),
+        detail,
+        sizing_mode="stretch_width",
+    )
