@@ -229,10 +229,45 @@ def load_explorer_data(root: str) -> ExplorerData:
     for attribute, kind in kinds.items():
         if kind == CATEGORICAL:
             table[attribute] = table[attribute].astype("category")
+    for model in store.finetuned_models():
+        columns, prediction_kinds = prediction_attributes(store, model)
+        table = pd.concat([table, columns], axis=1)
+        kinds.update(prediction_kinds)
     methods = {space: store.projection_methods(space) for space in store.spaces()}
     if any(store.meta(store.clusters_path(space)) for space in methods):
         kinds[CLUSTER] = CATEGORICAL
     return ExplorerData(store, table, kinds, methods)
+
+
+def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A fine-tuned model's per-image predictions as attributes, so the map can be coloured,
+    filtered and selected by them: `predicted <target>`, `<target> correct` (yes/no),
+    `<target> confidence` and `<target> split` (train/val/test/unlabelled)."""
+    target = store.meta(store.predictions_path(model))["target"]
+    predictions = pd.read_parquet(store.predictions_path(model))
+    columns = pd.DataFrame({
+        predicted_name(target): predictions["predicted"].astype(str).astype("category"),
+        correct_name(target): pd.Categorical(
+            np.where(predictions["correct"].to_numpy(dtype=bool), "yes", "no"),
+            categories=["no", "yes"]),
+        f"{target} confidence": predictions["confidence"].astype(np.float64),
+        split_name(target): predictions["split"].astype(str).astype("category"),
+    })
+    kinds = {name: CATEGORICAL for name in columns}
+    kinds[f"{target} confidence"] = NUMERIC
+    return columns, kinds
+
+
+def predicted_name(target: str) -> str:
+    return f"predicted {target}"
+
+
+def correct_name(target: str) -> str:
+    return f"{target} correct"
+
+
+def split_name(target: str) -> str:
+    return f"{target} split"
 
 
 def store_ready(root: str | Path) -> bool:

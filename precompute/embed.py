@@ -88,17 +88,31 @@ class EmbedSummary:
         )
 
 
+def embedding_recipe(store: Store, source: ModelSource, dtype: str) -> dict[str, Any]:
+    """What identifies a source's embeddings (each array's recipe adds its `layer`): the
+    network, the images, their decoding and the storage dtype."""
+    images_meta = store.images_meta()
+    return {
+        **source.recipe(),
+        "images": images_meta["fingerprint"],
+        "decode": images_meta["decode"],
+        "dtype": dtype,
+    }
+
+
+def storable(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Activations in the store's dtype; float16 saturates instead of overflowing to inf."""
+    if dtype == "float16":
+        values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX)
+    return values.astype(dtype, copy=False)
+
+
 def run_embed(
     store: Store, config: EmbedConfig, source: ModelSource, force: bool = False
 ) -> EmbedSummary:
     """Embed every accepted image with `source` at each configured layer."""
     images_meta = store.images_meta()
-    base = {
-        **source.recipe(),
-        "images": images_meta["fingerprint"],
-        "decode": images_meta["decode"],
-        "dtype": config.dtype,
-    }
+    base = embedding_recipe(store, source, config.dtype)
     # The model is needed even when nothing is left to do: `stages` names its blocks.
     backbone = source.load()
     depths = resolve_layers(backbone.model, config.layers, config.stages, backbone.input_size)
@@ -153,10 +167,9 @@ def run_embed(
                 features = tap(images)
             first, last = int(rows[0]), int(rows[-1]) + 1
             for space in todo:
-                values = features[space.layer].float().cpu().numpy()
-                if config.dtype == "float16":
-                    values = np.clip(values, -FLOAT16_MAX, FLOAT16_MAX)
-                arrays[space][first:last] = values
+                arrays[space][first:last] = storable(
+                    features[space.layer].float().cpu().numpy(), config.dtype
+                )
             done = last
             bar.update(last - first)
             if time.perf_counter() - last_saved >= config.progress_every_s:

@@ -19,3 +19,7 @@ class StoreError(FeatureSpaceError):
 
 class BackboneError(FeatureSpaceError):
     """The backbone or its weights cannot be loaded."""
+
+
+class TrainingError(FeatureSpaceError):
+    """Training cannot go on as configured (e.g. the loss diverged)."""

@@ -8,8 +8,8 @@ from precompute.store import FORMAT_VERSION, Store, read_json
 
 
 def describe_store(store: Store) -> dict[str, Any]:
-    """Counts, attributes, feature spaces, projections, indexes, thumbnails, clusters and
-    separability scores of `store`."""
+    """Counts, attributes, feature spaces, projections, indexes, thumbnails, the test metrics
+    of fine-tuned models, clusters and separability scores of `store`."""
     images = store.meta(store.images_path)
     info: dict[str, Any] = {
         "store": str(store.root.resolve()),
@@ -23,6 +23,7 @@ def describe_store(store: Store) -> dict[str, Any]:
         "attributes": {},
         "layers": {},
         "thumbnails": (store.meta(store.thumbs_path) or {}).get("count", 0),
+        "metrics": {},
     }
     if images:
         table = store.read_images(list(images["attributes"]))
@@ -39,6 +40,13 @@ def describe_store(store: Store) -> dict[str, Any]:
             "weights": embeddings["weights"],
             "projections": store.projection_methods(space),
             "index": index["kind"] if index else None,
+        }
+    for model in store.finetuned_models():
+        predictions = store.meta(store.predictions_path(model))
+        metrics = predictions["metrics"]
+        info["metrics"][model] = {
+            "target": predictions["target"],
+            **{key: metrics[key] for key in ("accuracy", "f1_weighted", "f1_macro", "test_count")},
         }
     info["clusters"] = {
         str(space): {"k": meta["k"], "silhouette": meta["silhouette"], "method": meta["method"]}

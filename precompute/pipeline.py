@@ -21,6 +21,12 @@ def embed(store: Store, config: RunConfig, force: bool) -> Any:
     return run_embed(store, config.embed, PretrainedSource(config.model), force=force)
 
 
+def train(store: Store, config: RunConfig, force: bool) -> Any:
+    from precompute.train import run_train
+
+    return run_train(store, config, force=force)
+
+
 def project(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.project import run_project
 
@@ -54,6 +60,7 @@ def analyse(store: Store, config: RunConfig, force: bool) -> Any:
 STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "ingest": ingest,
     "embed": embed,
+    "train": train,
     "project": project,
     "index": index,
     "thumbs": thumbs,

@@ -18,6 +18,7 @@ from precompute.device import pick_device
 from precompute.embed import ModelSource, PretrainedSource
 from precompute.errors import StoreError
 from precompute.features import LayerTap
+from precompute.finetuned import MODEL_PREFIX, FinetunedSource
 from precompute.store import SpaceKey, Store, read_json
 
 
@@ -82,6 +83,8 @@ def model_source(store: Store, model: str) -> ModelSource:
     config = RunConfig.from_dict(saved, source=str(store.config_path))
     if model == "pretrained":
         return PretrainedSource(config.model)
+    if model.startswith(MODEL_PREFIX):
+        return FinetunedSource(store, model.removeprefix(MODEL_PREFIX))
     raise StoreError(f"{store.root}: no network is known for the model {model!r}")
 
 
@@ -91,7 +94,16 @@ def load_query_model(store: Store, space: SpaceKey) -> QueryModel:
     device = pick_device("auto")
     backbone.model.to(device).eval()
     tap = LayerTap(backbone.model, [space.layer]).to(device).eval()
-    return QueryModel(backbone, tap, _torchvision_categories(backbone), device)
+    return QueryModel(backbone, tap, _class_names(store, space.model, backbone), device)
+
+
+def _class_names(store: Store, model: str, backbone: Backbone) -> list[str] | None:
+    """What the network's outputs mean: the target's classes for a fine-tuned model, else
+    ImageNet's class names when torchvision's weights carry them."""
+    if model.startswith(MODEL_PREFIX):
+        return [str(c) for c in FinetunedSource(store, model.removeprefix(MODEL_PREFIX))
+                .checkpoint_meta()["classes"]]
+    return _torchvision_categories(backbone)
 
 
 def _torchvision_categories(backbone: Backbone) -> list[str] | None:

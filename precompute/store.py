@@ -320,6 +320,13 @@ class Store:
                 found.append((space.model, meta.get("depth", float("inf")), space.layer, space))
         return [space for *_, space in sorted(found)]
 
+    def finetuned_models(self) -> list[str]:
+        """Fine-tuned models with complete predictions and metrics, sorted."""
+        return sorted(
+            path.parent.name for path in (self.root / "models").glob("*/predictions.parquet")
+            if self.meta(path) is not None
+        )
+
     def projection_methods(self, space: SpaceKey) -> list[str]:
         """Methods with a complete projection of `space`."""
         folder = self.space_dir(space) / "projections"

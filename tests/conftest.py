@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_tree, sample_paintings, write_config
+from tests.helpers import HEAD_TRAINING, copy_tree, sample_paintings, write_config
 
 os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "feature-space-explorer" / "numba")
@@ -34,11 +34,12 @@ bootstrap = 200
 @pytest.fixture(scope="session")
 def built_store(small_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store built by `precompute all` from the 66 paintings: all stages, all projections of
-    the default layers (three stages and the penultimate), clusters and separability."""
+    the default layers (three stages and the penultimate), a head fine-tuned on style, clusters
+    and separability."""
     from precompute.cli import main
 
     work = tmp_path_factory.mktemp("built")
-    config = write_config(work / "config.toml", small_tree, extra=SMALL_ANALYSIS)
+    config = write_config(work / "config.toml", small_tree, extra=SMALL_ANALYSIS + HEAD_TRAINING)
     store = work / "store"
     assert main(["-q", "all", "--config", str(config), "--store", str(store)]) == 0
     return store

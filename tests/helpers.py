@@ -56,3 +56,13 @@ size = 96
         encoding="utf-8",
     )
     return path
+
+
+# A head fine-tuned on style: the trained hidden layer is a 32-d feature space.
+HEAD_TRAINING = """
+[train]
+target = "style"
+hidden = 32
+epochs = 30
+patience = 4
+"""

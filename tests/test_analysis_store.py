@@ -19,6 +19,8 @@ from precompute.store import SpaceKey, Store, read_json
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
 SPACES = [SpaceKey("pretrained", layer) for layer in LAYERS]
+# Every space of the store, as it lists them: the fine-tuned head's first (models by name).
+ALL_SPACES = [SpaceKey("finetuned-style", "penultimate"), *SPACES]
 REFERENCE = "pretrained/penultimate"
 
 
@@ -42,7 +44,7 @@ def test_each_layer_map_is_aligned_onto_the_penultimate_map_of_the_same_method(b
 
 def test_every_layer_has_clusters_and_the_attribute_values_they_over_represent(built_store):
     store = Store.open(built_store)
-    for space in SPACES:
+    for space in ALL_SPACES:
         clusters = pd.read_parquet(store.clusters_path(space))
         meta = store.meta(store.clusters_path(space))
         assert list(clusters.columns) == ["cluster"] and clusters["cluster"].dtype == np.int32
@@ -72,7 +74,7 @@ def test_the_separability_table_scores_every_attribute_in_every_layer(built_stor
         index="attribute", columns="space", values="value", aggfunc="count"
     )
     assert list(matrix.index) == ["artist", "style"]
-    assert set(matrix.columns) == {str(s) for s in SPACES}
+    assert set(matrix.columns) == {str(s) for s in ALL_SPACES}
     assert (matrix == 3).all().all()  # knn, probe, silhouette in every cell
     style = unconditional[unconditional["attribute"] == "style"]
     assert (style["n"] == 66).all() and (style["classes"] == 11).all()
@@ -84,14 +86,14 @@ def test_the_separability_table_scores_every_attribute_in_every_layer(built_stor
     knn = style[(style["metric"] == "knn") & (style["space"] == REFERENCE)].iloc[0]
     assert knn["value"] > knn["baseline_high"]
     meta = store.meta(store.separability_path())
-    assert meta["spaces"] == [str(s) for s in SPACES]
+    assert meta["spaces"] == [str(s) for s in ALL_SPACES]
     assert "bootstrap" in meta["interval"] and "shuffles" in meta["baseline"]
 
 
 def test_info_reports_clusters_and_separability(built_store, capsys):
     assert main(["info", str(built_store)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert list(info["clusters"]) == [str(s) for s in SPACES]
+    assert list(info["clusters"]) == [str(s) for s in ALL_SPACES]
     assert all(c["k"] >= 2 and -1 <= c["silhouette"] <= 1 for c in info["clusters"].values())
     style = info["separability"]["style"][REFERENCE]
     assert set(style) == {"knn", "probe", "silhouette"}
@@ -107,7 +109,7 @@ def test_analyse_redoes_only_the_layer_whose_scores_are_missing(built_store):
     store.invalidate(store.separability_part_path(space))
 
     summary = run_analyse(store, config)
-    assert summary.made == [str(space)] and summary.up_to_date == 3
+    assert summary.made == [str(space)] and summary.up_to_date == len(ALL_SPACES) - 1
     redone = pd.read_parquet(store.separability_part_path(space))
     expected = before[before["space"] == str(space)].reset_index(drop=True)
     pd.testing.assert_frame_equal(redone, expected)  # same seeds, same scores

@@ -69,7 +69,7 @@ def test_the_explorer_renders_outside_a_server_as_in_a_notebook(built_store):
     explorer = Explorer(store=str(built_store))
     root = pn.panel(explorer).get_root()
     assert root is not None and len(list(root.references())) > 50
-    assert explorer.state.space == str(SPACE)
+    assert explorer.state.space == "finetuned-style/penultimate"  # the fine-tuned space
 
 
 @pytest.mark.parametrize("attribute", ["style", "year"])
@@ -97,3 +97,25 @@ def test_the_image_fades_everything_but_the_selection(built_store, attribute):
     faded = render_map(data, dataclasses.replace(request, selection=chosen)).get(0)
     strong = faded.dimension_values("A", flat=False) >= 120
     assert 0 < strong.sum() < painted.sum() / 2, "only the selected points keep full colour"
+
+
+def test_predictions_are_attributes_and_confusion_cells_select_their_test_images(built_store):
+    from explorer.metrics_view import confused_rows, confusion_cells
+
+    data = load_explorer_data(str(built_store.resolve()))
+    meta = data.store.meta(data.store.predictions_path("finetuned-style"))
+    assert data.kinds["predicted style"] == data.kinds["style correct"] == "categorical"
+    assert data.kinds["style confidence"] == "numeric"
+    table = data.table
+    correct = (table["predicted style"].astype(str) == table["style"].astype(str))
+    assert ((table["style correct"] == "yes") == correct).all()
+    assert table["style confidence"].between(0, 1).all()
+
+    cells = confusion_cells(meta["metrics"]["confusion"])
+    assert cells["count"].sum() == meta["metrics"]["test_count"] == 11
+    for cell in cells[cells["count"] > 0].itertuples():
+        rows = confused_rows(data, "style", cell.true, cell.predicted)
+        assert len(rows) == cell.count
+        assert (table["style split"].iloc[rows] == "test").all()
+    diagonal = cells[cells["true"] == cells["predicted"]]["count"].sum()
+    assert diagonal / 11 == pytest.approx(meta["metrics"]["accuracy"])

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from explorer.data import load_explorer_data
+from explorer.page import default_space
 from precompute.store import SpaceKey
 
 # Where the map's plot frame is on the page, and the data range it shows (Bokeh's own views).
@@ -38,7 +39,7 @@ class ExplorerPage:
     def __init__(self, page, url: str, store):
         self.page, self.url = page, url
         self.data = load_explorer_data(str(store.resolve()))
-        self.space = str(self.data.spaces[0])
+        self.space = str(default_space(self.data.spaces))  # where a session opens
         self.method = "pca"
 
     # ------------------------------------------------------------------ navigation

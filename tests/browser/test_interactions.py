@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precompute.store import ID_COLUMN
+from explorer.page import space_label
+from precompute.store import ID_COLUMN, SpaceKey
 from tests.browser.explorer_page import ExplorerPage, distance_to_edges, points_inside
 from tests.browser.server import ARTIFACTS
 
@@ -169,31 +170,35 @@ def test_the_view_lives_in_the_url(explorer, browser):
 
 
 def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribute(explorer):
-    table = explorer.data.store.read_separability()
     layers = [str(s) for s in explorer.data.store.spaces()]
     assert len(layers) > 1
+    before = explorer.map_pixels()  # (screenshots scroll: take it before measuring positions)
     explorer.page.get_by_text("Layers", exact=True).click()
     heatmap = explorer.page.locator(".fse-separability canvas").first
     heatmap.wait_for(state="visible")
     heatmap.scroll_into_view_if_needed()
-    frame = explorer.page.evaluate(  # the heatmap's plot frame, the second plot on the page
+    plots = explorer.page.evaluate(  # every categorical plot's frame and factors
         """() => { const found = [];
           const visit = (v) => { if (!v) return; const t = v.model ? v.model.type : "";
-            if (t === "Plot" || t === "Figure") { const b = v.frame.bbox,
-              c = v.canvas_view.el.getBoundingClientRect();
+            if ((t === "Plot" || t === "Figure") && v.frame.x_range.factors) {
+              const b = v.frame.bbox, c = v.canvas_view.el.getBoundingClientRect();
               found.push({left: c.left + b.x0, top: c.top + b.y0, width: b.width,
-                          height: b.height}); }
+                          height: b.height, columns: v.frame.x_range.factors,
+                          rows: v.frame.y_range.factors}); }
             for (const child of (v.child_views ?? [])) visit(child); };
           for (const r of Object.values(window.Bokeh.index)) visit(r);
-          return found[found.length - 1]; }""")
-    attributes = sorted(table.loc[table["given"] == "", "attribute"].unique())
-    column, row = 0, attributes.index("artist")  # the first (shallowest) layer, artist
-    x = frame["left"] + (column + 0.5) * frame["width"] / len(layers)
-    y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(attributes)
-    before = explorer.map_pixels()
+          return found; }""")
+    frame = next(p for p in plots if "artist" in p["rows"])  # the separability heatmap
+    assert frame["columns"] == layers  # by model, shallow to deep
+    target = next(s for s in explorer.data.store.spaces() if s.model == "pretrained")
+    column, row = layers.index(str(target)), frame["rows"].index("artist")
+    x = frame["left"] + (column + 0.5) * frame["width"] / len(frame["columns"])
+    y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(frame["rows"])
     explorer.page.mouse.click(x, y)
     explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
-    assert explorer.page.locator(".fse-space select").input_value() == layers[0]
+    explorer.page.wait_for_function(
+        "label => document.querySelector('.fse-space')?.shadowRoot?.querySelector('select')"
+        "?.selectedOptions[0]?.textContent === label", arg=space_label(target))
     assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
     explorer.page.locator(".fse-map").scroll_into_view_if_needed()
     explorer.page.wait_for_timeout(1_500)
@@ -201,7 +206,7 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
 
 
 def test_selecting_a_cluster_shows_what_it_over_represents(explorer):
-    space = explorer.data.spaces[-1]
+    space = SpaceKey.parse(explorer.space)  # the clusters of the space shown
     meta = explorer.data.store.meta(explorer.data.store.clusters_path(space))
     enriched = sorted({r["cluster"] for r in meta["enrichment"]})
     assert enriched, "the test store's clusters should over-represent something"

@@ -1,0 +1,136 @@
+"""How well each fine-tuned model recognises its target, on the test split: the headline
+scores, the confusion matrix (click a cell to select those test images on the map) and the
+per-class table. Computed by the train stage with scikit-learn; read here from the store."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from explorer.cards import placeholder
+from explorer.data import ExplorerData, correct_name, predicted_name, split_name
+from explorer.state import ExplorerState
+from precompute.store import PENULTIMATE, SpaceKey
+
+TEST = "test"
+
+
+def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
+    """One section per fine-tuned model in the store."""
+    models = data.store.finetuned_models()
+    if not models:
+        return pn.pane.HTML(placeholder(
+            "No fine-tuned model in this store: name a `[train] target` in the config and run "
+            "`precompute train --store DIR`."))
+    return pn.Column(*(model_metrics(data, state, model) for model in models),
+                     sizing_mode="stretch_width")
+
+
+def model_metrics(data: ExplorerData, state: ExplorerState, model: str) -> pn.Column:
+    """Scores, confusion matrix and per-class table of one fine-tuned model."""
+    meta = data.store.meta(data.store.predictions_path(model))
+    target, metrics = meta["target"], meta["metrics"]
+    cells = confusion_cells(metrics["confusion"])
+    detail = pn.pane.HTML(placeholder("Click a cell of the matrix to select those test images."),
+                          sizing_mode="stretch_width", css_classes=["fse-confusion-detail"])
+
+    def clicked(x=None, y=None) -> None:
+        if x is None or y is None:
+            return
+        truth, predicted = str(y), str(x)
+        rows = confused_rows(data, target, truth, predicted)
+        state.select(rows)
+        detail.object = (
+            f"<div class='fse-confusion-cell'>{len(rows):,} test images of "
+            f"<b>{html.escape(truth)}</b> predicted as <b>{html.escape(predicted)}</b>: "
+            "selected on the map.</div>"
+        )
+
+    show_mistakes = pn.widgets.Button(
+        name="Colour the map by correct / wrong", css_classes=["fse-show-mistakes"], width=260)
+
+    def colour_by_correctness(_event) -> None:
+        changes = {"color_by": correct_name(target)}
+        space = str(SpaceKey(model, PENULTIMATE))
+        if space in map(str, data.spaces):
+            changes["space"] = space
+        state.param.update(**changes)
+
+    show_mistakes.on_click(colour_by_correctness)
+    labels = metrics["confusion"]["labels"]
+    heatmap = hv.HeatMap(cells, kdims=["predicted", "true"],
+                         vdims=["share", "count"]).opts(
+        cmap="Blues", colorbar=True, tools=["hover", "tap"], xrotation=45,
+        invert_yaxis=True, responsive=True, min_height=320 + 12 * len(labels),
+        clim=(0, 1), nonselection_alpha=0.6, min_width=560,
+        title=f"{target}: test images by true and predicted class",
+    )
+    hv.streams.Tap(source=heatmap, x=None, y=None).add_subscriber(clicked)
+    counts = hv.Labels(cells[cells["count"] > 0], kdims=["predicted", "true"],
+                       vdims=["text"]).opts(text_font_size="8pt", text_color="#222")
+    return pn.Column(
+        pn.Row(pn.pane.HTML(scores_html(model, target, metrics), sizing_mode="stretch_width"),
+               show_mistakes, sizing_mode="stretch_width"),
+        pn.Row(
+            pn.pane.HoloViews(heatmap * counts, sizing_mode="stretch_width",
+                              min_height=320 + 12 * len(labels),
+                              css_classes=["fse-confusion"]),
+            pn.pane.HTML(per_class_html(metrics), width=420, css_classes=["fse-per-class"]),
+            sizing_mode="stretch_width",
+        ),
+        detail,
+        sizing_mode="stretch_width",
+    )
+
+
+def confusion_cells(confusion: dict[str, Any]) -> pd.DataFrame:
+    """One row per (true, predicted) pair: its count and its share of the true class."""
+    labels = [str(label) for label in confusion["labels"]]
+    matrix = np.asarray(confusion["matrix"], dtype=np.int64).reshape(len(labels), len(labels))
+    totals = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    truth, predicted = np.meshgrid(labels, labels, indexing="ij")
+    cells = pd.DataFrame({
+        "true": truth.ravel(), "predicted": predicted.ravel(),
+        "count": matrix.ravel(), "share": (matrix / totals).ravel(),
+    })
+    cells["text"] = cells["count"].astype(str)
+    # HoloViews reshapes key columns; pandas' Arrow-backed strings cannot be reshaped.
+    return cells.astype({"true": object, "predicted": object, "text": object})
+
+
+def confused_rows(data: ExplorerData, target: str, truth: str, predicted: str) -> np.ndarray:
+    """Rows of the test images whose `target` is `truth` and whose prediction is `predicted`."""
+    table = data.table
+    chosen = ((table[split_name(target)] == TEST) & (table[target].astype(str) == truth)
+              & (table[predicted_name(target)].astype(str) == predicted))
+    return np.flatnonzero(chosen.to_numpy())
+
+
+def scores_html(model: str, target: str, metrics: dict[str, Any]) -> str:
+    """The headline: accuracy, weighted and macro F1 on how many test images."""
+    small = metrics.get("too_small") or []
+    note = (f" Too small to test (trained on only): {html.escape(', '.join(map(str, small)))}."
+            if small else "")
+    return (
+        f"<div class='fse-scores'><b>{html.escape(model)}</b> recognising "
+        f"<b>{html.escape(target)}</b> on {metrics['test_count']:,} test images: accuracy "
+        f"<b>{metrics['accuracy']:.3f}</b> · weighted F1 <b>{metrics['f1_weighted']:.3f}</b> · "
+        f"macro F1 <b>{metrics['f1_macro']:.3f}</b>.{note}</div>"
+    )
+
+
+def per_class_html(metrics: dict[str, Any]) -> str:
+    """Precision, recall, F1 and support of each class, worst F1 first."""
+    rows = sorted(metrics["per_class"], key=lambda r: (r["f1"], str(r["class"])))
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['class']))}</td><td>{r['precision']:.2f}</td>"
+        f"<td>{r['recall']:.2f}</td><td>{r['f1']:.2f}</td><td>{int(r['support']):,}</td></tr>"
+        for r in rows
+    )
+    return ("<table class='fse-counts'><tr><th>class</th><th>precision</th><th>recall</th>"
+            f"<th>F1</th><th>support</th></tr>{body}</table>")

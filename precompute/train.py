@@ -1,0 +1,442 @@
+"""Train stage: fine-tune the backbone on one attribute, embed every image with the best
+checkpoint, and evaluate it on the test split.
+
+Mode "head" trains the new head on the store's pretrained penultimate embeddings, computed once
+(no forward pass per epoch, so augmentation does not apply), and the fine-tuned penultimate
+embeddings are the head's hidden layer applied to them; modes "last" and "full" run the network
+on augmented images and embed the images again with the trained network. After every epoch the
+trained weights, optimiser, scheduler and early-stopping state go to `last.pt`, so a killed run
+continues after its last finished epoch; `best.pt` keeps the epoch with the lowest validation
+loss and is marked complete (its sidecar) when training ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from precompute.augment import train_transform
+from precompute.backbones import file_id
+from precompute.config import RunConfig, TrainConfig
+from precompute.device import autocast_dtype, describe, mixed_precision, pick_device, prepare_model
+from precompute.embed import PretrainedSource, embedding_recipe, run_embed, storable
+from precompute.errors import TrainingError
+from precompute.evaluate import EvaluationSummary, run_evaluate
+from precompute.features import PENULTIMATE
+from precompute.finetuned import (
+    FinetunedNetwork,
+    FinetunedSource,
+    build_network,
+    load_trained_state,
+    model_key,
+)
+from precompute.image_dataset import ImageFileDataset
+from precompute.images import DecodeOptions
+from precompute.split import TRAIN, VAL, Split, ensure_split
+from precompute.store import PATH_COLUMN, SpaceKey, Store, atomic_path, jsonable, sidecar_path
+
+log = logging.getLogger(__name__)
+
+# Settings that change when or where training stops, not what each epoch does: a run may
+# continue from a checkpoint made with other values.
+NOT_IN_RESUME_RECIPE = ("epochs", "patience")
+NOT_IN_RECIPE = ("workers", "device")
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass
+class Progress:
+    """Where a training run stands; saved in `last.pt` after every epoch."""
+
+    epoch: int = 0  # last finished epoch
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the validation loss last improved
+    stopped: bool = False  # early stopping triggered
+    seconds: float = 0.0  # training time so far, over all runs
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainSummary:
+    target: str = ""
+    model: str = ""
+    epochs: int = 0
+    best_epoch: int = 0
+    resumed_from: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    device: str = ""
+    mode: str = ""
+    up_to_date: bool = False
+    too_small: list[str] = field(default_factory=list)
+    evaluation: EvaluationSummary | None = None
+
+    def line(self) -> str:
+        if not self.target:
+            return "train: no [train] target in the config; nothing to train"
+        if self.up_to_date:
+            done = f"up to date (best epoch {self.best_epoch} of {self.epochs})"
+        else:
+            notes = [self.mode, f"best epoch {self.best_epoch}"]
+            if self.stopped_early:
+                notes.append("stopped early")
+            if self.resumed_from:
+                notes.append(f"resumed after epoch {self.resumed_from}")
+            done = (
+                f"{self.epochs} epochs in {self.seconds:.1f} s on {self.device} "
+                f"({', '.join(notes)})"
+            )
+        line = f"train {self.model}: {done}"
+        if self.evaluation is not None:
+            line += f"; {self.evaluation.line()}"
+        if self.too_small:
+            line += f"; too small to split, trained on only: {', '.join(self.too_small)}"
+        return line
+
+
+def run_train(store: Store, config: RunConfig, force: bool = False) -> TrainSummary:
+    """Split, fine-tune, embed with the best checkpoint and evaluate; each step skips work that
+    is up to date and resumes where it stopped."""
+    train = config.train
+    if not train.target:
+        return TrainSummary()
+    split = ensure_split(store, train, force=force)
+    features = _head_features(store, config) if train.mode == "head" else None
+    summary = fit(store, config, split, features, force=force)
+    source = FinetunedSource(store, train.target)
+    if features is not None:
+        # The frozen backbone's blocks are the pretrained ones: only the head's space is new.
+        _embed_through_head(store, source, features, config.embed.dtype, force=force)
+    else:
+        layers = list(dict.fromkeys([PENULTIMATE, *config.embed.layers]))
+        embed_config = dataclasses.replace(config.embed, layers=layers)
+        log.info("%s", run_embed(store, embed_config, source, force=force).line())
+    summary.evaluation = run_evaluate(store, split, summary.model, force=force)
+    return summary
+
+
+def fit(
+    store: Store, config: RunConfig, split: Split, features: torch.Tensor | None,
+    force: bool = False,
+) -> TrainSummary:
+    """Train the network until `epochs` or early stopping; leave the best checkpoint complete.
+    `features` (mode "head") are the pretrained penultimate embeddings the head learns from."""
+    train = config.train
+    key = model_key(train.target)
+    best_path, last_path = store.checkpoint_path(key, "best"), store.checkpoint_path(key, "last")
+    recipe = training_recipe(store, config, split, features)
+    resume_recipe = {
+        **recipe,
+        "train": {k: v for k, v in recipe["train"].items() if k not in NOT_IN_RESUME_RECIPE},
+    }
+    summary = TrainSummary(train.target, key, mode=train.mode, too_small=split.too_small)
+    if not force and store.is_current(best_path, recipe):
+        meta = store.meta(best_path)
+        summary.epochs, summary.best_epoch, summary.up_to_date = (
+            meta["epochs"], meta["best_epoch"], True
+        )
+        return summary
+
+    classes = split.classes
+    torch.manual_seed(train.seed)  # the new head's initial weights
+    network = build_network(config.model, len(classes), train)
+    device = pick_device(train.device)
+    if features is not None:
+        log.info(
+            "mode head: training the new head on the pretrained penultimate embeddings; "
+            "augmentation does not apply"
+        )
+        module = network.model.get_submodule(network.head)
+    else:
+        module = network.model
+    prepare_model(module, device)
+    index = {label: i for i, label in enumerate(classes)}
+    labels = torch.tensor([index.get(value, -1) for value in split.labels])  # -1: unlabelled
+    train_loader, val_loader = _loaders(store, network, train, split, features, device)
+    parameters = [p for p in network.model.parameters() if p.requires_grad]
+    optimizer = _optimizer(parameters, train)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=train.plateau_factor, patience=train.plateau_patience
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device) == torch.float16)
+    weights = _class_weights(labels[split.rows(TRAIN)], len(classes)) if train.class_weights \
+        else None
+    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+
+    progress = Progress()
+    checkpoint = None if force else _resumable(last_path, resume_recipe)
+    if checkpoint is not None:
+        load_trained_state(network.model, checkpoint["model"], str(last_path))
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        progress = Progress(**checkpoint["progress"])
+        log.info("resuming training of %s after epoch %d", key, progress.epoch)
+    # best.pt is about to change: it must not look complete until training ends.
+    sidecar_path(best_path).unlink(missing_ok=True)
+    summary.resumed_from = progress.epoch
+
+    log.info(
+        "training %s on %d images (%d validation, %d classes) on %s; learning: %s",
+        key, len(split.rows(TRAIN)), len(split.rows(VAL)), len(classes), describe(device),
+        ", ".join(name or "whole network" for name in network.trainable),
+    )
+    while progress.epoch < train.epochs and not progress.stopped:
+        epoch = progress.epoch + 1
+        _seed_epoch(train.seed, epoch)
+        began = time.perf_counter()
+        with tqdm(total=len(train_loader), desc=f"train {key} epoch {epoch}/{train.epochs}",
+                  unit="batch", leave=False) as bar:
+            train_loss = _train_one_epoch(
+                network, module, train_loader, labels, criterion, optimizer, scaler, device, bar
+            )
+            val_loss, val_accuracy = _validate(module, val_loader, labels, criterion, device)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
+                            val_acc=f"{val_accuracy:.3f}")
+        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+            raise TrainingError(
+                f"training {key} diverged in epoch {epoch} (loss {train_loss}, validation loss "
+                f"{val_loss}); lower [train] lr (now {train.lr}) and run `precompute train --force`"
+            )
+        scheduler.step(val_loss)
+        progress.epoch = epoch
+        progress.seconds += time.perf_counter() - began
+        progress.history.append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+            "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
+        })
+        if val_loss < progress.best_loss:
+            progress.best_loss, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+            _save(best_path, {
+                "model": network.trained_state(), "classes": classes,
+                "classifier": network.backbone.classifier_name, "epoch": epoch,
+            })
+        else:
+            progress.bad_epochs += 1
+            progress.stopped = 0 < train.patience <= progress.bad_epochs
+        _save(last_path, {
+            "recipe": resume_recipe, "model": network.trained_state(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "progress": asdict(progress),
+        })
+        log.info(
+            "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, lr %.2g (%.1f s)",
+            epoch, train.epochs, train_loss, val_loss, val_accuracy,
+            optimizer.param_groups[0]["lr"], time.perf_counter() - began,
+        )
+
+    store.commit(
+        best_path, recipe,
+        checkpoint=file_id(best_path),
+        classes=classes,
+        best_epoch=progress.best_epoch,
+        best_val_loss=progress.best_loss,
+        epochs=progress.epoch,
+        stopped_early=progress.stopped,
+        history=progress.history,
+        seconds=round(progress.seconds, 2),
+        device=describe(device),
+        trainable=network.trainable,
+        augmentation=[] if features is not None else list(train.augment),
+        too_small=split.too_small,
+    )
+    summary.epochs, summary.best_epoch, summary.stopped_early = (
+        progress.epoch, progress.best_epoch, progress.stopped
+    )
+    summary.seconds, summary.device = progress.seconds, describe(device)
+    return summary
+
+
+def training_recipe(
+    store: Store, config: RunConfig, split: Split, features: torch.Tensor | None
+) -> dict[str, Any]:
+    """What makes a trained model: the train settings, the backbone, the split, the images (and
+    in mode "head" the embeddings it learns from)."""
+    images = store.images_meta()
+    recipe = {
+        "train": {k: v for k, v in asdict(config.train).items() if k not in NOT_IN_RECIPE},
+        "model": asdict(config.model),
+        "split": split.recipe,
+        "images": images["fingerprint"],
+        "decode": images["decode"],
+    }
+    if features is not None:
+        pretrained = store.meta(store.embeddings_path(SpaceKey("pretrained", PENULTIMATE)))
+        recipe["features"] = pretrained["recipe"]
+    return recipe
+
+
+def _head_features(store: Store, config: RunConfig) -> torch.Tensor:
+    """The pretrained penultimate embeddings of every image (embedded now if missing)."""
+    embed_config = dataclasses.replace(config.embed, layers=[PENULTIMATE])
+    embedded = run_embed(store, embed_config, PretrainedSource(config.model))
+    if not embedded.skipped:
+        log.info("%s", embedded.line())
+    vectors = store.load_embeddings(SpaceKey("pretrained", PENULTIMATE))
+    return torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+
+
+def _embed_through_head(
+    store: Store, source: FinetunedSource, features: torch.Tensor, dtype: str, force: bool
+) -> None:
+    """Mode "head": the backbone is frozen, so the fine-tuned penultimate embedding of an image
+    is the new head (all but its last Linear) applied to its pretrained penultimate embedding;
+    no pass over the images is needed. Written with the recipe `run_embed` would give it."""
+    path = store.embeddings_path(SpaceKey(source.key, PENULTIMATE))
+    recipe = {**embedding_recipe(store, source, dtype), "layer": PENULTIMATE}
+    if not force and store.is_current(path, recipe):
+        return
+    pretrained = store.meta(store.embeddings_path(SpaceKey("pretrained", PENULTIMATE))) or {}
+    backbone = source.load()
+    head = backbone.model.get_submodule(backbone.classifier_name.rpartition(".")[0])
+    with torch.inference_mode():
+        vectors = head[:-1](features).numpy()
+    store.write_array(path, storable(vectors, dtype))
+    store.commit(
+        path, recipe, dim=int(vectors.shape[1]), count=len(vectors), backbone=backbone.name,
+        weights=backbone.weights_id, device="cpu", resumed_from=0,
+        computed_from=f"pretrained/{PENULTIMATE} through the trained head",
+        depth=pretrained.get("depth"),
+    )
+    log.info("embed %s: %d images through the trained head (%d-d)", source.key, len(vectors),
+             vectors.shape[1])
+
+
+def _loaders(
+    store: Store, network: FinetunedNetwork, train: TrainConfig, split: Split,
+    features: torch.Tensor | None, device: torch.device,
+) -> tuple[DataLoader, DataLoader]:
+    """Batches of (input, image row): embeddings in mode "head", decoded images otherwise."""
+    train_rows, val_rows = split.rows(TRAIN), split.rows(VAL)
+    if features is not None:
+        train_set: Dataset = TensorDataset(features[train_rows], torch.from_numpy(train_rows))
+        val_set: Dataset = TensorDataset(features[val_rows], torch.from_numpy(val_rows))
+        workers = 0
+    else:
+        meta = store.images_meta()
+        paths = [Path(meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
+        options = DecodeOptions(**meta["decode"])
+        backbone = network.backbone
+        size = train.image_size or backbone.input_size
+        train_set = ImageFileDataset(
+            paths, train_transform(backbone, size, train.augment), options,
+            rows=train_rows, draft_size=2 * size,
+        )
+        val_set = ImageFileDataset(
+            paths, backbone.eval_transform(), options,
+            rows=val_rows, draft_size=2 * backbone.input_size,
+        )
+        workers = train.workers or min(MAX_AUTO_WORKERS, os.cpu_count() or 1)
+    common = {
+        "batch_size": train.batch_size,
+        "num_workers": workers,
+        "pin_memory": device.type == "cuda",
+        "prefetch_factor": 4 if workers else None,
+    }
+    return DataLoader(train_set, shuffle=True, **common), DataLoader(val_set, **common)
+
+
+def _optimizer(parameters: list[nn.Parameter], train: TrainConfig) -> torch.optim.Optimizer:
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=train.lr, momentum=0.9, weight_decay=train.weight_decay
+        )
+    return torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def _class_weights(train_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse class frequency ("balanced"), so rare classes count as much as common ones."""
+    weights = compute_class_weight(
+        "balanced", classes=np.arange(num_classes), y=train_labels.numpy()
+    )
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Shuffling, DataLoader worker seeds (hence augmentation) and dropout of an epoch all draw
+    from the global generator, seeded here from (seed, epoch) alone, so a resumed run repeats
+    exactly what an uninterrupted one would have done."""
+    torch.manual_seed(seed * 100_003 + epoch)
+
+
+def _train_one_epoch(
+    network: FinetunedNetwork, module: nn.Module, loader: DataLoader, labels: torch.Tensor,
+    criterion: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    device: torch.device, bar: tqdm,
+) -> float:
+    network.train_mode()
+    total, count = 0.0, 0
+    for inputs, rows in loader:
+        targets = labels[rows].to(device, non_blocking=True)
+        with mixed_precision(device):
+            loss = criterion(_logits(module(_to_device(inputs, device))).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.item() * len(targets)
+        count += len(targets)
+        bar.update()
+        bar.set_postfix(loss=f"{total / count:.3f}")
+    return total / count
+
+
+def _validate(
+    module: nn.Module, loader: DataLoader, labels: torch.Tensor, criterion: nn.Module,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Mean loss and accuracy on the validation images."""
+    module.eval()
+    total, correct, count = 0.0, 0, 0
+    with torch.inference_mode():
+        for inputs, rows in loader:
+            targets = labels[rows].to(device, non_blocking=True)
+            with mixed_precision(device):
+                logits = _logits(module(_to_device(inputs, device))).float()
+            total += criterion(logits, targets).item() * len(targets)
+            correct += int((logits.argmax(dim=1) == targets).sum())
+            count += len(targets)
+    return total / count, correct / count
+
+
+def _to_device(inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    inputs = inputs.to(device, non_blocking=True)
+    if device.type == "cuda" and inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def _logits(outputs: Any) -> torch.Tensor:
+    """The main output of networks that also return auxiliary logits while training
+    (Inception, GoogLeNet)."""
+    return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
+def _resumable(path: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The `last.pt` checkpoint when it was made by the same recipe, else None."""
+    if not path.exists():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("recipe") != jsonable(recipe):
+        log.info("%s was made with other settings; training starts over", path)
+        return None
+    return checkpoint
+
+
+def _save(path: Path, checkpoint: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
