@@ -43,7 +43,12 @@ def test_an_uploaded_image_gets_a_label_its_neighbours_and_a_place_on_the_map(ex
     explorer.page.locator(".fse-query-card").wait_for(timeout=120_000)
     explorer.page.locator(".fse-query-neighbours .fse-tile").first.wait_for()
     labels = explorer.page.locator(".fse-query-card td").all_inner_texts()
-    assert labels[0] == Path(relative).name and "ImageNet class" in labels[1]
+    # The session shows the fine-tuned space: its network labels the upload as the train stage
+    # labelled the same image.
+    predicted = explorer.data.table["predicted style"].iloc[row]
+    confidence = explorer.data.table["style confidence"].iloc[row]
+    assert labels[0] == Path(relative).name
+    assert labels[1] == f"{predicted} ({confidence:.0%})"
     neighbours = explorer.rows_of(".fse-query-neighbours .fse-tile")
     assert neighbours[0] == row, "an image from the store is its own nearest neighbour"
     caption = explorer.page.locator(".fse-query-neighbours .fse-tile span").first.inner_text()
