@@ -27,7 +27,6 @@ from precompute.store import (
 )
 
 OTHER = "(other)"  # the colour of categories beyond the top N
-FILTERED = "(filtered out)"  # the colour of points outside the filter
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
 
 

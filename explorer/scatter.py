@@ -16,13 +16,14 @@ import pandas as pd
 from explorer.colours import (
     FADED_ALPHA,
     GREY_FILTERED,
+    GREY_OTHER,
     NUMERIC_CMAP,
     TOP_CATEGORIES,
     category_colours,
     numeric_colours,
     numeric_span,
 )
-from explorer.data import FILTERED, ExplorerData
+from explorer.data import ExplorerData
 from precompute.store import NUMERIC, SpaceKey
 
 MAP_EXTENT = 1.05  # every projection is scaled into [-1, 1]; the view shows a small margin
@@ -57,33 +58,39 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         plot_width=request.width, plot_height=request.height,
         x_range=request.x_range, y_range=request.y_range,
     )
-    colour = _colour_column(values, request.mask, numeric)
-    points = frame.assign(colour=colour)
-    if numeric:  # one pass: the mean colour and how many points each pixel holds
+    if numeric:
+        points = frame.assign(colour=_numeric_column(values, request.mask))
+        # one pass: the mean colour and how many points each pixel holds
         both = canvas.points(points, "x", "y", ds.summary(mean=ds.mean("colour"),
                                                           count=ds.count()))
-        aggregate, visible = both["mean"], int(both["count"].sum())
     else:
-        aggregate = canvas.points(points, "x", "y", ds.count_cat("colour"))
-        visible = int(aggregate.sum())
-    if visible <= request.glyph_limit:
+        points = _colour_channels(frame, values, request.mask)
+        drawn = points[request.mask] if request.hide_filtered and request.mask is not None \
+            else points
+        both = canvas.points(drawn, "x", "y", MIXED_COLOUR)
+    if int(both["count"].sum()) <= request.glyph_limit:
         return _glyphs(data, request, frame, values, numeric)
-    image = _shade(aggregate, values, numeric, request.hide_filtered)
-    if numeric and request.mask is not None and not request.hide_filtered:
-        outside = frame[~request.mask]
-        grey = tf.shade(canvas.points(outside, "x", "y", ds.count()), cmap=[GREY_FILTERED],
-                        min_alpha=60)
-        image = tf.stack(grey, image)
+    if numeric:
+        image = _shade_numeric(both["mean"], values)
+        if request.mask is not None and not request.hide_filtered:
+            grey = tf.shade(canvas.points(frame[~request.mask], "x", "y", ds.count()),
+                            cmap=[GREY_FILTERED], min_alpha=60)
+            image = tf.stack(grey, image)
+    else:
+        image = _mix(both)
     if request.selection is not None and len(request.selection):
-        chosen = points.iloc[request.selection]
+        rows = request.selection
+        if request.hide_filtered and request.mask is not None:
+            rows = rows[request.mask[rows]]
+        chosen = points.iloc[rows]
         if numeric:
-            selected = canvas.points(chosen, "x", "y", ds.mean("colour"))
+            selected = _shade_numeric(canvas.points(chosen, "x", "y", ds.mean("colour")), values)
         else:
-            selected = canvas.points(chosen, "x", "y", ds.count_cat("colour"))
+            selected = _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
         image = tf.stack(
-            tf.shade(_counts(aggregate, numeric), cmap=["#bbbbbb"], min_alpha=FADED_ALPHA // 2,
+            tf.shade(both["count"], cmap=["#bbbbbb"], min_alpha=FADED_ALPHA // 2,
                      alpha=FADED_ALPHA),
-            _shade(selected, values, numeric, hide_filtered=True),
+            selected,
         )
     image = tf.dynspread(image, threshold=0.6, max_px=5)
     # datashader's rows run upwards in y; an RGB element's rows run downwards.
@@ -92,33 +99,58 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
 
 
-def _colour_column(values: pd.Series, mask: np.ndarray | None, numeric: bool) -> pd.Series:
-    if mask is None:
-        return values.array
-    if numeric:
-        return np.where(mask, values.to_numpy(), np.nan).astype("float32")
-    categories = [*values.cat.categories, FILTERED]
-    codes = np.where(mask, values.cat.codes.to_numpy(), len(categories) - 1)
-    return pd.Categorical.from_codes(codes, categories=categories)
+def _numeric_column(values: pd.Series, mask: np.ndarray | None) -> np.ndarray:
+    """The attribute as float32, missing outside the filter (those are drawn grey apart)."""
+    column = values.to_numpy(dtype="float32", na_value=np.nan)
+    return column if mask is None else np.where(mask, column, np.float32(np.nan))
 
 
-def _shade(aggregate, values: pd.Series, numeric: bool, hide_filtered: bool):
-    if numeric:  # linear, so the colours match the legend's colour bar and the glyphs
-        return tf.shade(aggregate, cmap=NUMERIC_CMAP, how="linear", span=numeric_span(values),
-                        min_alpha=120)
-    present = [c for c in aggregate.coords["colour"].values.tolist()
-               if not (hide_filtered and c == FILTERED)]
-    aggregate = aggregate.sel(colour=present)
+def _colour_channels(frame: pd.DataFrame, values: pd.Series,
+                     mask: np.ndarray | None) -> pd.DataFrame:
+    """x, y and the red, green and blue of each point's category (grey outside the filter).
+
+    Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
+    points in proportion, as datashader's categorical shading does, from one pass of four
+    sums instead of a count per category and pixel."""
     colours = category_colours(list(values.cat.categories))
-    colours[FILTERED] = GREY_FILTERED
-    return tf.shade(aggregate, color_key=[colours[c] for c in present], min_alpha=120)
+    palette = np.array([_rgb(colours[c]) for c in values.cat.categories] + [_rgb(GREY_OTHER)],
+                       dtype=np.float32)
+    codes = values.cat.codes.to_numpy()  # -1 (no category) takes the last row
+    rgb = palette[codes]
+    if mask is not None:
+        rgb[~mask] = _rgb(GREY_FILTERED)
+    return pd.DataFrame({"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(),
+                         "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]}, copy=False)
 
 
-def _counts(aggregate, numeric: bool):
-    """Points per pixel, whatever the aggregate."""
-    if numeric:
-        return aggregate.notnull().astype("uint32")
-    return aggregate.sum(dim="colour")
+MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
+MIN_ALPHA = 120
+
+
+def _mix(aggregate) -> tf.Image:
+    """Each pixel's mean colour; opacity rises with the log of its point count."""
+    count = aggregate["count"].to_numpy()
+    filled = count > 0
+    safe = np.maximum(count, 1).astype(np.float32)
+    channels = [np.clip(np.nan_to_num(aggregate[c].to_numpy()) / safe, 0, 255).astype(np.uint32)
+                for c in ("r", "g", "b")]
+    density = np.log1p(count.astype(np.float32))
+    top = density.max() if filled.any() else 1.0
+    alpha = (MIN_ALPHA + (255 - MIN_ALPHA) * density / max(top, 1e-6)).astype(np.uint32)
+    packed = channels[0] | channels[1] << 8 | channels[2] << 16 | alpha << 24
+    packed[~filled] = 0
+    return tf.Image(packed, coords=aggregate["count"].coords, dims=aggregate["count"].dims)
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))
+
+
+def _shade_numeric(aggregate, values: pd.Series):
+    """Linear, so the colours match the legend's colour bar and the glyphs."""
+    return tf.shade(aggregate, cmap=NUMERIC_CMAP, how="linear", span=numeric_span(values),
+                    min_alpha=120)
 
 
 def _glyphs(data: ExplorerData, request: MapRequest, frame: pd.DataFrame, values: pd.Series,

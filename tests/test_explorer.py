@@ -119,3 +119,26 @@ def test_predictions_are_attributes_and_confusion_cells_select_their_test_images
         assert (table["style split"].iloc[rows] == "test").all()
     diagonal = cells[cells["true"] == cells["predicted"]]["count"].sum()
     assert diagonal / 11 == pytest.approx(meta["metrics"]["accuracy"])
+
+
+def test_each_lone_point_is_painted_in_its_legend_colour(built_store):
+    from explorer.colours import category_colours
+    from explorer.scatter import MapRequest, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    width, height, extent = 200, 150, (-1.05, 1.05)
+    request = MapRequest(str(SPACE), "pca", "style", extent, extent, width, height,
+                         glyph_limit=0)
+    rgba = render_map(data, request).get(0).data  # rows from the top, as sent to the browser
+    coords = data.coords(SPACE, "pca")
+    columns = ((coords[:, 0] - extent[0]) / (extent[1] - extent[0]) * width).astype(int)
+    rows = height - 1 - ((coords[:, 1] - extent[0]) / (extent[1] - extent[0]) * height).astype(int)
+    pixel = rows * width + columns
+    lone = np.flatnonzero(np.bincount(pixel, minlength=width * height)[pixel] == 1)
+    colours = category_colours(list(data.table["style"].cat.categories))
+    matches = [
+        tuple(rgba[rows[i], columns[i], :3]) == tuple(
+            int(colours[data.table["style"].iloc[i]][k:k + 2], 16) for k in (1, 3, 5))
+        for i in lone
+    ]
+    assert len(lone) > 30 and np.mean(matches) > 0.8
