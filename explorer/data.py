@@ -7,8 +7,10 @@ Sessions keep only row numbers and view settings; everything here is computed on
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,8 @@ from precompute.store import (
 
 OTHER = "(other)"  # the colour of categories beyond the top N
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
+DERIVED_KEPT = 8
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class ExplorerData:
     _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
     _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
     _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple, object] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what there is
     @property
@@ -147,6 +152,15 @@ class ExplorerData:
                     pd.Categorical.from_codes(codes, categories=categories), index=values.index
                 )
         return self._colours[key]
+
+    def derived(self, key: tuple, make: Callable[[], T]) -> T:
+        """`make()`, computed once per process for `key` and shared by every session; the
+        oldest of more than DERIVED_KEPT results is dropped (they can be large at 1M rows)."""
+        if key not in self._derived:
+            if len(self._derived) >= DERIVED_KEPT:
+                self._derived.pop(next(iter(self._derived)))
+            self._derived[key] = make()
+        return self._derived[key]
 
     def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """How many images have each value of a categorical attribute, most frequent first."""

@@ -64,7 +64,11 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         both = canvas.points(points, "x", "y", ds.summary(mean=ds.mean("colour"),
                                                           count=ds.count()))
     else:
-        points = _colour_channels(frame, values, request.mask)
+        key = ("colour channels", request.space, request.method, request.color_by)
+        points = data.derived(key, lambda: _colour_channels(frame, values))
+        if request.mask is not None:
+            points = points.copy()
+            points.loc[~request.mask, ["r", "g", "b"]] = _rgb(GREY_FILTERED)
         drawn = points[request.mask] if request.hide_filtered and request.mask is not None \
             else points
         both = canvas.points(drawn, "x", "y", MIXED_COLOUR)
@@ -105,9 +109,8 @@ def _numeric_column(values: pd.Series, mask: np.ndarray | None) -> np.ndarray:
     return column if mask is None else np.where(mask, column, np.float32(np.nan))
 
 
-def _colour_channels(frame: pd.DataFrame, values: pd.Series,
-                     mask: np.ndarray | None) -> pd.DataFrame:
-    """x, y and the red, green and blue of each point's category (grey outside the filter).
+def _colour_channels(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
+    """x, y and the red, green and blue of each point's category.
 
     Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
     points in proportion, as datashader's categorical shading does, from one pass of four
@@ -117,8 +120,6 @@ def _colour_channels(frame: pd.DataFrame, values: pd.Series,
                        dtype=np.float32)
     codes = values.cat.codes.to_numpy()  # -1 (no category) takes the last row
     rgb = palette[codes]
-    if mask is not None:
-        rgb[~mask] = _rgb(GREY_FILTERED)
     return pd.DataFrame({"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(),
                          "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]}, copy=False)
 
