@@ -92,5 +92,21 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         pn.pane.HoloViews(plot, sizing_mode="stretch_width", min_height=280,
                           css_classes=["fse-separability"]),
         detail,
+        pn.pane.HTML(placeholder(scope_note(data)), sizing_mode="stretch_width",
+                     css_classes=["fse-sep-scope"]),
         sizing_mode="stretch_width",
     )
+
+
+def scope_note(data: ExplorerData) -> str:
+    """Which images the scores were computed on, with a warning when fine-tuned spaces were
+    scored on the images they were trained on. Plain text: the caller escapes it."""
+    split = data.store.meta(data.store.separability_path()).get("split", "")
+    if split:
+        target, _, part = split.partition("/")
+        return f"Scored on the {part} images of the {target} split."
+    if any(space.model != "pretrained" for space in data.spaces):
+        return ("Scored on every image, the fine-tuned model's training images included, so "
+                "its scores for the attribute it learned are optimistic; "
+                "[analysis] split = \"TARGET/test\" scores held-out images only.")
+    return "Scored on every image."

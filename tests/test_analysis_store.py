@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from explorer.data import load_explorer_data
+from explorer.separability_view import scope_note
 from precompute.analyse import run_analyse
 from precompute.cli import main
 from precompute.cluster import run_cluster
@@ -138,6 +140,7 @@ def test_scores_can_be_limited_to_the_held_out_part_of_a_fine_tuning_split(built
     config = AnalysisConfig(split="style/test", min_class_size=2, shuffles=2, probe_shuffles=1,
                             bootstrap=50, conditional=[])
     penultimate = SpaceKey("pretrained", "penultimate")
+    assert "optimistic" in scope_note(load_explorer_data(str(copy.root)))
 
     summary = run_analyse(copy, config, spaces=[penultimate])
     assert summary.made == [REFERENCE]
@@ -145,5 +148,8 @@ def test_scores_can_be_limited_to_the_held_out_part_of_a_fine_tuning_split(built
     assert set(table["space"]) == {REFERENCE}  # the other layers' scores are of another config
     assert (table.loc[table["attribute"] == "style", "n"] == test_rows.sum()).all()
     assert copy.meta(copy.separability_path())["split"] == "style/test"
+    load_explorer_data.clear()
+    assert scope_note(load_explorer_data(str(copy.root))) == (
+        "Scored on the test images of the style split.")
     with pytest.raises(ConfigError, match=r"split = 'artist/test': the store has no split"):
         run_analyse(copy, AnalysisConfig(split="artist/test"), spaces=[penultimate])
