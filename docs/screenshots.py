@@ -32,7 +32,13 @@ def main() -> None:
         page.locator(".fse-color-by select").select_option("artist")
         page.wait_for_timeout(4_000)
         page.screenshot(path=DOCS / "screenshot-artist.png")
-    print(f"wrote {DOCS / 'screenshot.png'} and {DOCS / 'screenshot-artist.png'}")
+        for tab in ("Layers", "Metrics"):
+            page.get_by_text(tab, exact=True).click()
+            page.locator(".fse-tabs").scroll_into_view_if_needed()
+            page.mouse.wheel(0, 400)
+            page.wait_for_timeout(3_000)
+            page.screenshot(path=DOCS / f"screenshot-{tab.lower()}.png")
+    print(f"wrote the screenshots into {DOCS}")
 
 
 if __name__ == "__main__":
