@@ -51,33 +51,37 @@ class MapRequest:
 
 def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     """The map for one viewport: an image layer and a glyph layer, one of them empty."""
-    frame = data.frame(SpaceKey.parse(request.space), request.method)
+    space = SpaceKey.parse(request.space)
+    frame = data.frame(space, request.method)
     numeric = data.kinds[request.color_by] == NUMERIC
-    values = data.colour_values(request.color_by, TOP_CATEGORIES, SpaceKey.parse(request.space))
+    values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
+    order = data.derived(("x order", request.space, request.method), lambda: XOrder.of(frame))
+    key = ("colour columns", request.space, request.method, request.color_by)
+    points = data.derived(key, lambda: _colour_columns(frame, values, order.rows, numeric))
+    mask = None if request.mask is None else request.mask[order.rows]
     canvas = ds.Canvas(
         plot_width=request.width, plot_height=request.height,
         x_range=request.x_range, y_range=request.y_range,
     )
     if numeric:
-        points = frame.assign(colour=_numeric_column(values, request.mask))
+        if mask is not None:  # missing outside the filter: those are drawn grey apart
+            points = points.assign(colour=np.where(mask, points["colour"], np.float32(np.nan)))
         # one pass: the mean colour and how many points each pixel holds
-        both = canvas.points(points, "x", "y", ds.summary(mean=ds.mean("colour"),
-                                                          count=ds.count()))
+        both = canvas.points(_x_slice(points, request.x_range), "x", "y",
+                             ds.summary(mean=ds.mean("colour"), count=ds.count()))
     else:
-        key = ("colour channels", request.space, request.method, request.color_by)
-        points = data.derived(key, lambda: _colour_channels(frame, values))
-        if request.mask is not None:
+        if mask is not None:
             points = points.copy()
-            points.loc[~request.mask, ["r", "g", "b"]] = _rgb(GREY_FILTERED)
-        drawn = points[request.mask] if request.hide_filtered and request.mask is not None \
-            else points
-        both = canvas.points(drawn, "x", "y", MIXED_COLOUR)
+            points.loc[~mask, ["r", "g", "b"]] = _rgb(GREY_FILTERED)
+        drawn = points[mask] if request.hide_filtered and mask is not None else points
+        both = canvas.points(_x_slice(drawn, request.x_range), "x", "y", MIXED_COLOUR)
     if int(both["count"].sum()) <= request.glyph_limit:
         return _glyphs(data, request, frame, values, numeric)
     if numeric:
         image = _shade_numeric(both["mean"], values)
-        if request.mask is not None and not request.hide_filtered:
-            grey = tf.shade(canvas.points(frame[~request.mask], "x", "y", ds.count()),
+        if mask is not None and not request.hide_filtered:
+            outside = _x_slice(points[~mask], request.x_range)
+            grey = tf.shade(canvas.points(outside, "x", "y", ds.count()),
                             cmap=[GREY_FILTERED], min_alpha=60)
             image = tf.stack(grey, image)
     else:
@@ -86,7 +90,7 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         rows = request.selection
         if request.hide_filtered and request.mask is not None:
             rows = rows[request.mask[rows]]
-        chosen = points.iloc[rows]
+        chosen = points.iloc[order.positions[rows]]
         if numeric:
             selected = _shade_numeric(canvas.points(chosen, "x", "y", ds.mean("colour")), values)
         else:
@@ -103,25 +107,48 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
 
 
-def _numeric_column(values: pd.Series, mask: np.ndarray | None) -> np.ndarray:
-    """The attribute as float32, missing outside the filter (those are drawn grey apart)."""
-    column = values.to_numpy(dtype="float32", na_value=np.nan)
-    return column if mask is None else np.where(mask, column, np.float32(np.nan))
+@dataclass(frozen=True)
+class XOrder:
+    """The points of one projection sorted by x, so the points of a viewport are one slice of
+    the sorted columns and a zoomed render aggregates only those."""
+
+    rows: np.ndarray  # sorted position i holds image rows[i]
+    positions: np.ndarray  # image j is at sorted position positions[j]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> XOrder:
+        rows = np.argsort(frame["x"].to_numpy(), kind="stable")
+        positions = np.empty_like(rows)
+        positions[rows] = np.arange(len(rows))
+        return cls(rows, positions)
 
 
-def _colour_channels(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
-    """x, y and the red, green and blue of each point's category.
+def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame:
+    """The points (sorted by x) whose x lies in `x_range`: all the canvas would count."""
+    x = points["x"].to_numpy()
+    low = int(np.searchsorted(x, x_range[0], side="left"))
+    high = int(np.searchsorted(x, x_range[1], side="right"))
+    return points.iloc[low:high]
+
+
+def _colour_columns(frame: pd.DataFrame, values: pd.Series, rows: np.ndarray,
+                    numeric: bool) -> pd.DataFrame:
+    """x, y and the colour of each point, in the order `rows`: for a numeric attribute its value
+    as float32 (`colour`), for a categorical one the red, green and blue of its category.
 
     Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
     points in proportion, as datashader's categorical shading does, from one pass of four
     sums instead of a count per category and pixel."""
-    colours = category_colours(list(values.cat.categories))
-    palette = np.array([_rgb(colours[c]) for c in values.cat.categories] + [_rgb(GREY_OTHER)],
-                       dtype=np.float32)
-    codes = values.cat.codes.to_numpy()  # -1 (no category) takes the last row
-    rgb = palette[codes]
-    return pd.DataFrame({"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(),
-                         "r": rgb[:, 0], "g": rgb[:, 1], "b": rgb[:, 2]}, copy=False)
+    columns = {"x": frame["x"].to_numpy()[rows], "y": frame["y"].to_numpy()[rows]}
+    if numeric:
+        columns["colour"] = values.to_numpy(dtype="float32", na_value=np.nan)[rows]
+    else:
+        colours = category_colours(list(values.cat.categories))
+        palette = np.array([_rgb(colours[c]) for c in values.cat.categories]
+                           + [_rgb(GREY_OTHER)], dtype=np.float32)
+        rgb = palette[values.cat.codes.to_numpy()[rows]]  # -1 (no category) takes the last row
+        columns.update(r=rgb[:, 0], g=rgb[:, 1], b=rgb[:, 2])
+    return pd.DataFrame(columns, copy=False)
 
 
 MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
