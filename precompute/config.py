@@ -130,6 +130,9 @@ class TrainConfig:
             raise ConfigError("; ".join(problems))
 
 
+MIN_FIT_SAMPLE = 10
+
+
 @dataclass
 class ProjectionConfig:
     """Which 2D projections are computed for every feature space."""
@@ -138,6 +141,14 @@ class ProjectionConfig:
     seed: int = 0
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method overrides
     align: bool = True  # rotate/scale each layer's map onto its model's penultimate map
+    # Above this many points each reducer is fitted on a seeded sample of this size and places
+    # the rest with its own `transform`: UMAP and t-SNE at millions of points.
+    fit_sample: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.fit_sample < MIN_FIT_SAMPLE:
+            raise ConfigError(f"[projection] fit_sample = {self.fit_sample}: fit on at least "
+                              f"{MIN_FIT_SAMPLE} points")
 
 
 @dataclass

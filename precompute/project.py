@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from precompute.align import procrustes_alignment
 from precompute.config import ProjectionConfig
@@ -25,6 +26,7 @@ from precompute.reducers import make_reducer
 from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
+TRANSFORM_CHUNK = 50_000  # points placed per `transform` call above the fit sample
 
 
 @dataclass
@@ -55,6 +57,27 @@ def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
     return penultimate if penultimate in same_model else same_model[-1]
 
 
+def fit_and_place(reducer, vectors: np.ndarray, fit_sample: int, seed: int,
+                  label: str) -> np.ndarray:
+    """2D coordinates of every vector (float32): `reducer` fitted on all of them, or, above
+    `fit_sample` vectors, fitted on a seeded sample of that size, the others placed on its map
+    by its `transform` in chunks (with a progress bar)."""
+    if len(vectors) <= fit_sample:
+        return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+    fitted = np.sort(np.random.default_rng(seed).choice(len(vectors), fit_sample, replace=False))
+    coords = np.empty((len(vectors), 2), dtype=np.float32)
+    coords[fitted] = reducer.fit_transform(vectors[fitted])
+    rest = np.setdiff1d(np.arange(len(vectors)), fitted)
+    log.info("%s: fitted on %d sampled points; placing the other %d", label, fit_sample,
+             len(rest))
+    with tqdm(total=len(rest), desc=f"place {label}", unit="pt") as bar:
+        for start in range(0, len(rest), TRANSFORM_CHUNK):
+            rows = rest[start:start + TRANSFORM_CHUNK]
+            coords[rows] = reducer.transform(vectors[rows])
+            bar.update(len(rows))
+    return coords
+
+
 def run_project(
     store: Store, config: ProjectionConfig, spaces: list[SpaceKey] | None = None,
     force: bool = False,
@@ -82,6 +105,9 @@ def run_project(
                 target = store.meta(store.projection_path(reference, method))
             if target is not None:
                 recipe["align_to"] = {"space": str(reference), "projection": target["recipe"]}
+            count = len(store.load_embeddings(space))
+            if count > config.fit_sample:
+                recipe["fit_sample"] = config.fit_sample  # below it, fitted on every point
             if not force and store.is_current(path, recipe):
                 summary.up_to_date += 1
                 continue
@@ -89,11 +115,12 @@ def run_project(
                 vectors = normalised(store.load_embeddings(space))
             began = time.perf_counter()
             reducer = make_reducer(
-                method, len(vectors), vectors.shape[1], config.seed,
+                method, min(count, config.fit_sample), vectors.shape[1], config.seed,
                 **config.params.get(method, {}),
             )
-            log.info("projecting %s with %s (%d points)", space, method, len(vectors))
-            coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+            log.info("projecting %s with %s (%d points)", space, method, count)
+            coords = fit_and_place(reducer, vectors, config.fit_sample, config.seed,
+                                   f"{space}:{method}")
             alignment = None
             if target is not None:
                 fit = procrustes_alignment(coords, store.load_projection(reference, method))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from PIL import Image
 
 from precompute.cli import main
 from precompute.config import ProjectionConfig
+from precompute.errors import ConfigError
 from precompute.project import normalised, run_project
 from precompute.store import SpaceKey, Store
 
@@ -74,6 +77,31 @@ def test_projections_are_reproducible_with_the_same_seed(built_store, tmp_path):
     assert len(summary.made) == 6
     for (space, method), coords in before.items():
         assert np.allclose(store.load_projection(space, method), coords, atol=1e-4), method
+
+
+def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_store,
+                                                                          tmp_path):
+    """At millions of images UMAP and t-SNE are fitted on a sample; every other image is placed
+    on that map by the fitted reducer's own transform."""
+    store = Store(shutil.copytree(built_store, tmp_path / "store"))
+    config = ProjectionConfig(methods=["pca", "umap", "pca_tsne"], seed=0, fit_sample=40)
+    summary = run_project(store, config, spaces=[SPACE])
+    assert len(summary.made) == 3  # fitted on every image before: not up to date any more
+    vectors = normalised(store.load_embeddings(SPACE))
+    for method in config.methods:
+        coords = store.load_projection(SPACE, method)
+        assert coords.shape == (66, 2) and np.isfinite(coords).all(), method
+        assert store.meta(store.projection_path(SPACE, method))["recipe"]["fit_sample"] == 40
+    pca = pickle.loads(store.reducer_path(SPACE, "pca").read_bytes())
+    assert pca.n_samples_ == 40
+    assert np.allclose(store.load_projection(SPACE, "pca"), pca.transform(vectors), atol=1e-5)
+    umap = pickle.loads(store.reducer_path(SPACE, "umap").read_bytes())
+    assert umap.embedding_.shape == (40, 2)
+    coords = store.load_projection(SPACE, "umap")
+    assert all(np.isclose(coords, point).all(axis=1).any() for point in umap.embedding_)
+    assert run_project(store, config, spaces=[SPACE]).up_to_date == 3
+    with pytest.raises(ConfigError, match=r"fit_sample = 5: fit on at least 10"):
+        ProjectionConfig(fit_sample=5)
 
 
 def test_a_second_run_skips_finished_work(built_store, capsys):
