@@ -39,8 +39,8 @@ class ExplorerPage:
     def __init__(self, page, url: str, store):
         self.page, self.url = page, url
         self.data = load_explorer_data(str(store.resolve()))
-        self.space = str(default_space(self.data.spaces))  # where a session opens
-        self.method = "pca"
+        space = default_space(self.data.spaces)  # where a session opens: its first method
+        self.space, self.method = str(space), self.data.methods[space][0]
 
     # ------------------------------------------------------------------ navigation
     def open(self, query: str = "") -> ExplorerPage:
