@@ -1,7 +1,7 @@
 """Run the benchmarks, print a table and write bench/results.json (`make bench`).
 
     python bench/run.py                 # everything (about an hour on two cores)
-    python bench/run.py --only explorer # one group: explorer, browser, knn, embed
+    python bench/run.py --only explorer # one group: explorer, browser, knn, embed, project
     python bench/run.py --sizes 100000,1000000
 
 Synthetic stores are generated under bench/stores/ on first use (bench/synthetic.py). Results
@@ -27,7 +27,7 @@ STORES = REPO / "bench" / "stores"
 SAMPLE_STORE = REPO / "sample_data" / "store"
 RESULTS = REPO / "bench" / "results.json"
 RENDER_GOALS = {1_000_000: 50, 10_000_000: 150}
-GROUPS = ("explorer", "browser", "knn", "embed")
+GROUPS = ("explorer", "browser", "knn", "embed", "project")
 
 
 def synthetic_store(rows: int, dim: int = 512) -> Path:
@@ -64,6 +64,11 @@ def run(groups: list[str], sizes: list[int]) -> list[Row]:
             from bench.embedding import embedding_measures
 
             rows += embedding_measures()
+        elif group == "project":
+            from bench.projection import projection_measures
+
+            for size in [s for s in sizes if s <= 1_000_000]:
+                rows += projection_measures(size, 2048, ["umap", "pca_tsne"])
         print(f"[{group}: {time.perf_counter() - began:.0f} s]", flush=True)
         print_table(rows)
     return rows
