@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import param
 
-METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "pca_tsne": "PCA → t-SNE"}
+METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "pca_tsne": "PCA → t-SNE",
+                 "pca_umap": "PCA → UMAP"}
 NO_ROWS = np.empty(0, dtype=np.int64)
 
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from precompute.errors import ConfigError
 
-PCA_TSNE_COMPONENTS = 50
+PCA_COMPONENTS = 50  # the PCA step of pca_tsne and pca_umap
 
 
 def make_pca(n_samples: int, seed: int, **params: Any) -> PCA:
@@ -41,11 +41,22 @@ def make_umap(n_samples: int, seed: int, **params: Any):
 
 def make_pca_tsne(n_samples: int, seed: int, **params: Any) -> Pipeline:
     """PCA to 50 dimensions first, then t-SNE: the usual recipe for wide embeddings."""
-    components = params.pop("pca_components", PCA_TSNE_COMPONENTS)
+    return _after_pca("tsne", make_tsne, n_samples, seed, params)
+
+
+def make_pca_umap(n_samples: int, seed: int, **params: Any) -> Pipeline:
+    """PCA to 50 dimensions first, then UMAP: each distance about 40 times cheaper than in
+    2,048 dimensions, for maps of millions of images."""
+    return _after_pca("umap", make_umap, n_samples, seed, params)
+
+
+def _after_pca(name: str, make: Callable[..., Any], n_samples: int, seed: int,
+               params: dict[str, Any]) -> Pipeline:
+    components = params.pop("pca_components", PCA_COMPONENTS)
     return Pipeline(
         [
             ("pca", PCA(n_components=components, random_state=seed)),
-            ("tsne", make_tsne(n_samples, seed, **params)),
+            (name, make(n_samples, seed, **params)),
         ]
     )
 
@@ -55,6 +66,7 @@ REDUCERS: dict[str, Callable[..., Any]] = {
     "tsne": make_tsne,
     "umap": make_umap,
     "pca_tsne": make_pca_tsne,
+    "pca_umap": make_pca_umap,
 }
 
 
@@ -64,7 +76,6 @@ def make_reducer(method: str, n_samples: int, dim: int, seed: int, **params: Any
         raise ConfigError(
             f"projection method {method!r} is unknown; choose from {', '.join(REDUCERS)}"
         )
-    if method == "pca_tsne":
-        limit = min(n_samples, dim)
-        params = {"pca_components": min(PCA_TSNE_COMPONENTS, limit), **params}
+    if method.startswith("pca_"):
+        params = {"pca_components": min(PCA_COMPONENTS, n_samples, dim), **params}
     return REDUCERS[method](n_samples, seed, **params)

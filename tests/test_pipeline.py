@@ -84,7 +84,7 @@ def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_
     """At millions of images UMAP and t-SNE are fitted on a sample; every other image is placed
     on that map by the fitted reducer's own transform."""
     store = Store(shutil.copytree(built_store, tmp_path / "store"))
-    config = ProjectionConfig(methods=["pca", "umap", "pca_tsne"], seed=0, fit_sample=40)
+    config = ProjectionConfig(methods=["pca", "umap", "pca_umap"], seed=0, fit_sample=40)
     summary = run_project(store, config, spaces=[SPACE])
     assert len(summary.made) == 3  # fitted on every image before: not up to date any more
     vectors = normalised(store.load_embeddings(SPACE))
@@ -99,6 +99,8 @@ def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_
     assert umap.embedding_.shape == (40, 2)
     coords = store.load_projection(SPACE, "umap")
     assert all(np.isclose(coords, point).all(axis=1).any() for point in umap.embedding_)
+    pca_umap = pickle.loads(store.reducer_path(SPACE, "pca_umap").read_bytes())
+    assert pca_umap["pca"].n_components_ == 40 and pca_umap["umap"].embedding_.shape == (40, 2)
     assert run_project(store, config, spaces=[SPACE]).up_to_date == 3
     with pytest.raises(ConfigError, match=r"fit_sample = 5: fit on at least 10"):
         ProjectionConfig(fit_sample=5)
