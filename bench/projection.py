@@ -13,7 +13,7 @@ from precompute.config import ProjectionConfig
 from precompute.project import fit_and_place, normalised
 from precompute.reducers import make_reducer
 
-GOALS_MINUTES = {"umap": 10}
+GOALS_MINUTES = {"umap": 10, "pca_umap": 10}
 
 
 def clustered_vectors(rows: int, dim: int, clusters: int = 64, seed: int = 0) -> np.ndarray:

@@ -3,6 +3,7 @@
     python bench/run.py                 # everything (about an hour on two cores)
     python bench/run.py --only explorer # one group: explorer, browser, knn, embed, project
     python bench/run.py --sizes 100000,1000000
+    python bench/run.py --only project --sizes 1000000 --methods pca_umap
 
 Synthetic stores are generated under bench/stores/ on first use (bench/synthetic.py). Results
 and the command that made them are copied into docs/benchmarks.md by hand.
@@ -41,7 +42,7 @@ def synthetic_store(rows: int, dim: int = 512) -> Path:
     return root
 
 
-def run(groups: list[str], sizes: list[int]) -> list[Row]:
+def run(groups: list[str], sizes: list[int], methods: list[str]) -> list[Row]:
     rows: list[Row] = []
     for group in groups:
         began = time.perf_counter()
@@ -68,7 +69,7 @@ def run(groups: list[str], sizes: list[int]) -> list[Row]:
             from bench.projection import projection_measures
 
             for size in [s for s in sizes if s <= 1_000_000]:
-                rows += projection_measures(size, 2048, ["umap", "pca_tsne"])
+                rows += projection_measures(size, 2048, methods)
         print(f"[{group}: {time.perf_counter() - began:.0f} s]", flush=True)
         print_table(rows)
     return rows
@@ -90,9 +91,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=GROUPS, action="append")
     parser.add_argument("--sizes", default="100000,1000000,10000000")
+    parser.add_argument("--methods", default="pca_umap,umap,pca_tsne",
+                        help="projection methods of the 'project' group")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    rows = run(args.only or list(GROUPS), sizes)
+    rows = run(args.only or list(GROUPS), sizes, args.methods.split(","))
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     measured = {(r["measure"], r["n"], r["dim"]) for r in rows}
     kept = [r for r in previous if (r["measure"], r["n"], r["dim"]) not in measured]
