@@ -7,12 +7,16 @@ The arrays grow in place as memory-mapped `.partial` files; after every few batc
 done are recorded, so an interrupted run resumes at the first unfinished batch. On completion
 each array is renamed into place and its sidecar written, so a killed run never leaves an
 embedding that looks complete.
+
+Under torchrun each rank embeds its own block of rows into its own part of each array (resumable
+the same way); once every rank is done, one process merges the parts (see distributed.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +30,8 @@ from tqdm.auto import tqdm
 from precompute.backbones import Backbone, load_backbone
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.device import describe, mixed_precision, pick_device, prepare_model
+from precompute.distributed import SINGLE, Shard
+from precompute.errors import StoreError
 from precompute.features import LayerTap
 from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions
@@ -108,19 +114,32 @@ def storable(values: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def run_embed(
-    store: Store, config: EmbedConfig, source: ModelSource, force: bool = False
+    store: Store, config: EmbedConfig, source: ModelSource, force: bool = False,
+    shard: Shard = SINGLE,
 ) -> EmbedSummary:
-    """Embed every accepted image with `source` at each configured layer."""
+    """Embed every accepted image with `source` at each configured layer.
+
+    A shard of several (torchrun) embeds only its block of rows into its own part of each
+    array; `merge_embedding_parts` then joins the parts into the arrays a single process makes."""
     images_meta = store.images_meta()
     base = embedding_recipe(store, source, config.dtype)
     # The model is needed even when nothing is left to do: `stages` names its blocks.
     backbone = source.load()
     depths = resolve_layers(backbone.model, config.layers, config.stages, backbone.input_size)
     spaces = [SpaceKey(source.key, layer) for layer in depths]
+    paths = [Path(images_meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
+    block = shard.rows(len(paths))
     todo = [
         s for s in spaces
         if force or not store.is_current(store.embeddings_path(s), {**base, "layer": s.layer})
     ]
+    if shard.sharded:  # a rank whose own part is done has nothing to redo after a restart
+        todo = [
+            s for s in todo
+            if force or not store.is_current(
+                _output(store, s, shard), _recipe(base, s, shard, len(paths))
+            )
+        ]
     summary = EmbedSummary(source.key, [s.layer for s in spaces])
     if not todo:
         summary.skipped = True
@@ -128,17 +147,18 @@ def run_embed(
 
     device = pick_device(config.device)
     tap = prepare_model(LayerTap(backbone.model, [s.layer for s in todo]), device).eval()
-    paths = [Path(images_meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
     dims = _layer_dims(tap, backbone, device)
-    progress_recipe = {**base, "layers": [s.layer for s in todo], "dims": dims}
-    start = 0 if force else _resume_point(store, source.key, todo, progress_recipe)
-    arrays = _open_partials(store, todo, len(paths), dims, config.dtype, fresh=start == 0)
+    progress_path = store.embed_progress_path(source.key, shard.name if shard.sharded else "")
+    progress_recipe = {**base, "layers": [s.layer for s in todo], "dims": dims,
+                       "rows": [block.start, block.stop]}
+    done = 0 if force else _resume_point(store, progress_path, todo, shard, progress_recipe)
+    arrays = _open_partials(store, todo, shard, len(block), dims, config.dtype, fresh=done == 0)
 
     dataset = ImageFileDataset(
         paths,
         backbone.eval_transform(),
         DecodeOptions(**images_meta["decode"]),
-        rows=range(start, len(paths)),
+        rows=range(block.start + done, block.stop),
         draft_size=2 * backbone.input_size,
     )
     loader = DataLoader(
@@ -149,15 +169,17 @@ def run_embed(
         persistent_workers=False,
         prefetch_factor=4 if config.workers else None,
     )
+    of_shard = f" (rows {block.start}-{block.stop - 1}, rank {shard.name})" if shard.sharded else ""
     log.info(
-        "embedding %d images with %s (%s, %s) on %s%s",
-        len(paths), backbone.name, backbone.weights_id, tap.mode, describe(device),
-        f", resuming at row {start}" if start else "",
+        "embedding %d images%s with %s (%s, %s) on %s%s",
+        len(block), of_shard, backbone.name, backbone.weights_id, tap.mode, describe(device),
+        f", resuming after {done}" if done else "",
     )
-    began = time.perf_counter()
-    done, last_saved = start, time.perf_counter()
+    resumed_from = done
+    began, last_saved = time.perf_counter(), time.perf_counter()
     with torch.inference_mode(), tqdm(
-        total=len(paths), initial=start, desc=f"embed {source.key}", unit="img"
+        total=len(block), initial=done, desc=f"embed {source.key}{of_shard}", unit="img",
+        position=shard.rank,
     ) as bar:
         for images, rows in loader:
             images = images.to(device, non_blocking=True)
@@ -165,7 +187,7 @@ def run_embed(
                 images = images.contiguous(memory_format=torch.channels_last)
             with mixed_precision(device):
                 features = tap(images)
-            first, last = int(rows[0]), int(rows[-1]) + 1
+            first, last = int(rows[0]) - block.start, int(rows[-1]) + 1 - block.start
             for space in todo:
                 arrays[space][first:last] = storable(
                     features[space.layer].float().cpu().numpy(), config.dtype
@@ -173,7 +195,7 @@ def run_embed(
             done = last
             bar.update(last - first)
             if time.perf_counter() - last_saved >= config.progress_every_s:
-                _save_progress(store, source.key, arrays, progress_recipe, done)
+                _save_progress(progress_path, arrays, progress_recipe, done)
                 last_saved = time.perf_counter()
     seconds = time.perf_counter() - began
 
@@ -181,23 +203,86 @@ def run_embed(
         array.flush()
     arrays.clear()  # drop the memory maps before the files are renamed
     for space in todo:
-        path = store.embeddings_path(space)
+        path = _output(store, space, shard)
         os.replace(store.partial_path(path), path)
         store.commit(
             path,
-            {**base, "layer": space.layer},
+            _recipe(base, space, shard, len(paths)),
             dim=dims[space.layer],
-            count=len(paths),
+            count=len(block),
             depth=depths[space.layer],
             backbone=backbone.name,
             weights=backbone.weights_id,
             device=describe(device),
-            resumed_from=start,
+            resumed_from=resumed_from,
         )
-    store.embed_progress_path(source.key).unlink(missing_ok=True)
-    summary.embedded, summary.resumed_from = len(paths) - start, start
+    progress_path.unlink(missing_ok=True)
+    summary.embedded, summary.resumed_from = len(block) - resumed_from, resumed_from
     summary.seconds, summary.device, summary.dims = seconds, describe(device), dims
     return summary
+
+
+def merge_embedding_parts(
+    store: Store, config: EmbedConfig, source: ModelSource, world: int
+) -> list[SpaceKey]:
+    """Join the parts `world` torchrun ranks wrote into each layer's one array, with the
+    sidecar a single process would have written; returns the spaces merged.
+
+    Run once, by one process, after every rank has finished its part."""
+    base = embedding_recipe(store, source, config.dtype)
+    total = len(store.read_images([PATH_COLUMN]))
+    shards = [Shard(rank, world) for rank in range(world)]
+    merged = []
+    for layer_dir in sorted((store.root / "spaces" / source.key).glob("*/parts")):
+        space = SpaceKey(source.key, layer_dir.parent.name)
+        parts = [_output(store, space, s) for s in shards]
+        if not store.is_current(parts[0], _recipe(base, space, shards[0], total)):
+            continue  # parts of another recipe or another number of ranks
+        missing = [str(p) for p, s in zip(parts, shards, strict=True)
+                   if not store.is_current(p, _recipe(base, space, s, total))]
+        if missing:
+            raise StoreError(
+                f"cannot merge {space}: parts {', '.join(missing)} are missing or incomplete; "
+                "run the same torchrun command again to finish them"
+            )
+        info = {k: v for k, v in store.meta(parts[0]).items() if k not in ("recipe", "written")}
+        path = store.embeddings_path(space)
+        partial = store.partial_path(path)
+        target = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=np.dtype(config.dtype), shape=(total, info["dim"])
+        )
+        for part, shard in zip(parts, shards, strict=True):
+            block = shard.rows(total)
+            target[block.start:block.stop] = np.load(part, mmap_mode="r")
+        target.flush()
+        del target
+        os.replace(partial, path)
+        store.commit(
+            path,
+            {**base, "layer": space.layer},
+            **{**info, "count": total, "resumed_from": 0},
+            ranks=world,
+        )
+        shutil.rmtree(layer_dir)
+        merged.append(space)
+        log.info("merged %d parts into %s (%d × %d)", world, path, total, info["dim"])
+    return merged
+
+
+def _output(store: Store, space: SpaceKey, shard: Shard) -> Path:
+    """The array a process writes: the layer's array, or its rank's part of it."""
+    if shard.sharded:
+        return store.embeddings_part_path(space, shard.name)
+    return store.embeddings_path(space)
+
+
+def _recipe(base: dict[str, Any], space: SpaceKey, shard: Shard, total: int) -> dict[str, Any]:
+    """The recipe of `_output`: a part's also says which rows it holds."""
+    recipe = {**base, "layer": space.layer}
+    if shard.sharded:
+        block = shard.rows(total)
+        recipe["rows"] = [block.start, block.stop]
+    return recipe
 
 
 def _layer_dims(tap: LayerTap, backbone: Backbone, device: torch.device) -> dict[str, int]:
@@ -207,24 +292,24 @@ def _layer_dims(tap: LayerTap, backbone: Backbone, device: torch.device) -> dict
 
 
 def _resume_point(
-    store: Store, model: str, todo: list[SpaceKey], recipe: dict[str, Any]
+    store: Store, progress_path: Path, todo: list[SpaceKey], shard: Shard, recipe: dict[str, Any]
 ) -> int:
     """Rows already embedded by an interrupted run with the same recipe, else 0."""
-    progress = read_json(store.embed_progress_path(model))
+    progress = read_json(progress_path)
     if not progress or progress.get("recipe") != jsonable(recipe):
         return 0
-    partials = [store.partial_path(store.embeddings_path(s)) for s in todo]
-    if not all(p.exists() for p in partials):
+    if not all(store.partial_path(_output(store, s, shard)).exists() for s in todo):
         return 0
     return int(progress["rows_done"])
 
 
 def _open_partials(
-    store: Store, todo: list[SpaceKey], rows: int, dims: dict[str, int], dtype: str, fresh: bool
+    store: Store, todo: list[SpaceKey], shard: Shard, rows: int, dims: dict[str, int], dtype: str,
+    fresh: bool,
 ) -> dict[SpaceKey, np.memmap]:
     arrays = {}
     for space in todo:
-        partial = store.partial_path(store.embeddings_path(space))
+        partial = store.partial_path(_output(store, space, shard))
         partial.parent.mkdir(parents=True, exist_ok=True)
         arrays[space] = np.lib.format.open_memmap(
             partial,
@@ -236,8 +321,8 @@ def _open_partials(
 
 
 def _save_progress(
-    store: Store, model: str, arrays: dict[SpaceKey, np.memmap], recipe: dict[str, Any], done: int
+    progress_path: Path, arrays: dict[SpaceKey, np.memmap], recipe: dict[str, Any], done: int
 ) -> None:
     for array in arrays.values():
         array.flush()
-    write_json(store.embed_progress_path(model), {"recipe": recipe, "rows_done": done})
+    write_json(progress_path, {"recipe": recipe, "rows_done": done})

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from precompute.config import RunConfig
+from precompute.distributed import current_shard, process_group, wait_for_all
 from precompute.store import Store
 
 
@@ -16,9 +17,16 @@ def ingest(store: Store, config: RunConfig, force: bool) -> Any:
 
 
 def embed(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.embed import PretrainedSource, run_embed
+    from precompute.embed import PretrainedSource, merge_embedding_parts, run_embed
 
-    return run_embed(store, config.embed, PretrainedSource(config.model), force=force)
+    shard = current_shard()
+    source = PretrainedSource(config.model)
+    summary = run_embed(store, config.embed, source, force=force, shard=shard)
+    if shard.sharded:
+        wait_for_all(shard)  # every rank's part is written
+        if shard.is_main:
+            merge_embedding_parts(store, config.embed, source, shard.world)
+    return summary
 
 
 def train(store: Store, config: RunConfig, force: bool) -> Any:
@@ -57,6 +65,10 @@ def analyse(store: Store, config: RunConfig, force: bool) -> Any:
     return run_analyse(store, config.analysis, force=force)
 
 
+# Stages every torchrun process runs on its own share of the images; the main process runs the
+# others alone while the rest wait.
+SHARDED_STAGES = ("embed",)
+
 STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "ingest": ingest,
     "embed": embed,
@@ -73,10 +85,18 @@ def run_stages(
     store: Store, config: RunConfig, names: list[str], force: bool = False,
     report: Callable[[str], None] = print,
 ) -> list[str]:
-    """Run the named stages in pipeline order, reporting each one's summary line as it ends."""
+    """Run the named stages in pipeline order, reporting each one's summary line as it ends.
+
+    Under torchrun (several processes), the sharded stages run in every process and the others
+    in the main process only; all processes finish each stage before the next begins."""
+    shard = current_shard()
     lines = []
-    for name in [n for n in STAGES if n in names]:
-        summary = STAGES[name](store, config, force)
-        report(summary.line())
-        lines.append(summary.line())
+    with process_group(shard):
+        for name in [n for n in STAGES if n in names]:
+            if shard.is_main or name in SHARDED_STAGES:
+                summary = STAGES[name](store, config, force)
+                line = summary.line() + (f" [rank {shard.rank}]" if shard.sharded else "")
+                report(line)
+                lines.append(line)
+            wait_for_all(shard)
     return lines

@@ -8,6 +8,8 @@ Precompute writes through it and the explorer reads through it. Layout (format v
     rejected.parquet                   excluded files with the reason
     thumbs/part-NNNNN.bin + .spans.npy + thumbs.json   JPEG bytes; (start, length) per row
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
+    spaces/<model>/<layer>/parts/embeddings-RRRRR-of-WWWWW.npy (+ .json)   one torchrun rank's
+                                       rows, until the merge step joins them into embeddings.npy
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
     spaces/<model>/<layer>/index.faiss (+ .json)
     spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per image
@@ -207,6 +209,10 @@ class Store:
     def embeddings_path(self, space: SpaceKey) -> Path:
         return self.space_dir(space) / "embeddings.npy"
 
+    def embeddings_part_path(self, space: SpaceKey, part: str) -> Path:
+        """One rank's block of rows of a sharded embedding pass; `part` is `RRRRR-of-WWWWW`."""
+        return self.space_dir(space) / "parts" / f"embeddings-{part}.npy"
+
     def projection_path(self, space: SpaceKey, method: str) -> Path:
         return self.space_dir(space) / "projections" / f"{method}.npy"
 
@@ -247,9 +253,11 @@ class Store:
         """The attribute × layer separability table."""
         return self.root / "analysis" / "separability.parquet"
 
-    def embed_progress_path(self, model: str) -> Path:
-        """Rows finished by an interrupted embedding pass of `model` (all its layers at once)."""
-        return self.root / "spaces" / model / "embed-progress.json"
+    def embed_progress_path(self, model: str, part: str = "") -> Path:
+        """Rows finished by an interrupted embedding pass of `model` (all its layers at once),
+        or by one rank's pass when `part` names it."""
+        suffix = f"-{part}" if part else ""
+        return self.root / "spaces" / model / f"embed-progress{suffix}.json"
 
     @staticmethod
     def partial_path(artifact: Path) -> Path:

@@ -1,0 +1,54 @@
+"""Embedding sharded over torchrun processes, each writing its own part, then merged into one
+store, equals embedding the same images in one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from precompute.config import EmbedConfig, ModelConfig
+from precompute.embed import PretrainedSource, run_embed
+from precompute.store import ID_COLUMN, Store
+from tests.helpers import write_config
+
+LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
+
+
+def torchrun(processes: int, *arguments: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N -m precompute.cli …`, as a user would run it."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "precompute.cli", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_sharded_embedding_and_merge_equal_single_process_embedding(small_tree, built_store,
+                                                                    tmp_path):
+    config = write_config(tmp_path / "config.toml", small_tree, batch_size=8)
+    store_dir = tmp_path / "store"
+    for stage in ("ingest", "embed"):
+        run = torchrun(2, "-q", stage, "--config", str(config), "--store", str(store_dir))
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    sharded, single = Store.open(store_dir), Store.open(built_store)
+    assert sharded.read_images([ID_COLUMN]).equals(single.read_images([ID_COLUMN]))
+    assert [s.layer for s in sharded.spaces()] == LAYERS
+    for space in sharded.spaces():
+        merged = np.asarray(sharded.load_embeddings(space), dtype=np.float32)
+        reference = np.asarray(single.load_embeddings(space), dtype=np.float32)
+        assert merged.shape == reference.shape == (66, merged.shape[1])
+        # Same network, same images; only the batches differ (float16 storage).
+        np.testing.assert_allclose(merged, reference, rtol=1e-2, atol=1e-2)
+        assert sharded.meta(sharded.embeddings_path(space))["ranks"] == 2
+    # The parts and the ranks' progress files are gone once merged.
+    assert not list(Path(store_dir, "spaces").rglob("parts"))
+    assert not list(Path(store_dir, "spaces").rglob("embed-progress*"))
+
+    # The merged arrays carry the recipe one process would have written: nothing is redone.
+    again = run_embed(sharded, EmbedConfig(batch_size=8, workers=2, progress_every_s=0),
+                      PretrainedSource(ModelConfig(backbone="efficientnet_lite0")))
+    assert again.skipped
