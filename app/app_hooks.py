@@ -3,7 +3,7 @@
 import sys
 import threading
 
-from explorer.location import store_root
+from explorer.location import dask_scheduler, store_root
 from explorer.warmup import warm_up
 
 ARGS = sys.argv[1:]  # bokeh sets sys.argv to the app's `--args` only while this module loads
@@ -12,4 +12,5 @@ ARGS = sys.argv[1:]  # bokeh sets sys.argv to the app's `--args` only while this
 def on_server_loaded(server_context) -> None:
     """Load the store and compile the map's kernels in the background at server start."""
     root = store_root(ARGS)
-    threading.Thread(target=warm_up, args=(root,), name="fse-warm-up", daemon=True).start()
+    threading.Thread(target=warm_up, args=(root, dask_scheduler(ARGS)), name="fse-warm-up",
+                     daemon=True).start()

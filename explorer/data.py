@@ -42,6 +42,7 @@ class ExplorerData:
     table: pd.DataFrame  # one row per image: id, path and attributes
     kinds: dict[str, str]  # attribute → categorical / numeric / text
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
+    dask: str | None = None  # the map's image is aggregated through this Dask scheduler
     _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
     _colours: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
     _counts: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
@@ -104,10 +105,13 @@ class ExplorerData:
 
     def to_map(self, space: SpaceKey, method: str, projected: np.ndarray) -> np.ndarray:
         """Projection coordinates (N × 2) → map coordinates of this session's view."""
+        return scaled_to_map(projected, self.map_scale(space, method))
+
+    def map_scale(self, space: SpaceKey, method: str) -> tuple[np.ndarray, float]:
+        """The centre and half-extent that scale `method`'s projection of `space` into [-1, 1]."""
         if (space, method) not in self._scales:
             self.frame(space, method)
-        centre, half = self._scales[(space, method)]
-        return ((np.asarray(projected, dtype=np.float32) - centre) / half).astype(np.float32)
+        return self._scales[(space, method)]
 
     def place(self, space: SpaceKey, method: str, vector: np.ndarray) -> tuple[float, float]:
         """Where a new embedding of `space` lands on the `method` map: the stored reducer's
@@ -232,9 +236,17 @@ class ExplorerData:
         return rows[0][keep].astype(np.int64), similarities[0][keep]
 
 
+def scaled_to_map(projected: np.ndarray, scale: tuple[np.ndarray, float]) -> np.ndarray:
+    """Projection coordinates (N × 2) → map coordinates, given the projection's `map_scale`."""
+    centre, half = scale
+    return ((np.asarray(projected, dtype=np.float32) - centre) / half).astype(np.float32)
+
+
 @pn.cache(max_items=4)
-def load_explorer_data(root: str) -> ExplorerData:
-    """Open the store at `root` once per process; every session shares the result."""
+def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
+    """Open the store at `root` once per process; every session shares the result. With `dask`
+    (a scheduler address, or "local" for a cluster in this process) the map's image is
+    aggregated through Dask (explorer/dask_points.py)."""
     store = Store.open(root)
     meta = store.images_meta()
     kinds = dict(meta["attributes"])
@@ -249,7 +261,7 @@ def load_explorer_data(root: str) -> ExplorerData:
     methods = {space: store.projection_methods(space) for space in store.spaces()}
     if any(store.meta(store.clusters_path(space)) for space in methods):
         kinds[CLUSTER] = CATEGORICAL
-    return ExplorerData(store, table, kinds, methods)
+    return ExplorerData(store, table, kinds, methods, dask)
 
 
 def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:

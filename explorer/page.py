@@ -36,11 +36,14 @@ class Explorer(pn.viewable.Viewer):
     served: `explorer_page(path)` wraps it in a page template."""
 
     store = param.String(doc="path of the store to explore")
+    dask = param.String(default=None, allow_None=True,
+                        doc="Dask scheduler of the map: 'local' or an address (None: in memory)")
 
     def __init__(self, **params):
         super().__init__(**params)
         pn.extension("filedropper", raw_css=CSS)
-        self.data = load_explorer_data(str(Path(self.store).resolve()))
+        # the same arguments as warm_up's call, so the server opens the store once
+        self.data = load_explorer_data(str(Path(self.store).resolve()), self.dask)
         self.state = new_state(self.data)
         follow_filters(self.data, self.state)
         follow_focus(self.data, self.state)
@@ -108,8 +111,9 @@ class Explorer(pn.viewable.Viewer):
         )
 
 
-def explorer_page(root: str | Path) -> pn.template.BaseTemplate:
-    """The served page for the store at `root`, or a page saying how to build it."""
+def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.BaseTemplate:
+    """The served page for the store at `root` (its map aggregated through the Dask scheduler
+    `dask`, if given), or a page saying how to build it."""
     pn.extension("filedropper", raw_css=CSS)
     root = Path(root).resolve()
     if not session_allowed():
@@ -126,7 +130,7 @@ def explorer_page(root: str | Path) -> pn.template.BaseTemplate:
             f"<p>Build it with:</p><pre>{html.escape(build_hint(root))}</pre>"
             "<p>then reload this page.</p>",
         )
-    explorer = Explorer(store=str(root))
+    explorer = Explorer(store=str(root), dask=dask)
     return pn.template.FastListTemplate(
         title=TITLE, sidebar=explorer.controls(), main=explorer.main(), sidebar_width=320,
         accent=ACCENT,

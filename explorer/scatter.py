@@ -1,6 +1,8 @@
 """The map: a server-side rasterized scatter of one projection (datashader: canvas → aggregate →
 shade → spread), coloured by an attribute, with the selection on top and points outside the
 filter dimmed or hidden. When the viewport holds few enough points they are drawn as real glyphs.
+The image aggregates a table held in memory, or one built by Dask workers when the store was
+opened with a scheduler (explorer/dask_points.py).
 """
 
 from __future__ import annotations
@@ -12,18 +14,19 @@ import datashader.transfer_functions as tf
 import holoviews as hv
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from explorer.colours import (
     FADED_ALPHA,
     GREY_FILTERED,
-    GREY_OTHER,
     NUMERIC_CMAP,
     TOP_CATEGORIES,
     category_colours,
     numeric_colours,
     numeric_span,
 )
-from explorer.data import ExplorerData
+from explorer.data import CLUSTER, ExplorerData
+from explorer.point_table import OUTSIDE, Colouring, filtered
 from precompute.store import NUMERIC, SpaceKey
 
 MAP_EXTENT = 1.05  # every projection is scaled into [-1, 1]; the view shows a small margin
@@ -53,36 +56,15 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     """The map for one viewport: an image layer and a glyph layer, one of them empty."""
     space = SpaceKey.parse(request.space)
     frame = data.frame(space, request.method)
-    numeric = data.kinds[request.color_by] == NUMERIC
     values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
-    order = data.derived(("x order", request.space, request.method), lambda: XOrder.of(frame))
-    key = ("colour columns", request.space, request.method, request.color_by)
-    points = data.derived(key, lambda: _colour_columns(frame, values, order.rows, numeric))
-    mask = None if request.mask is None else request.mask[order.rows]
-    canvas = ds.Canvas(
-        plot_width=request.width, plot_height=request.height,
-        x_range=request.x_range, y_range=request.y_range,
-    )
-    if numeric:
-        if mask is not None:  # missing outside the filter: those are drawn grey apart
-            points = points.assign(colour=np.where(mask, points["colour"], np.float32(np.nan)))
-        # one pass: the mean colour and how many points each pixel holds
-        both = canvas.points(_x_slice(points, request.x_range), "x", "y",
-                             ds.summary(mean=ds.mean("colour"), count=ds.count()))
-    else:
-        if mask is not None:
-            points = points.copy()
-            points.loc[~mask, ["r", "g", "b"]] = _rgb(GREY_FILTERED)
-        drawn = points[mask] if request.hide_filtered and mask is not None else points
-        both = canvas.points(_x_slice(drawn, request.x_range), "x", "y", MIXED_COLOUR)
+    colouring = _colouring(data, request)
+    both = map_aggregate(data, request)
     if int(both["count"].sum()) <= request.glyph_limit:
-        return _glyphs(data, request, frame, values, numeric)
-    if numeric:
+        return _glyphs(data, request, frame, values, colouring.numeric)
+    if colouring.numeric:
         image = _shade_numeric(both["mean"], values)
-        if mask is not None and not request.hide_filtered:
-            outside = _x_slice(points[~mask], request.x_range)
-            grey = tf.shade(canvas.points(outside, "x", "y", ds.count()),
-                            cmap=[GREY_FILTERED], min_alpha=60)
+        if OUTSIDE in both:  # the points outside the filter, drawn grey beneath
+            grey = tf.shade(both[OUTSIDE], cmap=[GREY_FILTERED], min_alpha=60)
             image = tf.stack(grey, image)
     else:
         image = _mix(both)
@@ -90,8 +72,11 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         rows = request.selection
         if request.hide_filtered and request.mask is not None:
             rows = rows[request.mask[rows]]
-        chosen = points.iloc[order.positions[rows]]
-        if numeric:
+        mask = None if request.mask is None else request.mask[rows]
+        chosen = filtered(colouring.take(rows).columns(frame["x"].to_numpy()[rows],
+                                                       frame["y"].to_numpy()[rows]), mask, False)
+        canvas = _canvas(request)
+        if colouring.numeric:
             selected = _shade_numeric(canvas.points(chosen, "x", "y", ds.mean("colour")), values)
         else:
             selected = _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
@@ -107,20 +92,65 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
 
 
-@dataclass(frozen=True)
-class XOrder:
-    """The points of one projection sorted by x, so the points of a viewport are one slice of
-    the sorted columns and a zoomed render aggregates only those."""
+MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
+NUMERIC_MEAN = ds.summary(mean=ds.mean("colour"), count=ds.count())
+NUMERIC_MEAN_GREYED = ds.summary(mean=ds.mean("colour"), count=ds.count(),
+                                 outside=ds.count(OUTSIDE))
+MIN_ALPHA = 120
 
-    rows: np.ndarray  # sorted position i holds image rows[i]
-    positions: np.ndarray  # image j is at sorted position positions[j]
 
-    @classmethod
-    def of(cls, frame: pd.DataFrame) -> XOrder:
-        rows = np.argsort(frame["x"].to_numpy(), kind="stable")
-        positions = np.empty_like(rows)
-        positions[rows] = np.arange(len(rows))
-        return cls(rows, positions)
+def map_aggregate(data: ExplorerData, request: MapRequest) -> xr.Dataset:
+    """Per pixel of the viewport, in one pass over the points drawn: their count and colour
+    sums (`MIXED_COLOUR`) or mean value (numeric), and with a filter on a numeric colouring the
+    count of the points outside it. From the table held in memory, or through Dask when `data`
+    was opened with a scheduler."""
+    colouring = _colouring(data, request)
+    canvas = _canvas(request)
+    if data.dask is None:
+        table = _viewport_points(data, request, colouring)
+        return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
+    from explorer import dask_points  # Dask mode only: the app starts without `distributed`
+
+    table = dask_points.point_table(data, SpaceKey.parse(request.space), request.method,
+                                    colouring, request.mask, request.hide_filtered)
+    with dask_points.client(data.dask).as_current():
+        return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
+
+
+def _reduction(colouring: Colouring, columns: pd.Index) -> ds.summary:
+    if not colouring.numeric:
+        return MIXED_COLOUR
+    return NUMERIC_MEAN_GREYED if OUTSIDE in columns else NUMERIC_MEAN
+
+
+def _canvas(request: MapRequest) -> ds.Canvas:
+    return ds.Canvas(plot_width=request.width, plot_height=request.height,
+                     x_range=request.x_range, y_range=request.y_range)
+
+
+def _colouring(data: ExplorerData, request: MapRequest) -> Colouring:
+    """The colouring of every point by the request's attribute, shared by the sessions."""
+    space = SpaceKey.parse(request.space)
+    values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
+    numeric = data.kinds[request.color_by] == NUMERIC
+    key = ("colouring", request.color_by, space if request.color_by == CLUSTER else None)
+    return data.derived(key, lambda: Colouring.of(values, numeric))
+
+
+def _viewport_points(data: ExplorerData, request: MapRequest, colouring: Colouring
+                     ) -> pd.DataFrame:
+    """The points in the viewport's x range, filtered, from the whole table held in memory:
+    its colour columns are sorted by x once per projection and colouring, so a zoomed render
+    aggregates one slice of them."""
+    space = SpaceKey.parse(request.space)
+    frame = data.frame(space, request.method)
+    order = data.derived(("x order", request.space, request.method),
+                         lambda: np.argsort(frame["x"].to_numpy(), kind="stable"))
+    key = ("colour columns", request.space, request.method, request.color_by)
+    points = data.derived(key, lambda: colouring.take(order).columns(
+        frame["x"].to_numpy()[order], frame["y"].to_numpy()[order]))
+    mask = None if request.mask is None else request.mask[order]
+    return _x_slice(filtered(points, mask, request.hide_filtered), request.x_range)
 
 
 def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame:
@@ -129,30 +159,6 @@ def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame
     low = int(np.searchsorted(x, x_range[0], side="left"))
     high = int(np.searchsorted(x, x_range[1], side="right"))
     return points.iloc[low:high]
-
-
-def _colour_columns(frame: pd.DataFrame, values: pd.Series, rows: np.ndarray,
-                    numeric: bool) -> pd.DataFrame:
-    """x, y and the colour of each point, in the order `rows`: for a numeric attribute its value
-    as float32 (`colour`), for a categorical one the red, green and blue of its category.
-
-    Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
-    points in proportion, as datashader's categorical shading does, from one pass of four
-    sums instead of a count per category and pixel."""
-    columns = {"x": frame["x"].to_numpy()[rows], "y": frame["y"].to_numpy()[rows]}
-    if numeric:
-        columns["colour"] = values.to_numpy(dtype="float32", na_value=np.nan)[rows]
-    else:
-        colours = category_colours(list(values.cat.categories))
-        palette = np.array([_rgb(colours[c]) for c in values.cat.categories]
-                           + [_rgb(GREY_OTHER)], dtype=np.float32)
-        rgb = palette[values.cat.codes.to_numpy()[rows]]  # -1 (no category) takes the last row
-        columns.update(r=rgb[:, 0], g=rgb[:, 1], b=rgb[:, 2])
-    return pd.DataFrame(columns, copy=False)
-
-
-MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
-MIN_ALPHA = 120
 
 
 def _mix(aggregate) -> tf.Image:
@@ -168,11 +174,6 @@ def _mix(aggregate) -> tf.Image:
     packed = channels[0] | channels[1] << 8 | channels[2] << 16 | alpha << 24
     packed[~filled] = 0
     return tf.Image(packed, coords=aggregate["count"].coords, dims=aggregate["count"].dims)
-
-
-def _rgb(colour: str) -> tuple[int, int, int]:
-    colour = colour.lstrip("#")
-    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))
 
 
 def _shade_numeric(aggregate, values: pd.Series):

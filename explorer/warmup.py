@@ -17,12 +17,13 @@ from explorer.scatter import MAP_EXTENT, MapRequest, render_map
 log = logging.getLogger(__name__)
 
 
-def warm_up(root: Path) -> None:
-    """Render one small map per colour kind of the store at `root` (no-op if it is not built)."""
+def warm_up(root: Path, dask: str | None = None) -> None:
+    """Render one small map per colour kind of the store at `root` (no-op if it is not built),
+    through the Dask scheduler `dask` if given, as the pages will (starting its cluster)."""
     if not store_ready(root):
         return
     began = time.perf_counter()
-    data = load_explorer_data(str(root))
+    data = load_explorer_data(str(root), dask)  # as `Explorer` calls it: the same cached data
     space = data.spaces[0]
     method = data.methods[space][0]
     kinds = {}

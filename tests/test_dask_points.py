@@ -1,0 +1,129 @@
+"""The map through Dask (stores larger than memory): on a real local cluster, with partitions
+of a few rows so the 66 paintings span several, the Dask path renders the same aggregate and
+the same image as the in-memory path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer import dask_points
+from explorer.colours import TOP_CATEGORIES
+from explorer.data import ExplorerData, load_explorer_data
+from explorer.location import dask_scheduler
+from explorer.point_table import Colouring
+from explorer.scatter import MAP_EXTENT, MapRequest, map_aggregate, render_map
+from precompute.store import SpaceKey
+
+SPACE = SpaceKey("pretrained", "penultimate")
+METHOD = "pca"
+PARTITION_ROWS = 10  # 66 points: 7 partitions, the last one short
+WHOLE = ((-MAP_EXTENT, MAP_EXTENT), (-MAP_EXTENT, MAP_EXTENT))
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """The address of a local cluster of two worker processes: the partitions are built and
+    aggregated there, from the store read by path, as on a cluster of machines."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+        dask_points.client(cluster.scheduler_address).close()
+
+
+@pytest.fixture
+def both_ways(built_store, scheduler, monkeypatch) -> tuple[ExplorerData, ExplorerData]:
+    """The store opened in memory and opened through the cluster."""
+    monkeypatch.setattr(dask_points, "PARTITION_ROWS", PARTITION_ROWS)
+    root = str(built_store.resolve())
+    return load_explorer_data(root), load_explorer_data(root, scheduler)
+
+
+def zoomed(data: ExplorerData) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A viewport around the middle of the map holding some of the points but not all."""
+    coords = data.coords(SPACE, METHOD)
+    x, y = np.median(coords, axis=0)
+    box = ((float(x) - 0.35, float(x) + 0.35), (float(y) - 0.35, float(y) + 0.35))
+    inside = ((coords[:, 0] >= box[0][0]) & (coords[:, 0] <= box[0][1])
+              & (coords[:, 1] >= box[1][0]) & (coords[:, 1] <= box[1][1]))
+    assert 5 < inside.sum() < len(coords)
+    return box
+
+
+def two_styles_mask(data: ExplorerData) -> np.ndarray:
+    styles = list(data.value_counts("style").index[:2])
+    mask = data.filter_mask({"style": styles}, "")
+    assert 0 < mask.sum() < len(mask)
+    return mask
+
+
+@pytest.mark.parametrize("attribute", ["style", "year"])
+@pytest.mark.parametrize("view", ["whole", "zoomed"])
+@pytest.mark.parametrize("filter_", ["none", "shown", "hidden"])
+def test_dask_map_aggregates_equal_in_memory_map(both_ways, attribute, view, filter_):
+    in_memory, through_dask = both_ways
+    assert through_dask.kinds[attribute] == ("numeric" if attribute == "year" else "categorical")
+    x_range, y_range = WHOLE if view == "whole" else zoomed(in_memory)
+    mask = None if filter_ == "none" else two_styles_mask(in_memory)
+    request = MapRequest(str(SPACE), METHOD, attribute, x_range, y_range, 200, 150,
+                         mask=mask, hide_filtered=filter_ == "hidden", glyph_limit=0)
+
+    expected = map_aggregate(in_memory, request)
+    found = map_aggregate(through_dask, request)
+
+    assert set(found.data_vars) == set(expected.data_vars)
+    assert expected["count"].sum() > 5
+    for name in expected.data_vars:  # counts, colour sums, mean values (NaN where no value)
+        np.testing.assert_allclose(found[name].to_numpy(), expected[name].to_numpy(),
+                                   rtol=1e-6, equal_nan=True, err_msg=name)
+
+
+@pytest.mark.parametrize("attribute", ["style", "year"])
+def test_dask_map_renders_the_same_image_as_the_in_memory_map(both_ways, attribute):
+    in_memory, through_dask = both_ways
+    request = MapRequest(str(SPACE), METHOD, attribute, *WHOLE, 200, 150,
+                         mask=two_styles_mask(in_memory), glyph_limit=0)
+    selected = MapRequest(str(SPACE), METHOD, attribute, *zoomed(in_memory), 200, 150,
+                          selection=np.arange(0, 66, 4), glyph_limit=0)
+    for each in (request, selected):
+        expected = render_map(in_memory, each).get(0).data
+        found = render_map(through_dask, each).get(0).data
+        assert (expected[..., 3] > 0).any()
+        np.testing.assert_array_equal(found, expected)
+
+
+def test_the_dask_table_holds_every_point_once_in_image_order(both_ways):
+    in_memory, through_dask = both_ways
+    colouring = Colouring.of(in_memory.colour_values("style", TOP_CATEGORIES), numeric=False)
+    table = dask_points.point_table(through_dask, SPACE, METHOD, colouring, None, False)
+    assert table.npartitions == 7
+    with dask_points.client(through_dask.dask).as_current():
+        points = table.compute()
+    expected = colouring.columns(*in_memory.coords(SPACE, METHOD).T)
+    np.testing.assert_array_equal(points.to_numpy(), expected.to_numpy())
+
+
+def test_dask_is_chosen_by_option_or_environment(monkeypatch):
+    monkeypatch.delenv("FSE_DASK", raising=False)
+    assert dask_scheduler(["--store", "somewhere"]) is None
+    assert dask_scheduler(["--store", "somewhere", "--dask"]) == "local"
+    assert dask_scheduler(["--dask", "tcp://10.0.0.5:8786"]) == "tcp://10.0.0.5:8786"
+    monkeypatch.setenv("FSE_DASK", "tcp://scheduler:8786")
+    assert dask_scheduler([]) == "tcp://scheduler:8786"
+    assert dask_scheduler(["--dask"]) == "local"
+
+
+def test_the_app_starts_without_importing_distributed():
+    code = ("import sys; import explorer.page, explorer.scatter, explorer.warmup; "
+            "sys.exit('distributed' in sys.modules)")
+    root = Path(dask_points.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env).returncode == 0
