@@ -4,6 +4,7 @@ selection, as a notebook-friendly `Explorer` and as the served page (`explorer_p
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import panel as pn
@@ -94,12 +95,14 @@ class Explorer(pn.viewable.Viewer):
             why_panel(self.data, self.state),
             width=420, scroll=True, css_classes=["fse-side"],
         )
-        tabs = pn.Tabs(
+        tabs = tabs_built_when_opened(
             ("Selection", selection_panel(self.data, self.state)),
-            ("Layers", separability_panel(self.data, self.state)),
-            ("Metrics", metrics_panel(self.data, self.state)),
-            ("Query an image", query_panel(self.data, self.state)),
-            dynamic=False, sizing_mode="stretch_width", css_classes=["fse-tabs"],
+            {
+                "Layers": lambda: separability_panel(self.data, self.state),
+                "Metrics": lambda: metrics_panel(self.data, self.state),
+                "Query an image": lambda: query_panel(self.data, self.state),
+            },
+            sizing_mode="stretch_width", css_classes=["fse-tabs"],
         )
         return [pn.Row(self.map, side, sizing_mode="stretch_width", height=640), tabs]
 
@@ -109,6 +112,27 @@ class Explorer(pn.viewable.Viewer):
             pn.Column(*self.main(), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+
+
+def tabs_built_when_opened(
+    first: tuple[str, pn.viewable.Viewable],
+    later: dict[str, Callable[[], pn.viewable.Viewable]],
+    **params,
+) -> pn.Tabs:
+    """Tabs showing `first`; each of the `later` tabs is built the first time it is opened and
+    kept, so the page's first paint carries only what it shows (the Layers and Metrics plots
+    take most of a page's build)."""
+    holders = [pn.Column(sizing_mode="stretch_width") for _ in later]
+    tabs = pn.Tabs(first, *zip(later, holders, strict=True), dynamic=False, **params)
+    builders = [None, *later.values()]
+
+    def build_opened(event: param.parameterized.Event) -> None:
+        holder = tabs.objects[event.new]
+        if builders[event.new] is not None and not holder.objects:
+            holder.objects = [builders[event.new]()]
+
+    tabs.param.watch(build_opened, "active")
+    return tabs
 
 
 def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.BaseTemplate:
