@@ -162,17 +162,18 @@ def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame
 
 
 def _mix(aggregate) -> tf.Image:
-    """Each pixel's mean colour; opacity rises with the log of its point count."""
+    """Each pixel's mean colour; opacity rises with the log of its point count. Computed on the
+    filled pixels only: a zoomed view or a sparse map leaves most of the image empty."""
     count = aggregate["count"].to_numpy()
-    filled = count > 0
-    safe = np.maximum(count, 1).astype(np.float32)
-    channels = [np.clip(np.nan_to_num(aggregate[c].to_numpy()) / safe, 0, 255).astype(np.uint32)
-                for c in ("r", "g", "b")]
-    density = np.log1p(count.astype(np.float32))
-    top = density.max() if filled.any() else 1.0
-    alpha = (MIN_ALPHA + (255 - MIN_ALPHA) * density / max(top, 1e-6)).astype(np.uint32)
-    packed = channels[0] | channels[1] << 8 | channels[2] << 16 | alpha << 24
-    packed[~filled] = 0
+    packed = np.zeros(count.shape, dtype=np.uint32)
+    filled = np.flatnonzero(count)
+    if len(filled):
+        points = count.ravel()[filled].astype(np.float32)
+        r, g, b = (np.clip(aggregate[c].to_numpy().ravel()[filled] / points, 0, 255)
+                   .astype(np.uint32) for c in ("r", "g", "b"))
+        density = np.log1p(points)
+        alpha = (MIN_ALPHA + (255 - MIN_ALPHA) * density / max(density.max(), 1e-6))
+        packed.ravel()[filled] = r | g << 8 | b << 16 | alpha.astype(np.uint32) << 24
     return tf.Image(packed, coords=aggregate["count"].coords, dims=aggregate["count"].dims)
 
 
