@@ -14,6 +14,7 @@ from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import chromium, panel_server
 
 EXTRA_SESSIONS = 5
+FIRST_PAINTS = 5  # page loads timed; the median is reported
 
 
 def rss_mb(pid: int) -> float:
@@ -48,9 +49,14 @@ def browser_measures(store: Path, label_n: int, dim: int | None) -> list[Row]:
     with panel_server(store) as url, chromium() as browser:
         explorer, _ = open_and_paint(browser, url, store)  # warm: kernels, caches, hover index
         explorer.page.close()
-        explorer, first_paint = open_and_paint(browser, url, store)
-        rows.append(row("page load to first map paint (browser)", label_n, dim, first_paint,
-                        "ms", 2000 if label_n >= 1_000_000 else None))
+        paints = []
+        for _ in range(FIRST_PAINTS):
+            explorer, first_paint = open_and_paint(browser, url, store)
+            paints.append(first_paint)
+            if len(paints) < FIRST_PAINTS:
+                explorer.page.close()  # the last page stays open for hover and lasso
+        rows.append(row("page load to first map paint (browser)", label_n, dim,
+                        statistics.median(paints), "ms", 2000 if label_n >= 1_000_000 else None))
         rows.append(row("hover to card shown (browser)", label_n, dim,
                         p95(hover_times(explorer)), "ms p95"))
         rows.append(row("lasso to selection shown (browser)", label_n, dim,
