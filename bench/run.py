@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table and write bench/results.json (`make bench`).
 
-    python bench/run.py                 # everything (about an hour on two cores)
+    python bench/run.py                 # everything (about two hours on two cores)
     python bench/run.py --only explorer # one group: explorer, browser, knn, embed, project
     python bench/run.py --sizes 100000,1000000
     python bench/run.py --only project --sizes 1000000 --methods pca_umap
