@@ -1,5 +1,5 @@
 """Several processes under `torchrun`: which block of the images this process embeds, and the
-process group that lets the processes wait for one another.
+process group through which the processes wait for one another and average gradients.
 
 `torchrun --nproc_per_node N -m precompute.cli all …` (or across nodes with `--nnodes`) starts N
 copies of the command; each reads its place from the RANK, WORLD_SIZE and LOCAL_RANK variables
@@ -60,17 +60,19 @@ def current_shard() -> Shard:
 def process_group(shard: Shard) -> Iterator[None]:
     """Join torchrun's processes for the duration (nothing to do for a single process).
 
-    Only barriers pass between the processes, so the CPU backend (gloo) serves on every
-    machine; each process uses the GPU of its local rank."""
+    Each process uses the GPU of its local rank; gradients of GPU replicas pass through NCCL,
+    everything else (barriers, CPU training) through gloo."""
     if not shard.sharded:
         yield
         return
     import torch
     import torch.distributed as dist
 
+    backend = "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(shard.local_rank % torch.cuda.device_count())
-    dist.init_process_group("gloo", timeout=WAIT_LIMIT)
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend, timeout=WAIT_LIMIT)
     try:
         yield
     finally:

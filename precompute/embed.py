@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from precompute.backbones import Backbone, load_backbone
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.device import describe, mixed_precision, pick_device, prepare_model
-from precompute.distributed import SINGLE, Shard
+from precompute.distributed import SINGLE, Shard, wait_for_all
 from precompute.errors import StoreError
 from precompute.features import LayerTap
 from precompute.image_dataset import ImageFileDataset
@@ -219,6 +219,20 @@ def run_embed(
     progress_path.unlink(missing_ok=True)
     summary.embedded, summary.resumed_from = len(block) - resumed_from, resumed_from
     summary.seconds, summary.device, summary.dims = seconds, describe(device), dims
+    return summary
+
+
+def embed_in_every_process(
+    store: Store, config: EmbedConfig, source: ModelSource, force: bool, shard: Shard
+) -> EmbedSummary:
+    """`run_embed` in each of the processes of `shard`, then the merge by the first once all
+    have written their parts (every process calls this; returns this process's summary)."""
+    summary = run_embed(store, config, source, force=force, shard=shard)
+    if shard.sharded:
+        wait_for_all(shard)
+        if shard.is_main:
+            merge_embedding_parts(store, config, source, shard.world)
+        wait_for_all(shard)  # the merged arrays exist before anyone reads them
     return summary
 
 

@@ -17,22 +17,16 @@ def ingest(store: Store, config: RunConfig, force: bool) -> Any:
 
 
 def embed(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.embed import PretrainedSource, merge_embedding_parts, run_embed
+    from precompute.embed import PretrainedSource, embed_in_every_process
 
-    shard = current_shard()
-    source = PretrainedSource(config.model)
-    summary = run_embed(store, config.embed, source, force=force, shard=shard)
-    if shard.sharded:
-        wait_for_all(shard)  # every rank's part is written
-        if shard.is_main:
-            merge_embedding_parts(store, config.embed, source, shard.world)
-    return summary
+    return embed_in_every_process(store, config.embed, PretrainedSource(config.model), force,
+                                  current_shard())
 
 
 def train(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.train import run_train
 
-    return run_train(store, config, force=force)
+    return run_train(store, config, force=force, shard=current_shard())
 
 
 def project(store: Store, config: RunConfig, force: bool) -> Any:
@@ -67,7 +61,7 @@ def analyse(store: Store, config: RunConfig, force: bool) -> Any:
 
 # Stages every torchrun process runs on its own share of the images; the main process runs the
 # others alone while the rest wait.
-SHARDED_STAGES = ("embed",)
+SHARDED_STAGES = ("embed", "train")
 
 STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "ingest": ingest,

@@ -25,14 +25,20 @@ import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from precompute.augment import train_transform
 from precompute.backbones import file_id
 from precompute.config import RunConfig, TrainConfig
 from precompute.device import autocast_dtype, describe, mixed_precision, pick_device, prepare_model
-from precompute.embed import PretrainedSource, embedding_recipe, run_embed, storable
+from precompute.distributed import SINGLE, Shard, wait_for_all
+from precompute.embed import (
+    PretrainedSource,
+    embed_in_every_process,
+    embedding_recipe,
+    storable,
+)
 from precompute.errors import TrainingError
 from precompute.evaluate import EvaluationSummary, run_evaluate
 from precompute.features import PENULTIMATE
@@ -108,33 +114,51 @@ class TrainSummary:
         return line
 
 
-def run_train(store: Store, config: RunConfig, force: bool = False) -> TrainSummary:
+def run_train(
+    store: Store, config: RunConfig, force: bool = False, shard: Shard = SINGLE
+) -> TrainSummary:
     """Split, fine-tune, embed with the best checkpoint and evaluate; each step skips work that
-    is up to date and resumes where it stopped."""
+    is up to date and resumes where it stopped.
+
+    Under torchrun (`shard` of several, inside `distributed.process_group`) every process trains
+    one replica with DistributedDataParallel on its share of each epoch and embeds its block of
+    the images; the first process alone splits, writes checkpoints and evaluates."""
     train = config.train
     if not train.target:
         return TrainSummary()
-    split = ensure_split(store, train, force=force)
-    features = _head_features(store, config) if train.mode == "head" else None
-    summary = fit(store, config, split, features, force=force)
+    if shard.is_main:
+        split = ensure_split(store, train, force=force)
+    wait_for_all(shard)
+    if not shard.is_main:
+        split = ensure_split(store, train)  # the one the first process saved
+    features = _head_features(store, config, shard) if train.mode == "head" else None
+    summary = fit(store, config, split, features, force=force, shard=shard)
+    wait_for_all(shard)  # best.pt is complete before any process embeds with it
     source = FinetunedSource(store, train.target)
     if features is not None:
         # The frozen backbone's blocks are the pretrained ones: only the head's space is new.
-        _embed_through_head(store, source, features, config.embed.dtype, force=force)
+        if shard.is_main:
+            _embed_through_head(store, source, features, config.embed.dtype, force=force)
     else:
         layers = list(dict.fromkeys([PENULTIMATE, *config.embed.layers]))
         embed_config = dataclasses.replace(config.embed, layers=layers)
-        log.info("%s", run_embed(store, embed_config, source, force=force).line())
-    summary.evaluation = run_evaluate(store, split, summary.model, force=force)
+        log.info("%s", embed_in_every_process(store, embed_config, source, force, shard).line())
+    if shard.is_main:
+        summary.evaluation = run_evaluate(store, split, summary.model, force=force)
     return summary
 
 
 def fit(
     store: Store, config: RunConfig, split: Split, features: torch.Tensor | None,
-    force: bool = False,
+    force: bool = False, shard: Shard = SINGLE,
 ) -> TrainSummary:
     """Train the network until `epochs` or early stopping; leave the best checkpoint complete.
-    `features` (mode "head") are the pretrained penultimate embeddings the head learns from."""
+    `features` (mode "head") are the pretrained penultimate embeddings the head learns from.
+
+    With a `shard` of several processes each trains a DistributedDataParallel replica on its
+    share of every epoch (`batch_size` images per process and step) and validates on the whole
+    validation set, so all take the same early-stopping and learning-rate decisions; the first
+    process writes the checkpoints."""
     train = config.train
     key = model_key(train.target)
     best_path, last_path = store.checkpoint_path(key, "best"), store.checkpoint_path(key, "last")
@@ -166,7 +190,8 @@ def fit(
     prepare_model(module, device)
     index = {label: i for i, label in enumerate(classes)}
     labels = torch.tensor([index.get(value, -1) for value in split.labels])  # -1: unlabelled
-    train_loader, val_loader = _loaders(store, network, train, split, features, device)
+    train_loader, val_loader = _loaders(store, network, train, split, features, device, shard)
+    replica = _replica(module, device) if shard.sharded else module
     parameters = [p for p in network.model.parameters() if p.requires_grad]
     optimizer = _optimizer(parameters, train)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -186,8 +211,10 @@ def fit(
         scaler.load_state_dict(checkpoint["scaler"])
         progress = Progress(**checkpoint["progress"])
         log.info("resuming training of %s after epoch %d", key, progress.epoch)
+    wait_for_all(shard)  # every process has read last.pt before the first one rewrites it
     # best.pt is about to change: it must not look complete until training ends.
-    sidecar_path(best_path).unlink(missing_ok=True)
+    if shard.is_main:
+        sidecar_path(best_path).unlink(missing_ok=True)
     summary.resumed_from = progress.epoch
 
     log.info(
@@ -198,11 +225,13 @@ def fit(
     while progress.epoch < train.epochs and not progress.stopped:
         epoch = progress.epoch + 1
         _seed_epoch(train.seed, epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
         began = time.perf_counter()
         with tqdm(total=len(train_loader), desc=f"train {key} epoch {epoch}/{train.epochs}",
-                  unit="batch", leave=False) as bar:
+                  unit="batch", leave=False, disable=not shard.is_main) as bar:
             train_loss = _train_one_epoch(
-                network, module, train_loader, labels, criterion, optimizer, scaler, device, bar
+                network, replica, train_loader, labels, criterion, optimizer, scaler, device, bar
             )
             val_loss, val_accuracy = _validate(module, val_loader, labels, criterion, device)
             bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
@@ -221,13 +250,16 @@ def fit(
         })
         if val_loss < progress.best_loss:
             progress.best_loss, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
-            _save(best_path, {
-                "model": network.trained_state(), "classes": classes,
-                "classifier": network.backbone.classifier_name, "epoch": epoch,
-            })
+            if shard.is_main:
+                _save(best_path, {
+                    "model": network.trained_state(), "classes": classes,
+                    "classifier": network.backbone.classifier_name, "epoch": epoch,
+                })
         else:
             progress.bad_epochs += 1
             progress.stopped = 0 < train.patience <= progress.bad_epochs
+        if not shard.is_main:
+            continue
         _save(last_path, {
             "recipe": resume_recipe, "model": network.trained_state(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -239,6 +271,12 @@ def fit(
             optimizer.param_groups[0]["lr"], time.perf_counter() - began,
         )
 
+    summary.epochs, summary.best_epoch, summary.stopped_early = (
+        progress.epoch, progress.best_epoch, progress.stopped
+    )
+    summary.seconds, summary.device = progress.seconds, describe(device)
+    if not shard.is_main:
+        return summary
     store.commit(
         best_path, recipe,
         checkpoint=file_id(best_path),
@@ -253,11 +291,8 @@ def fit(
         trainable=network.trainable,
         augmentation=[] if features is not None else list(train.augment),
         too_small=split.too_small,
+        processes=shard.world,
     )
-    summary.epochs, summary.best_epoch, summary.stopped_early = (
-        progress.epoch, progress.best_epoch, progress.stopped
-    )
-    summary.seconds, summary.device = progress.seconds, describe(device)
     return summary
 
 
@@ -280,10 +315,11 @@ def training_recipe(
     return recipe
 
 
-def _head_features(store: Store, config: RunConfig) -> torch.Tensor:
+def _head_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tensor:
     """The pretrained penultimate embeddings of every image (embedded now if missing)."""
     embed_config = dataclasses.replace(config.embed, layers=[PENULTIMATE])
-    embedded = run_embed(store, embed_config, PretrainedSource(config.model))
+    embedded = embed_in_every_process(store, embed_config, PretrainedSource(config.model),
+                                      False, shard)
     if not embedded.skipped:
         log.info("%s", embedded.line())
     vectors = store.load_embeddings(SpaceKey("pretrained", PENULTIMATE))
@@ -318,9 +354,10 @@ def _embed_through_head(
 
 def _loaders(
     store: Store, network: FinetunedNetwork, train: TrainConfig, split: Split,
-    features: torch.Tensor | None, device: torch.device,
+    features: torch.Tensor | None, device: torch.device, shard: Shard,
 ) -> tuple[DataLoader, DataLoader]:
-    """Batches of (input, image row): embeddings in mode "head", decoded images otherwise."""
+    """Batches of (input, image row): embeddings in mode "head", decoded images otherwise.
+    Each of several processes draws its own share of the training images every epoch."""
     train_rows, val_rows = split.rows(TRAIN), split.rows(VAL)
     if features is not None:
         train_set: Dataset = TensorDataset(features[train_rows], torch.from_numpy(train_rows))
@@ -347,7 +384,21 @@ def _loaders(
         "pin_memory": device.type == "cuda",
         "prefetch_factor": 4 if workers else None,
     }
+    if shard.sharded:
+        share = DistributedSampler(train_set, num_replicas=shard.world, rank=shard.rank,
+                                   shuffle=True, seed=train.seed)
+        return DataLoader(train_set, sampler=share, **common), DataLoader(val_set, **common)
     return DataLoader(train_set, shuffle=True, **common), DataLoader(val_set, **common)
+
+
+def _replica(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` as one DistributedDataParallel replica: gradients are averaged over the
+    processes in every step."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=devices)
 
 
 def _optimizer(parameters: list[nn.Parameter], train: TrainConfig) -> torch.optim.Optimizer:

@@ -1,5 +1,6 @@
-"""Embedding sharded over torchrun processes, each writing its own part, then merged into one
-store, equals embedding the same images in one process."""
+"""Under torchrun: embedding sharded over processes, each writing its own part, then merged into
+one store, equals embedding the same images in one process; fine-tuning trains one model with
+DistributedDataParallel replicas in every process."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.embed import PretrainedSource, run_embed
-from precompute.store import ID_COLUMN, Store
-from tests.helpers import write_config
+from precompute.store import ID_COLUMN, SpaceKey, Store
+from tests.helpers import HEAD_TRAINING, write_config
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
 
@@ -52,3 +53,26 @@ def test_sharded_embedding_and_merge_equal_single_process_embedding(small_tree, 
     again = run_embed(sharded, EmbedConfig(batch_size=8, workers=2, progress_every_s=0),
                       PretrainedSource(ModelConfig(backbone="efficientnet_lite0")))
     assert again.skipped
+
+
+def test_training_under_torchrun_trains_one_model_in_both_processes(small_tree, tmp_path):
+    config = write_config(tmp_path / "config.toml", small_tree, batch_size=8,
+                          extra=HEAD_TRAINING)
+    store_dir = tmp_path / "store"
+    for stage in ("ingest", "embed", "train"):
+        run = torchrun(2, stage, "--config", str(config), "--store", str(store_dir))
+        assert run.returncode == 0, run.stderr[-3000:]
+    # Both processes trained (each reports its own line), for the same number of epochs:
+    # they took the same early-stopping decisions.
+    trained = [line for line in run.stdout.splitlines() if line.startswith("train ")]
+    assert sorted(line[-8:] for line in trained) == ["[rank 0]", "[rank 1]"]
+    assert len({line.split(" epochs")[0] for line in trained}) == 1
+
+    store = Store.open(store_dir)
+    model = "finetuned-style"
+    best = store.meta(store.checkpoint_path(model, "best"))
+    assert best["processes"] == 2
+    assert 1 <= best["best_epoch"] <= best["epochs"]
+    metrics = store.meta(store.predictions_path(model))["metrics"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert store.embeddings_path(SpaceKey(model, "penultimate")).exists()
