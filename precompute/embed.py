@@ -129,17 +129,14 @@ def run_embed(
     spaces = [SpaceKey(source.key, layer) for layer in depths]
     paths = [Path(images_meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
     block = shard.rows(len(paths))
+    # Done: the layer's array, or (after a restart under torchrun) this rank's part of it.
     todo = [
         s for s in spaces
-        if force or not store.is_current(store.embeddings_path(s), {**base, "layer": s.layer})
+        if force or not any(
+            store.is_current(_output(store, s, made_by), _recipe(base, s, made_by, len(paths)))
+            for made_by in (SINGLE, shard)
+        )
     ]
-    if shard.sharded:  # a rank whose own part is done has nothing to redo after a restart
-        todo = [
-            s for s in todo
-            if force or not store.is_current(
-                _output(store, s, shard), _recipe(base, s, shard, len(paths))
-            )
-        ]
     summary = EmbedSummary(source.key, [s.layer for s in spaces])
     if not todo:
         summary.skipped = True
@@ -273,7 +270,7 @@ def merge_embedding_parts(
         os.replace(partial, path)
         store.commit(
             path,
-            {**base, "layer": space.layer},
+            _recipe(base, space, SINGLE, total),
             **{**info, "count": total, "resumed_from": 0},
             ranks=world,
         )

@@ -92,6 +92,7 @@ def run_project(
         source = store.meta(store.embeddings_path(space))
         reference = references.get(space) if config.align else None
         vectors = None
+        count = len(store.load_embeddings(space))
         for method in config.methods:
             path = store.projection_path(space, method)
             recipe = {
@@ -105,7 +106,6 @@ def run_project(
                 target = store.meta(store.projection_path(reference, method))
             if target is not None:
                 recipe["align_to"] = {"space": str(reference), "projection": target["recipe"]}
-            count = len(store.load_embeddings(space))
             if count > config.fit_sample:
                 recipe["fit_sample"] = config.fit_sample  # below it, fitted on every point
             if not force and store.is_current(path, recipe):
