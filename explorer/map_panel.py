@@ -32,7 +32,10 @@ class MapPanel(pn.viewable.Viewer):
         layers = hv.streams.Params(
             state, ["space", "method", "color_by", "selection", "mask", "hide_filtered"]
         )
-        self.range = hv.streams.RangeXY(x_range=state.x_range, y_range=state.y_range)
+        # Starting at the extent shown, HoloViews' own first range event is answered from the
+        # DynamicMap's memo: a session's first document holds one render, not two.
+        self.range = hv.streams.RangeXY(x_range=state.x_range or EXTENT,
+                                        y_range=state.y_range or EXTENT)
         self.size = hv.streams.PlotSize()
         base = hv.DynamicMap(
             self._render, streams=[layers, self.range, self.size]
