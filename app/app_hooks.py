@@ -1,5 +1,6 @@
 """Server lifecycle hooks of `panel serve app`: get the store ready before the first visitor."""
 
+import logging
 import sys
 import threading
 
@@ -10,7 +11,9 @@ ARGS = sys.argv[1:]  # bokeh sets sys.argv to the app's `--args` only while this
 
 
 def on_server_loaded(server_context) -> None:
-    """Load the store and compile the map's kernels in the background at server start."""
+    """Load the store and compile the map's kernels in the background at server start; the
+    explorer's INFO lines ("explorer ready for ... in N s") join the server's log."""
+    logging.getLogger("explorer").setLevel(logging.INFO)
     root = store_root(ARGS)
     threading.Thread(target=warm_up, args=(root, dask_scheduler(ARGS)), name="fse-warm-up",
                      daemon=True).start()

@@ -47,6 +47,7 @@ def browser_measures(store: Path, label_n: int, dim: int | None) -> list[Row]:
     """First paint, end-to-end hover and lasso, and per-session memory on one store."""
     rows: list[Row] = []
     with panel_server(store) as url, chromium() as browser:
+        url.wait_until_warm()
         explorer, _ = open_and_paint(browser, url, store)  # warm: kernels, caches, hover index
         explorer.page.close()
         paints = []

@@ -32,9 +32,20 @@ def free_port() -> int:
 
 
 class AppUrl(str):
-    """The served app's URL; `pid` is the server's process id (for memory measurements)."""
+    """The served app's URL; `pid` is the server's process id (for memory measurements) and
+    `log` the file holding its output."""
 
     pid: int
+    log: Path
+
+    def wait_until_warm(self, timeout: float = 300) -> None:
+        """Until the server's warm-up (explorer/warmup.py) has logged that it is done, so a
+        measurement does not share the CPU with numba compiling kernels."""
+        deadline = time.monotonic() + timeout
+        while "explorer ready for" not in self.log.read_text():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no 'explorer ready' line in {self.log} after {timeout} s")
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -50,7 +61,7 @@ def panel_server(store: Path, *extra: str) -> Iterator[AppUrl]:
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
     url = AppUrl(f"http://127.0.0.1:{port}/app")
-    url.pid = process.pid
+    url.pid, url.log = process.pid, log
     try:
         deadline = time.monotonic() + 90
         while True:
