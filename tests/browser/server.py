@@ -49,8 +49,9 @@ class AppUrl(str):
 
 
 @contextlib.contextmanager
-def panel_server(store: Path, *extra: str) -> Iterator[AppUrl]:
-    """Run `panel serve app --args --store STORE` on a free port; yield the app's URL."""
+def panel_server(store: Path, *extra: str, repo: Path = REPO) -> Iterator[AppUrl]:
+    """Run `panel serve app --args --store STORE` on a free port, with the code of the checkout
+    `repo` (this one unless given); yield the app's URL."""
     port = free_port()
     log = (ARTIFACTS / f"panel-serve-{port}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,9 @@ def panel_server(store: Path, *extra: str) -> Iterator[AppUrl]:
         "--port", str(port), *extra, "--args", "--store", str(store),
     ]
     with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=repo, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                       filter(None, [str(repo), os.environ.get("PYTHONPATH")]))})
     url = AppUrl(f"http://127.0.0.1:{port}/app")
     url.pid, url.log = process.pid, log
     try:
