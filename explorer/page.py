@@ -72,7 +72,7 @@ class Explorer(pn.viewable.Viewer):
             pn.pane.HTML(pn.bind(legend_html, self.data, state.param.color_by,
                                  state.param.space),
                          css_classes=["fse-legend"], sizing_mode="stretch_width"),
-            pn.layout.Divider(),
+            rule(),
             pn.pane.HTML("<b>Filter</b>"),
             filters_panel(self.data, state),
             pn.pane.HTML(
@@ -104,7 +104,7 @@ class Explorer(pn.viewable.Viewer):
     def _side(self) -> list[pn.viewable.Viewable]:
         return [
             pn.pane.HTML("<b>Under the cursor</b>"), self.hover_card(),
-            pn.layout.Divider(),
+            rule(),
             pn.pane.HTML("<b>Neighbours</b>"), neighbours_panel(self.data, self.state),
             why_panel(self.data, self.state),
         ]
@@ -126,6 +126,13 @@ class Explorer(pn.viewable.Viewer):
             pn.Column(*self.main(), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+
+
+def rule() -> pn.pane.HTML:
+    """A horizontal line across its column (Panel's `Divider` collapses to a 2-px dot in these
+    columns)."""
+    return pn.pane.HTML("<hr style='border: 0; border-top: 1px solid #ddd; margin: 6px 0'>",
+                        sizing_mode="stretch_width", margin=(0, 5))
 
 
 def built_after_load(build: Callable[[], list[pn.viewable.Viewable]], **params) -> pn.Column:
