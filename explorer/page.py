@@ -180,7 +180,6 @@ def load_extensions() -> None:
 def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.BaseTemplate:
     """The served page for the store at `root` (its map aggregated through the Dask scheduler
     `dask`, if given), or a page saying how to build it."""
-    load_extensions()
     root = Path(root).resolve()
     if not session_allowed():
         return message_page(
@@ -243,6 +242,7 @@ def _follow_space(data: ExplorerData, state: ExplorerState) -> None:
 
 def message_page(heading: str, body_html: str) -> pn.template.BaseTemplate:
     """A page with one message instead of the explorer."""
+    load_extensions()
     message = pn.pane.HTML(
         f"<div class='fse-message'><h2>{html.escape(heading)}</h2>{body_html}</div>",
         sizing_mode="stretch_width",
