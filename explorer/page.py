@@ -172,7 +172,7 @@ def tabs_built_when_opened(
 def load_extensions() -> None:
     """Panel's extensions and the page's CSS. Plots draw on a canvas, not WebGL: the map is an
     image rendered on the server, and a WebGL context would cost the browser the bokeh-gl bundle
-    and a blit on every draw (about 0.3 s of CPU in a first paint measured here)."""
+    and a blit on every draw (docs/benchmarks.md, first paint)."""
     pn.extension("filedropper", raw_css=CSS)
     hv.renderer("bokeh").webgl = False
 
@@ -200,8 +200,8 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
 
 
 def page_template(**content) -> pn.template.BaseTemplate:
-    """The page around the explorer: Panel's plain template (the FAST one costs a first paint
-    about 0.25 s more in its web components, measured at 1M points)."""
+    """The page around the explorer: Panel's plain template (the FAST one's web components
+    slow a first paint: docs/benchmarks.md)."""
     return pn.template.VanillaTemplate(title=TITLE, header_background=ACCENT, sidebar_width=320,
                                        **content)
 
