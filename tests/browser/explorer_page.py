@@ -33,6 +33,43 @@ FRAME_JS = """() => {
 }"""
 
 
+# Installed before a page loads: every 25 ms, until it finds one, it looks for a canvas inside
+# the map (through the shadow roots) holding over 500 coloured pixels, and keeps the time of
+# that frame, in ms since navigation began, in window.fseMapPainted. It runs in the page, so
+# measuring a first paint costs the page no screenshots and no round trips.
+MAP_PAINT_WATCH_JS = """(() => {
+  const colouredCanvas = () => {
+    const canvases = [];
+    const walk = (node, inMap) => {
+      if (node.shadowRoot) walk(node.shadowRoot, inMap);
+      for (const child of node.children ?? []) {
+        const here = inMap || child.classList?.contains("fse-map");
+        if (here && child.tagName === "CANVAS") canvases.push(child);
+        walk(child, here);
+      }
+    };
+    walk(document.body, false);
+    return canvases.some((canvas) => {
+      const context = canvas.width && canvas.height ? canvas.getContext("2d") : null;
+      if (!context) return false;
+      const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+      const stride = 7;  // every 7th pixel, so 500 coloured pixels count as 500 / 7
+      let coloured = 0;
+      for (let i = 0; i < data.length; i += 4 * stride) {
+        const r = data[i], g = data[i + 1], b = data[i + 2];
+        if (Math.max(r, g, b) - Math.min(r, g, b) > 40) coloured++;
+      }
+      return coloured * stride > 500;
+    });
+  };
+  const watch = setInterval(() => {
+    if (document.body && colouredCanvas()) {
+      window.fseMapPainted = performance.now();
+      clearInterval(watch);
+    }
+  }, 25);
+})()"""
+
 class ExplorerPage:
     """A Playwright page on the explorer for the store at `store`."""
 
@@ -50,6 +87,13 @@ class ExplorerPage:
         self.page.wait_for_function(f"() => window.Bokeh !== undefined && ({FRAME_JS})() !== null")
         self.page.wait_for_timeout(1_000)  # the first render arrives after the plot exists
         return self
+
+    def open_timing_paint(self) -> float:
+        """Open the page and wait for the map's first coloured frame; milliseconds from the
+        start of navigation to that frame, as the page's own clock saw it."""
+        self.page.add_init_script(MAP_PAINT_WATCH_JS)
+        self.page.goto(self.url)
+        return self.page.wait_for_function("() => window.fseMapPainted").json_value()
 
     def coords(self) -> np.ndarray:
         """Map coordinates of every image in the current projection."""
