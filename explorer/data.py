@@ -50,7 +50,7 @@ class ExplorerData:
     _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
     _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
     _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
-    _derived: dict[tuple, object] = field(default_factory=dict, repr=False)
+    _derived: dict[object, dict[tuple, object]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what there is
     @property
@@ -158,13 +158,15 @@ class ExplorerData:
         return self._colours[key]
 
     def derived(self, key: tuple, make: Callable[[], T]) -> T:
-        """`make()`, computed once per process for `key` and shared by every session; the
-        oldest of more than DERIVED_KEPT results is dropped (they can be large at 1M rows)."""
-        if key not in self._derived:
-            if len(self._derived) >= DERIVED_KEPT:
-                self._derived.pop(next(iter(self._derived)))
-            self._derived[key] = make()
-        return self._derived[key]
+        """`make()`, computed once per process for `key` and shared by every session. Results
+        are kept by kind, the key's first item: of more than DERIVED_KEPT of one kind the oldest
+        is dropped (they can be large at 1M rows), and one kind never drops another's."""
+        kept = self._derived.setdefault(key[0], {})
+        if key not in kept:
+            if len(kept) >= DERIVED_KEPT:
+                kept.pop(next(iter(kept)))
+            kept[key] = make()
+        return kept[key]
 
     def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """How many images have each value of a categorical attribute, most frequent first."""

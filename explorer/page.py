@@ -196,7 +196,10 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
             "<p>then reload this page.</p>",
         )
     explorer = Explorer(store=str(root), dask=dask)
-    return page_template(sidebar=explorer.controls(), main=explorer.main())
+    # One column per area: each item given to a template is a root of the document, and Bokeh
+    # walks every model of the document again for each root added.
+    return page_template(sidebar=[pn.Column(*explorer.controls(), sizing_mode="stretch_width")],
+                         main=[pn.Column(*explorer.main(), sizing_mode="stretch_width")])
 
 
 def page_template(**content) -> pn.template.BaseTemplate:

@@ -7,7 +7,7 @@ opened with a scheduler (explorer/dask_points.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import datashader as ds
 import datashader.transfer_functions as tf
@@ -35,7 +35,7 @@ GLYPH_LIMIT = 3_000  # at most this many points in view: draw real glyphs instea
 EMPTY_RGB_BOUNDS = (-MAP_EXTENT, -MAP_EXTENT, MAP_EXTENT, MAP_EXTENT)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class MapRequest:
     """Everything one render of the map depends on."""
 
@@ -53,14 +53,37 @@ class MapRequest:
 
 
 def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
-    """The map for one viewport: an image layer and a glyph layer, one of them empty."""
+    """The map for one viewport: an image layer and a glyph layer, one of them empty. The whole
+    map, unselected and unfiltered, is what every session opens on and returns to: its image is
+    rendered once per process for each size."""
+    if is_whole_map(request):
+        key = ("whole map", dataclasses.replace(request, selection=None))
+        rgba = data.derived(key, lambda: map_image(data, request))
+    else:
+        rgba = map_image(data, request)
+    if rgba is None:
+        return _glyphs(data, request)
+    bounds = (request.x_range[0], request.y_range[0], request.x_range[1], request.y_range[1])
+    return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
+
+
+def is_whole_map(request: MapRequest) -> bool:
+    """Whether `request` shows every point at the full extent, with no selection or filter."""
+    extent = (-MAP_EXTENT, MAP_EXTENT)
+    return ((request.selection is None or not len(request.selection)) and request.mask is None
+            and request.x_range == extent and request.y_range == extent)
+
+
+def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
+    """The viewport's image, RGBA rows from the top (read-only), or None when it holds few
+    enough points to draw as glyphs."""
     space = SpaceKey.parse(request.space)
     frame = data.frame(space, request.method)
     values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
     colouring = _colouring(data, request)
     both = map_aggregate(data, request)
     if int(both["count"].sum()) <= request.glyph_limit:
-        return _glyphs(data, request, frame, values, colouring.numeric)
+        return None
     if colouring.numeric:
         image = _shade_numeric(both["mean"], values)
         if OUTSIDE in both:  # the points outside the filter, drawn grey beneath
@@ -88,8 +111,8 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     image = tf.dynspread(image, threshold=0.6, max_px=5)
     # datashader's rows run upwards in y; an RGB element's rows run downwards.
     rgba = image.data.view(np.uint8).reshape(request.height, request.width, 4)[::-1]
-    bounds = (request.x_range[0], request.y_range[0], request.x_range[1], request.y_range[1])
-    return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
+    rgba.flags.writeable = False  # the whole map's image is shared by every session
+    return rgba
 
 
 MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
@@ -183,10 +206,13 @@ def _shade_numeric(aggregate, values: pd.Series):
                     min_alpha=120)
 
 
-def _glyphs(data: ExplorerData, request: MapRequest, frame: pd.DataFrame, values: pd.Series,
-            numeric: bool) -> hv.Overlay:
+def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     """Few points in view: draw each as a glyph, in its colour."""
-    rows = data.points(SpaceKey.parse(request.space), request.method).in_box(
+    space = SpaceKey.parse(request.space)
+    frame = data.frame(space, request.method)
+    values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
+    numeric = _colouring(data, request).numeric
+    rows = data.points(space, request.method).in_box(
         request.x_range[0], request.y_range[0], request.x_range[1], request.y_range[1]
     )
     if request.mask is not None:

@@ -1,5 +1,6 @@
 """Load a store and render its map once, so numba compiles datashader's kernels at server start
-instead of during the first visitor's page load (about 10 s on two cores)."""
+instead of during the first visitor's page load (about 10 s on two cores), and the view every
+session opens on is ready before the first one does."""
 
 from __future__ import annotations
 
@@ -12,19 +13,21 @@ import datashader.transfer_functions as tf
 import pandas as pd
 
 from explorer.data import load_explorer_data, store_ready
-from explorer.scatter import MAP_EXTENT, MapRequest, render_map
+from explorer.page import default_space
+from explorer.scatter import DEFAULT_SIZE, MAP_EXTENT, MapRequest, render_map
 
 log = logging.getLogger(__name__)
 
 
 def warm_up(root: Path, dask: str | None = None) -> None:
-    """Render one small map per colour kind of the store at `root` (no-op if it is not built),
-    through the Dask scheduler `dask` if given, as the pages will (starting its cluster)."""
+    """Render one small map per colour kind of the store at `root` (no-op if it is not built)
+    and the whole map a session opens on, through the Dask scheduler `dask` if given, as the
+    pages will (starting its cluster)."""
     if not store_ready(root):
         return
     began = time.perf_counter()
     data = load_explorer_data(str(root), dask)  # as `Explorer` calls it: the same cached data
-    space = data.spaces[0]
+    space = default_space(data.spaces)
     method = data.methods[space][0]
     kinds = {}
     for attribute in data.colour_attributes:
@@ -32,6 +35,8 @@ def warm_up(root: Path, dask: str | None = None) -> None:
     extent = (-MAP_EXTENT, MAP_EXTENT)
     for attribute in kinds.values():
         render_map(data, MapRequest(str(space), method, attribute, extent, extent, 64, 64))
+    render_map(data, MapRequest(str(space), method, data.colour_attributes[0], extent, extent,
+                                *DEFAULT_SIZE))
     _ = data.points(space, method).tree  # the first hover would otherwise build it
     # dynspread's kernels compile on first use (~9 s), whatever the data: spread once here.
     canvas = ds.Canvas(plot_width=8, plot_height=8)

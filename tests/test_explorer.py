@@ -99,6 +99,31 @@ def test_the_image_fades_everything_but_the_selection(built_store, attribute):
     assert 0 < strong.sum() < painted.sum() / 2, "only the selected points keep full colour"
 
 
+def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):
+    from explorer.scatter import MapRequest, map_image, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    extent = (-1.05, 1.05)
+    whole = MapRequest(str(SPACE), "pca", "style", extent, extent, 120, 90, glyph_limit=0,
+                       selection=np.empty(0, dtype=np.int64))  # as a session's state holds it
+    shared = render_map(data, whole).get(0).data
+    assert render_map(data, dataclasses.replace(whole, selection=None)).get(0).data is shared
+    assert not shared.flags.writeable
+    assert np.array_equal(shared, map_image(data, whole)), "the same pixels as a fresh render"
+    narrower = [
+        dataclasses.replace(whole, selection=np.arange(5)),
+        dataclasses.replace(whole, mask=np.arange(len(data)) % 2 == 0),
+        dataclasses.replace(whole, x_range=(-0.5, 0.5)),
+    ]
+    for request in narrower:
+        image = render_map(data, request).get(0).data
+        assert not np.shares_memory(image, shared)
+        assert render_map(data, request).get(0).data is not image
+    other_size = dataclasses.replace(whole, width=60)
+    smaller = render_map(data, other_size).get(0).data
+    assert smaller.shape == (90, 60, 4) and render_map(data, other_size).get(0).data is smaller
+
+
 def test_predictions_are_attributes_and_confusion_cells_select_their_test_images(built_store):
     from explorer.metrics_view import confused_rows, confusion_cells
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 
 from explorer.page import space_label
 from precompute.store import ID_COLUMN, SpaceKey
@@ -196,9 +197,8 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
     y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(frame["rows"])
     explorer.page.mouse.click(x, y)
     explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
-    explorer.page.wait_for_function(
-        "label => document.querySelector('.fse-space')?.shadowRoot?.querySelector('select')"
-        "?.selectedOptions[0]?.textContent === label", arg=space_label(target))
+    expect(explorer.page.locator(".fse-space select option:checked")).to_have_text(
+        space_label(target))
     assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
     explorer.page.locator(".fse-map").scroll_into_view_if_needed()
     explorer.page.wait_for_timeout(1_500)
