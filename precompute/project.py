@@ -44,9 +44,10 @@ class ProjectSummary:
 
 def normalised(embeddings: np.ndarray) -> np.ndarray:
     """float32 rows scaled to unit length (zero rows stay zero)."""
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    vectors = np.array(embeddings, dtype=np.float32)  # one copy, scaled in place
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))  # no squared copy (8 GB at 1M × 2048)
+    vectors /= np.maximum(norms, 1e-12)[:, None]
+    return vectors
 
 
 def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
