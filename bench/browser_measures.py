@@ -14,7 +14,7 @@ from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import chromium, panel_server
 
 EXTRA_SESSIONS = 5
-FIRST_PAINTS = 5  # page loads timed; the median is reported
+FIRST_PAINTS = 15  # page loads timed; the median is reported (single loads vary by ±20%)
 # After its first paint a page gets its real-size render and the parts built after load; a load
 # is timed only once the one before it is complete and this long has passed, so no load shares
 # the machine with the one before it.

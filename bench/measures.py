@@ -119,7 +119,7 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
     n, dim = len(embeddings), embeddings.shape[1]
     return [
         row(f"kNN query k=10 ({type(index).__name__})", n, dim, statistics.median(latency),
-            "ms", 5 if n >= 1_000_000 else None),
+            "ms", 5 if n >= 1_000_000 and dim == 512 else None),  # the goal is at ×512
         row("kNN recall@10 vs exact (own row left out)", n, dim, recall_at(found, exact),
             "ratio", 0.95, lower_is_better=False),
     ]

@@ -3,6 +3,7 @@
     python bench/run.py                 # everything (about two hours on two cores)
     python bench/run.py --only explorer # one group: explorer, browser, knn, embed, project
     python bench/run.py --sizes 100000,1000000
+    python bench/run.py --only knn --sizes 1000000 --dims 2048
     python bench/run.py --only project --sizes 1000000 --methods pca_umap
 
 Synthetic stores are generated under bench/stores/ on first use (bench/synthetic.py). Results
@@ -42,15 +43,19 @@ def synthetic_store(rows: int, dim: int = 512) -> Path:
     return root
 
 
-def run(groups: list[str], sizes: list[int], methods: list[str]) -> list[Row]:
+def run(groups: list[str], sizes: list[int], dims: list[int], methods: list[str]
+        ) -> list[Row]:
     rows: list[Row] = []
+    # every width up to 1M rows; above, the first only (its embeddings are zeros there)
+    stores = [(size, dim) for size in sizes for dim in dims
+              if dim == dims[0] or size <= 1_000_000]
     for group in groups:
         began = time.perf_counter()
         if group == "explorer":
             if SAMPLE_STORE.exists():
                 rows += explorer_measures(SAMPLE_STORE, None)
-            for size in sizes:
-                rows += explorer_measures(synthetic_store(size), RENDER_GOALS.get(size))
+            for size, dim in stores:
+                rows += explorer_measures(synthetic_store(size, dim), RENDER_GOALS.get(size))
         elif group == "browser":
             from bench.browser_measures import browser_measures
 
@@ -59,8 +64,8 @@ def run(groups: list[str], sizes: list[int], methods: list[str]) -> list[Row]:
             for size in [s for s in sizes if s <= 1_000_000]:
                 rows += browser_measures(synthetic_store(size), size, 512)
         elif group == "knn":
-            for size in [s for s in sizes if s <= 1_000_000]:
-                rows += knn_measure(synthetic_store(size))
+            for size, dim in [(s, d) for s, d in stores if s <= 1_000_000]:
+                rows += knn_measure(synthetic_store(size, dim))
         elif group == "embed":
             from bench.embedding import embedding_measures
 
@@ -91,11 +96,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=GROUPS, action="append")
     parser.add_argument("--sizes", default="100000,1000000,10000000")
+    parser.add_argument("--dims", default="512,2048",
+                        help="embedding widths of the synthetic stores the explorer and knn "
+                             "groups measure (above 1M rows, the first only)")
     parser.add_argument("--methods", default="pca_umap,umap,pca_tsne",
                         help="projection methods of the 'project' group")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    rows = run(args.only or list(GROUPS), sizes, args.methods.split(","))
+    dims = [int(d) for d in args.dims.split(",") if d]
+    rows = run(args.only or list(GROUPS), sizes, dims, args.methods.split(","))
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     measured = {(r["measure"], r["n"], r["dim"]) for r in rows}
     kept = [r for r in previous if (r["measure"], r["n"], r["dim"]) not in measured]
