@@ -15,6 +15,7 @@ from explorer.state import ExplorerState
 from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
+HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under it is shown
 EXTENT = (-MAP_EXTENT, MAP_EXTENT)
 MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111",
                   "query": "#6a00d8"}
@@ -29,6 +30,8 @@ class MapPanel(pn.viewable.Viewer):
     def __init__(self, data: ExplorerData, state: ExplorerState, **params):
         super().__init__(**params)
         self.data, self.state = data, state
+        self._pointer: tuple[float | None, float | None] = (None, None)
+        self._hover_due: object | None = None  # the pending look-up's timeout callback
         layers = hv.streams.Params(
             state, ["space", "method", "color_by", "selection", "mask", "hide_filtered"]
         )
@@ -117,7 +120,22 @@ class MapPanel(pn.viewable.Viewer):
         return points.nearest(x, y, radius, among=among)
 
     def _hover(self, x=None, y=None) -> None:
-        row = self.nearest(x, y)
+        """Served, the pointer is looked up once it has rested HOVER_SETTLE_MS. Each change of
+        `hovered` refreshes the map's plot, and a lasso drawn over a dense map moves onto a new
+        point at every step: looking up every move queued seconds of refreshes ahead of the
+        lasso (docs/benchmarks.md)."""
+        self._pointer = (x, y)
+        document = pn.state.curdoc
+        if document is None or document.session_context is None:
+            self._apply_hover()
+            return
+        if self._hover_due is not None:
+            document.remove_timeout_callback(self._hover_due)
+        self._hover_due = document.add_timeout_callback(self._apply_hover, HOVER_SETTLE_MS)
+
+    def _apply_hover(self) -> None:
+        self._hover_due = None
+        row = self.nearest(*self._pointer)
         if row != self.hovered:
             self.hovered = row
 
