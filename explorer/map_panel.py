@@ -10,13 +10,12 @@ import panel as pn
 import param
 
 from explorer.data import ExplorerData
-from explorer.scatter import DEFAULT_SIZE, MAP_EXTENT, MapRequest, render_map
+from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 from explorer.state import ExplorerState
 from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
 HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under it is shown
-EXTENT = (-MAP_EXTENT, MAP_EXTENT)
 MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111",
                   "query": "#6a00d8"}
 

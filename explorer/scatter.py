@@ -30,6 +30,7 @@ from explorer.point_table import OUTSIDE, Colouring, filtered
 from precompute.store import NUMERIC, SpaceKey
 
 MAP_EXTENT = 1.05  # every projection is scaled into [-1, 1]; the view shows a small margin
+EXTENT = (-MAP_EXTENT, MAP_EXTENT)  # the whole map's range on either axis
 DEFAULT_SIZE = (800, 600)
 GLYPH_LIMIT = 3_000  # at most this many points in view: draw real glyphs instead of an image
 EMPTY_RGB_BOUNDS = (-MAP_EXTENT, -MAP_EXTENT, MAP_EXTENT, MAP_EXTENT)
@@ -69,9 +70,8 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
 
 def is_whole_map(request: MapRequest) -> bool:
     """Whether `request` shows every point at the full extent, with no selection or filter."""
-    extent = (-MAP_EXTENT, MAP_EXTENT)
     return ((request.selection is None or not len(request.selection)) and request.mask is None
-            and request.x_range == extent and request.y_range == extent)
+            and request.x_range == EXTENT and request.y_range == EXTENT)
 
 
 def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:

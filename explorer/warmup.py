@@ -14,7 +14,7 @@ import pandas as pd
 
 from explorer.data import load_explorer_data, store_ready
 from explorer.page import default_space
-from explorer.scatter import DEFAULT_SIZE, MAP_EXTENT, MapRequest, render_map
+from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,9 @@ def warm_up(root: Path, dask: str | None = None) -> None:
     kinds = {}
     for attribute in data.colour_attributes:
         kinds.setdefault(data.kinds[attribute], attribute)
-    extent = (-MAP_EXTENT, MAP_EXTENT)
     for attribute in kinds.values():
-        render_map(data, MapRequest(str(space), method, attribute, extent, extent, 64, 64))
-    render_map(data, MapRequest(str(space), method, data.colour_attributes[0], extent, extent,
+        render_map(data, MapRequest(str(space), method, attribute, EXTENT, EXTENT, 64, 64))
+    render_map(data, MapRequest(str(space), method, data.colour_attributes[0], EXTENT, EXTENT,
                                 *DEFAULT_SIZE))
     _ = data.points(space, method).tree  # the first hover would otherwise build it
     # dynspread's kernels compile on first use (~9 s), whatever the data: spread once here.

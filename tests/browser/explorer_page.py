@@ -70,6 +70,7 @@ MAP_PAINT_WATCH_JS = """(() => {
   }, 25);
 })()"""
 
+
 class ExplorerPage:
     """A Playwright page on the explorer for the store at `store`."""
 
