@@ -41,9 +41,12 @@ def p95(values: list[float]) -> float:
 # --------------------------------------------------------------------- explorer, server side
 def explorer_measures(store: Path, render_goal: float | None, repeats: int = 15) -> list[Row]:
     """Render after pan/zoom, hover look-up, lasso → ids + first grid page, on one store."""
-    from explorer.cards import image_card, image_tile
+    from explorer.cards import image_card
     from explorer.data import load_explorer_data
+    from explorer.page import new_state
     from explorer.scatter import MapRequest, render_map
+    from explorer.selection import selection_panel
+    from explorer.url_state import MAX_SELECTION_CHARS, encode_rows
 
     data = load_explorer_data(str(store.resolve()))
     space = data.spaces[0]
@@ -81,13 +84,18 @@ def explorer_measures(store: Path, render_goal: float | None, repeats: int = 15)
     rows.append(row("hover look-up + card", n, dim, p95(timed(hover, 200)), "ms p95",
                     50 if n >= 10_000_000 else None))
 
+    state = new_state(data)
+    state.param.update(space=str(space), method=method, color_by=colour)
+    selection_panel(data, state)  # a session's selection view: counts, grid, its first page
+
     def lasso() -> None:
+        """What a session's server does for a lasso, but the Bokeh document's update."""
         cx, cy = coords[rng.integers(n)]
         angles = np.sort(rng.uniform(0, 2 * np.pi, 40))
         radius = rng.uniform(0.05, 0.25, 40)
-        selected = points.in_polygon(cx + radius * np.cos(angles), cy + radius * np.sin(angles))
-        for chosen in selected[:24]:
-            image_tile(data, chosen, data.describe(chosen)[colour])
+        state.select(points.in_polygon(cx + radius * np.cos(angles),
+                                       cy + radius * np.sin(angles)))
+        encode_rows(state.selection, MAX_SELECTION_CHARS)  # the link's value
 
     rows.append(row("lasso → selected ids + first grid page", n, dim,
                     statistics.median(timed(lasso, repeats)), "ms",

@@ -109,29 +109,36 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     previous.on_click(lambda _e: setattr(page, "value", max(0, page.value - 1)))
     following.on_click(lambda _e: setattr(page, "value", page.value + 1))
 
-    def focus_on(row: int):
-        def click(_event) -> None:
-            state.focus = row
+    shown: list[int] = []  # rows on the current page, one per tile
+    tiles: list[pn.Column] = []  # grown to the largest page seen, then reused
 
-        return click
+    def new_tile(index: int) -> pn.Column:
+        button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
+                                   css_classes=["fse-grid-neighbours"])
+        button.on_click(lambda _event: setattr(state, "focus", shown[index]))
+        return pn.Column(pn.pane.HTML(), button, css_classes=["fse-grid-item"], width=124)
 
     def show_page(*_events) -> None:
+        """Fill the tiles with the page's images. Tiles are made once and refilled: making
+        them anew took most of a selection's time, and any change to the grid's children makes
+        Bokeh walk the whole document."""
         rows = state.selection
         pages = max(1, -(-len(rows) // PAGE_SIZE))
         if page.value >= pages:
             page.value = pages - 1
             return
-        shown = rows[page.value * PAGE_SIZE:(page.value + 1) * PAGE_SIZE]
+        shown[:] = [int(r) for r in rows[page.value * PAGE_SIZE:(page.value + 1) * PAGE_SIZE]]
+        if len(tiles) < len(shown):
+            tiles.extend(new_tile(i) for i in range(len(tiles), len(shown)))
+            grid.objects = list(tiles)
         space = SpaceKey.parse(state.space)
-        tiles = []
-        for row in shown:
-            button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
-                                       css_classes=["fse-grid-neighbours"])
-            button.on_click(focus_on(int(row)))
-            caption = data.describe(row, space)[state.color_by]
-            tiles.append(pn.Column(pn.pane.HTML(image_tile(data, row, caption)), button,
-                                   css_classes=["fse-grid-item"], width=124))
-        grid.objects = tiles
+        for index, tile in enumerate(tiles):
+            if index < len(shown):
+                caption = data.describe(shown[index], space)[state.color_by]
+                tile[0].object = image_tile(data, shown[index], caption)
+            else:
+                tile[0].object = ""
+            tile.visible = index < len(shown)
         position.object = f"page {page.value + 1} of {pages}" if len(rows) else ""
         previous.disabled, following.disabled = page.value == 0, page.value >= pages - 1
 

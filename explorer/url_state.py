@@ -11,18 +11,31 @@ import numpy as np
 import panel as pn
 import param
 
-from explorer.state import ExplorerState
+from explorer.state import ExplorerState, unique_rows
 
 MAX_SELECTION_CHARS = 60_000  # longer selections are left out of the link (browsers cap URLs)
+ENCODE_CHUNK = 1 << 16  # bytes of row deltas compressed between checks of the output's length
 
 
-def encode_rows(rows: np.ndarray) -> str:
-    """Sorted row numbers as a short URL-safe string: deltas, zlib, base64."""
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
+def encode_rows(rows: np.ndarray, max_chars: int | None = None) -> str | None:
+    """Sorted row numbers as a short URL-safe string: deltas, zlib, base64. None when longer
+    than `max_chars`: compression stops as soon as its output passes that, so a selection too
+    large for a link costs a fraction of its encoding. (zlib's default level: its highest took
+    2 s on 400,000 rows for 10 % fewer characters.)"""
+    rows = unique_rows(rows)
     if not len(rows):
         return ""
-    deltas = np.diff(rows, prepend=0).astype(np.uint32)
-    return base64.urlsafe_b64encode(zlib.compress(deltas.tobytes(), 9)).decode("ascii")
+    limit = float("inf") if max_chars is None else max_chars
+    raw = memoryview(np.diff(rows, prepend=0).astype(np.uint32).tobytes())
+    compressor, parts, size = zlib.compressobj(), [], 0
+    for start in range(0, len(raw), ENCODE_CHUNK):
+        parts.append(compressor.compress(raw[start:start + ENCODE_CHUNK]))
+        size += len(parts[-1])
+        if size * 4 / 3 > limit:  # base64 writes 4 characters for 3 bytes
+            return None
+    parts.append(compressor.flush())
+    text = base64.urlsafe_b64encode(b"".join(parts)).decode("ascii")
+    return text if len(text) <= limit else None
 
 
 def decode_rows(text: str, count: int) -> np.ndarray:
@@ -61,27 +74,34 @@ def link_to_url(state: ExplorerState, count: int) -> ViewLink | None:
     link = ViewLink()
     location.sync(link)
     apply_link(link, state, count)
-    follow = lambda *_events: link.param.update(**link_values(state))  # noqa: E731
+
+    def follow(*_events) -> None:
+        link.param.update(**link_values(state))
+
+    def follow_selection(*_events) -> None:  # encoded when it changes, not at every pan
+        link.sel = encode_rows(state.selection, MAX_SELECTION_CHARS) or None
+
     state.param.watch(
         follow,
         ["space", "method", "color_by", "filters", "search", "hide_filtered", "x_range",
-         "y_range", "selection", "focus"],
+         "y_range", "focus"],
     )
+    state.param.watch(follow_selection, "selection")
     follow()
+    follow_selection()
     # The browser's location replaces ours when the page connects: write the view once loaded.
     pn.state.onload(lambda: location.update_query(**{
         key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in link_values(state).items() if value is not None
+        for key, value in {**link_values(state), "sel": link.sel}.items() if value is not None
     }))
     return link
 
 
 def link_values(state: ExplorerState) -> dict[str, object]:
-    """The state's query-string values (None: left out of the URL)."""
+    """The state's query-string values but the selection's (None: left out of the URL)."""
     view = None  # lists and objects go in as JSON, which Location parses back on reading
     if state.x_range and state.y_range:
         view = json.dumps([round(float(v), 5) for v in (*state.x_range, *state.y_range)])
-    selection = encode_rows(state.selection)
     filters = {k: v for k, v in state.filters.items() if v}
     return {
         "space": state.space,
@@ -91,7 +111,6 @@ def link_values(state: ExplorerState) -> dict[str, object]:
         "search": state.search or None,
         "hide": state.hide_filtered or None,
         "view": view,
-        "sel": selection if 0 < len(selection) <= MAX_SELECTION_CHARS else None,
         "focus": state.focus,
     }
 

@@ -4,6 +4,7 @@ and the explorer as a notebook object."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import panel as pn
@@ -11,7 +12,7 @@ import pytest
 
 from explorer.data import load_explorer_data
 from explorer.geometry import PointIndex
-from explorer.url_state import decode_rows, encode_rows
+from explorer.url_state import MAX_SELECTION_CHARS, decode_rows, encode_rows
 from precompute.store import SpaceKey
 from tests.browser.explorer_page import points_inside
 
@@ -42,7 +43,45 @@ def test_selection_round_trips_through_the_url():
     rows = np.array([0, 3, 4, 9, 1_000_000, 2_500_000])
     assert decode_rows(encode_rows(rows), 3_000_000).tolist() == rows.tolist()
     assert decode_rows(encode_rows(rows), 10).tolist() == [0, 3, 4, 9]
+    assert encode_rows(np.array([9, 3, 0, 3])) == encode_rows(np.array([0, 3, 9]))
     assert decode_rows("not base64 at all!", 10).tolist() == []
+
+
+def test_a_selection_too_long_for_a_link_is_left_out_and_a_regular_one_kept():
+    scattered = np.sort(np.random.default_rng(2).choice(1_000_000, 300_000, replace=False))
+    assert len(encode_rows(scattered)) > MAX_SELECTION_CHARS
+    assert encode_rows(scattered, MAX_SELECTION_CHARS) is None
+    regular = np.arange(0, 1_000_000, 2)  # more rows, in a pattern: a short text
+    text = encode_rows(regular, MAX_SELECTION_CHARS)
+    assert len(text) < MAX_SELECTION_CHARS
+    assert np.array_equal(decode_rows(text, 1_000_000), regular)
+
+
+def test_the_grid_refills_its_tiles_page_by_page(built_store):
+    from explorer.page import new_state
+    from explorer.selection import PAGE_SIZE, selection_panel
+
+    data = load_explorer_data(str(built_store.resolve()))
+    state = new_state(data)
+    panel = selection_panel(data, state)
+    grid, following = panel.objects[-1], panel.objects[-2][2]
+
+    def shown() -> list[int]:
+        return [int(re.search(r"data-row='(\d+)'", tile[0].object).group(1))
+                for tile in grid if tile.visible]
+
+    rows = np.arange(5, 5 + PAGE_SIZE + 6)
+    state.select(rows[::-1])
+    assert shown() == rows[:PAGE_SIZE].tolist()
+    tiles = list(grid)
+    following.clicks += 1
+    assert shown() == rows[PAGE_SIZE:].tolist()
+    assert all(tile[0].object == "" for tile in grid if not tile.visible)
+    state.select(np.array([40, 2, 30]))
+    assert shown() == [2, 30, 40]
+    assert list(grid) == tiles, "the same tiles, refilled"
+    grid[1][1].clicks += 1  # the second tile's "neighbours" button
+    assert state.focus == 30
 
 
 def test_filters_and_search_combine(built_store):
