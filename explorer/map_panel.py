@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import ColumnDataSource
 
 from explorer.data import ExplorerData
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
@@ -16,13 +17,14 @@ from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
 HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under it is shown
-MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "hover": "#111111",
-                  "query": "#6a00d8"}
+MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "query": "#6a00d8"}
+HOVER_COLOUR = "#111111"
+RING = {"size": 14, "line_width": 2.5, "fill_alpha": 0}  # how every marker ring is drawn
 
 
 class MapPanel(pn.viewable.Viewer):
-    """The map of one session; hovering sets `hovered`, clicking sets the state's focus, lasso
-    and box set the state's selection."""
+    """The map of one session; hovering sets `hovered` (a ring marks it), clicking sets the
+    state's focus, lasso and box set the state's selection."""
 
     hovered = param.Integer(default=None, allow_None=True, doc="row under the cursor")
 
@@ -31,6 +33,7 @@ class MapPanel(pn.viewable.Viewer):
         self.data, self.state = data, state
         self._pointer: tuple[float | None, float | None] = (None, None)
         self._hover_due: object | None = None  # the pending look-up's timeout callback
+        self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
         layers = hv.streams.Params(
             state, ["space", "method", "color_by", "selection", "mask", "hide_filtered"]
         )
@@ -54,9 +57,10 @@ class MapPanel(pn.viewable.Viewer):
 
         markers = hv.DynamicMap(
             self._markers,
-            streams=[hv.streams.Params(state, ["space", "method", "neighbours", "query_point"]),
-                     hv.streams.Params(self, ["hovered"])],
+            streams=[hv.streams.Params(state, ["space", "method", "neighbours", "query_point"])],
         )
+        self.param.watch(self._move_ring, "hovered")
+        state.param.watch(lambda _event: setattr(self, "hovered", None), ["space", "method"])
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
         self.plot = (base * markers).opts(
             hv.opts.RGB(
@@ -64,15 +68,14 @@ class MapPanel(pn.viewable.Viewer):
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
                 tools=["tap", "box_select", "lasso_select"],
                 default_tools=["pan", "wheel_zoom", "reset"],
-                active_tools=["wheel_zoom", "pan"], toolbar="above",
+                active_tools=["wheel_zoom", "pan"], toolbar="above", hooks=[self._add_ring],
             ),
             hv.opts.Points(
                 "Glyphs", color="colour", alpha="alpha", size=7, line_color="white",
                 line_width=0.5,
             ),
             hv.opts.Points(
-                "Markers", color="kind", cmap=MARKER_COLOURS, fill_alpha=0, line_width=2.5,
-                size=14, show_legend=False,
+                "Markers", color="kind", cmap=MARKER_COLOURS, show_legend=False, **RING,
                 marker=hv.dim("kind").categorize({"query": "star"}, default="circle"),
             ),
             hv.opts.Overlay(show_legend=False),
@@ -94,17 +97,45 @@ class MapPanel(pn.viewable.Viewer):
         )
         return render_map(self.data, request)
 
-    def _markers(self, space, method, neighbours, query_point, hovered):
-        """Rings on the hovered point, the clicked point and its neighbours; the upload."""
+    def _markers(self, space, method, neighbours, query_point):
+        """Rings on the clicked point and its neighbours; a star on the upload."""
         frame = self.data.frame(SpaceKey.parse(space), method)
-        rows = [int(r) for r in neighbours] + ([hovered] if hovered is not None else [])
-        kinds = (["focus"] + ["neighbour"] * (len(neighbours) - 1) if len(neighbours) else [])
-        kinds += ["hover"] if hovered is not None else []
+        rows = [int(r) for r in neighbours]
+        kinds = ["focus"] + ["neighbour"] * (len(rows) - 1) if rows else []
         x, y = frame["x"].to_numpy()[rows].tolist(), frame["y"].to_numpy()[rows].tolist()
         if query_point is not None:
             x, y, kinds = [*x, query_point[0]], [*y, query_point[1]], [*kinds, "query"]
         table = pd.DataFrame({"x": x, "y": y, "kind": kinds})
         return hv.Points(table, kdims=["x", "y"], vdims=["kind"], group="Markers")
+
+    # ------------------------------------------------------------------ hover ring
+    # The ring on the hovered point is a Bokeh glyph of its own, not a HoloViews layer: every
+    # HoloViews refresh ends with Bokeh walking every model of the document (about 60 ms on
+    # this page), while moving the ring is one change to a small data source.
+
+    def _add_ring(self, plot, _element) -> None:
+        """HoloViews hook: give the map's figure the hover ring, once."""
+        figure = plot.state
+        if figure.id not in self._rings:
+            source = ColumnDataSource(self._ring_data())
+            figure.scatter("x", "y", source=source, line_color=HOVER_COLOUR, **RING)
+            self._rings[figure.id] = source
+
+    def _ring_data(self) -> dict[str, list[float]]:
+        if self.hovered is None:
+            return {"x": [], "y": []}
+        frame = self.data.frame(SpaceKey.parse(self.state.space), self.state.method)
+        return {"x": [float(frame["x"].to_numpy()[self.hovered])],
+                "y": [float(frame["y"].to_numpy()[self.hovered])]}
+
+    def _move_ring(self, _event: param.parameterized.Event) -> None:
+        data = self._ring_data()
+
+        def move() -> None:
+            for source in self._rings.values():
+                source.data = dict(data)
+
+        pn.state.execute(move)  # at once under the document's lock, else on its next tick
 
     # ------------------------------------------------------------------ events
     def nearest(self, x: float | None, y: float | None) -> int | None:

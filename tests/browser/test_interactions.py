@@ -39,9 +39,18 @@ def a_clear_lasso(explorer: ExplorerPage) -> tuple[list[tuple[float, float]], np
 
 def test_hover_shows_the_thumbnail_and_attributes_of_the_point(explorer):
     row = 17
+    before = explorer.map_pixels()  # (screenshots scroll: take it before measuring positions)
     explorer.hover(row)
     card = explorer.page.locator(f".fse-hover .fse-card[data-row='{row}']")
     card.wait_for()
+    explorer.page.wait_for_timeout(300)
+    darkened = (explorer.map_pixels().max(axis=2) < 60) & (before.max(axis=2) >= 60)
+    ring_y, ring_x = np.nonzero(darkened)
+    canvas = explorer.page.locator(".fse-map canvas").first.bounding_box()
+    point_x, point_y = explorer.screen_of(row)
+    assert len(ring_x) > 30, "a dark ring marks the point under the pointer"
+    assert abs(ring_x.mean() - (point_x - canvas["x"])) < 3
+    assert abs(ring_y.mean() - (point_y - canvas["y"])) < 3
     assert card.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
     values = card.locator("td").all_inner_texts()
     described = explorer.data.describe(row)
