@@ -36,7 +36,8 @@ def warm_up(root: Path, dask: str | None = None) -> None:
         render_map(data, MapRequest(str(space), method, attribute, EXTENT, EXTENT, 64, 64))
     render_map(data, MapRequest(str(space), method, data.colour_attributes[0], EXTENT, EXTENT,
                                 *DEFAULT_SIZE))
-    _ = data.points(space, method).tree  # the first hover would otherwise build it
+    points = data.points(space, method)
+    _ = points.tree, points.by_x  # the first hover and lasso would otherwise build them
     # dynspread's kernels compile on first use (~9 s), whatever the data: spread once here.
     canvas = ds.Canvas(plot_width=8, plot_height=8)
     tf.spread(tf.shade(canvas.points(pd.DataFrame({"x": [0.0], "y": [0.0]}), "x", "y")), px=1)

@@ -29,7 +29,21 @@ def test_lasso_rows_match_the_even_odd_rule_on_random_points():
     found = set(index.in_polygon(polygon[:, 0], polygon[:, 1]).tolist())
     expected = set(np.flatnonzero(points_inside(polygon, points)).tolist())
     assert len(expected) > 300
-    assert len(found ^ expected) <= 2  # rasterised at 1/4096 of the lasso: boundary only
+    assert len(found ^ expected) <= 2  # rasterised at 1/2048 of the lasso: boundary only
+
+
+def test_box_rows_match_a_test_of_every_point():
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-1, 1, size=(20_000, 2)).astype(np.float32)
+    index = PointIndex(points)
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    for x0, x1, y0, y1 in rng.uniform(-1.1, 1.1, size=(20, 4)):
+        expected = np.flatnonzero((x >= min(x0, x1)) & (x <= max(x0, x1))
+                                  & (y >= min(y0, y1)) & (y <= max(y0, y1)))
+        assert np.array_equal(index.in_box(x0, y0, x1, y1), expected)
+    left, bottom = x[7], y[7]  # a corner on a point keeps it; a hair beyond leaves it out
+    assert 7 in index.in_box(left, bottom, left + 0.1, bottom + 0.1)
+    assert 7 not in index.in_box(np.nextafter(left, 2), bottom, left + 0.1, bottom + 0.1)
 
 
 def test_nearest_point_respects_the_radius_and_the_filter():
