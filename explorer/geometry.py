@@ -9,6 +9,16 @@ from scipy.spatial import cKDTree
 LASSO_GRID = 2048  # lasso polygons are rasterised at up to this many cells per side
 
 
+def sorted_slice(values: np.ndarray, low: float, high: float) -> slice:
+    """The slice of `values` (sorted) from `low` to `high`, perhaps with a value at either end
+    that an exact test would leave out. The bounds take the values' type: a float64 bound on
+    float32 values makes `searchsorted` convert the whole array (16 ms at 10M points), and
+    rounding a bound to the nearest float32 can add a value, never lose one."""
+    kind = values.dtype.type
+    return slice(int(np.searchsorted(values, kind(low), side="left")),
+                 int(np.searchsorted(values, kind(high), side="right")))
+
+
 class PointIndex:
     """Map coordinates (N × 2) with a k-d tree for nearest-point queries and the points sorted
     by x for boxes and lassos, each built on first use."""
@@ -56,11 +66,8 @@ class PointIndex:
         """Rows inside the box (x0 ≤ x1, y0 ≤ y1), in x order, with their x and y. Only the
         box's x slice is read: at 10M points a lasso's box is a small part of the map."""
         order, x, y = self.by_x
-        # float32 bounds: a float64 one makes searchsorted convert all of x. The slice can only
-        # grow by the rounding, and the exact test below trims it.
-        low = np.searchsorted(x, np.float32(x0), side="left")
-        high = np.searchsorted(x, np.float32(x1), side="right")
-        order, x, y = order[low:high], x[low:high], y[low:high]
+        within = sorted_slice(x, x0, x1)
+        order, x, y = order[within], x[within], y[within]
         inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
         return order[inside], x[inside], y[inside]
 

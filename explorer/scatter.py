@@ -26,6 +26,7 @@ from explorer.colours import (
     numeric_span,
 )
 from explorer.data import CLUSTER, ExplorerData
+from explorer.geometry import sorted_slice
 from explorer.point_table import OUTSIDE, Colouring, filtered
 from precompute.store import NUMERIC, SpaceKey
 
@@ -178,10 +179,7 @@ def _viewport_points(data: ExplorerData, request: MapRequest, colouring: Colouri
 
 def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame:
     """The points (sorted by x) whose x lies in `x_range`: all the canvas would count."""
-    x = points["x"].to_numpy()
-    low = int(np.searchsorted(x, x_range[0], side="left"))
-    high = int(np.searchsorted(x, x_range[1], side="right"))
-    return points.iloc[low:high]
+    return points.iloc[sorted_slice(points["x"].to_numpy(), *x_range)]
 
 
 def _mix(aggregate) -> tf.Image:
