@@ -18,13 +18,13 @@ from explorer.colours import TOP_CATEGORIES
 from explorer.data import ExplorerData, load_explorer_data
 from explorer.location import dask_scheduler
 from explorer.point_table import Colouring
-from explorer.scatter import MAP_EXTENT, MapRequest, map_aggregate, render_map
+from explorer.scatter import EXTENT, MapRequest, map_aggregate, render_map
 from precompute.store import SpaceKey
 
 SPACE = SpaceKey("pretrained", "penultimate")
 METHOD = "pca"
 PARTITION_ROWS = 10  # 66 points: 7 partitions, the last one short
-WHOLE = ((-MAP_EXTENT, MAP_EXTENT), (-MAP_EXTENT, MAP_EXTENT))
+WHOLE = (EXTENT, EXTENT)
 
 
 @pytest.fixture(scope="module")

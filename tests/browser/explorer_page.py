@@ -169,12 +169,17 @@ class ExplorerPage:
         return [int(elements.nth(i).get_attribute("data-row")) for i in range(elements.count())]
 
     def map_pixels(self) -> np.ndarray:
-        png = self.page.locator(".fse-map canvas").first.screenshot()
-        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        return map_pixels(self.page)
 
     def match_count(self) -> int:
         text = self.page.locator(".fse-match").inner_text()
         return int(re.search(r"([\d,]+)", text).group(1).replace(",", ""))
+
+
+def map_pixels(page) -> np.ndarray:
+    """The map as an RGB array, as the browser shows it."""
+    png = page.locator(".fse-map canvas").first.screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
 def points_inside(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
+from tests.browser.explorer_page import map_pixels
 from tests.browser.server import ARTIFACTS, panel_server
 
 pytestmark = pytest.mark.browser
-
-
-def map_pixels(page) -> np.ndarray:
-    """The map as an RGB array, as the browser shows it."""
-    png = page.locator(".fse-map canvas").first.screenshot()
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
 def coloured_pixels(pixels: np.ndarray) -> int:
