@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 
 from precompute.config import IndexConfig
-from precompute.index import build_index, recall_at
+from precompute.index import ADD_CHUNK, build_index, exact_neighbours, recall_at
 from precompute.project import normalised
 
 
@@ -24,10 +24,31 @@ def test_small_sets_get_exact_search():
     assert isinstance(built.index, faiss.IndexFlatIP) and built.recall == 1.0
 
 
+def test_stored_embeddings_are_indexed_as_unit_vectors_chunk_by_chunk(tmp_path):
+    count = ADD_CHUNK + 1_000  # two chunks
+    rng = np.random.default_rng(3)
+    raw = (clustered(count, 16, seed=3) * rng.uniform(0.5, 4, (count, 1))).astype(np.float16)
+    np.save(tmp_path / "embeddings.npy", raw)
+    stored = np.load(tmp_path / "embeddings.npy", mmap_mode="r")  # as the store reads them
+    built = build_index(stored, IndexConfig(exact_below=count + 1))
+    assert built.index.ntotal == count
+    assert np.allclose(built.index.reconstruct_n(0, count), normalised(raw), atol=1e-6)
+
+
+def test_exact_neighbours_chunk_by_chunk_match_a_flat_index():
+    vectors = clustered(ADD_CHUNK + 5, 8, seed=5)  # the last chunk holds fewer rows than k
+    queries = clustered(50, 8, seed=5, draw=1)
+    flat = faiss.IndexFlatIP(8)
+    flat.add(vectors)
+    _, truth = flat.search(queries, 11)
+    assert np.array_equal(exact_neighbours(queries, vectors * 3, 11), truth)
+
+
 def test_large_sets_get_an_ivf_index_whose_recall_meets_the_bound_on_new_queries():
     vectors = clustered(30_000, 64, seed=2)
     config = IndexConfig(exact_below=10_000, target_recall=0.95)
-    built = build_index(vectors, config)
+    lengths = np.random.default_rng(2).uniform(0.5, 4, (len(vectors), 1))
+    built = build_index(vectors * lengths, config)  # normalised by the build
     assert isinstance(built.index, faiss.IndexIVFFlat)
     assert built.recall >= 0.95 and 1 <= built.nprobe < built.index.nlist
 
