@@ -155,7 +155,9 @@ class ProjectionConfig:
 class IndexConfig:
     """Nearest-neighbour index settings."""
 
-    exact_below: int = 200_000  # exact (flat) search below this many vectors, IVF above
+    # exact (flat) search below this many vectors, IVF above; None: as many as keep one query's
+    # scan to 200,000 vectors of 512 floats (50,000 at 2048-d): precompute/index.py
+    exact_below: int | None = None
     target_recall: float = 0.95  # IVF probes enough lists to reach this recall@10
     max_lists: int = 16_384  # IVF inverted lists (4·√n, at most this)
 

@@ -2,8 +2,9 @@
 
 Vectors are L2-normalised, so inner product equals cosine similarity; they are normalised and
 added a chunk at a time, so a build holds the index and one chunk, never a second copy of the
-whole set. Below
-`IndexConfig.exact_below` vectors the index is exact (flat). Above it, an inverted-file index
+whole set. Below `exact_limit` vectors (`IndexConfig.exact_below`, or by default as many as
+keep an exact query's scan to EXACT_SCAN_FLOATS) the index is exact (flat). Above it, an
+inverted-file index
 (IVF) whose number of probed lists is calibrated at build time: the smallest `nprobe` whose
 recall@10 against exact search, on a sample of the set's own vectors, reaches
 `IndexConfig.target_recall`. The recall reached is recorded in the sidecar. When FAISS reports
@@ -30,6 +31,9 @@ CALIBRATION_QUERIES = 500
 RECALL_AT = 10
 TRAINING_PER_LIST = 64  # k-means training points per inverted list
 ADD_CHUNK = 65_536  # rows normalised and added to an index at a time
+# An exact query reads every vector: by default at most 200,000 of 512 floats (11–19 ms on two
+# cores: docs/benchmarks.md), so 50,000 of ResNet50's 2048.
+EXACT_SCAN_FLOATS = 200_000 * 512
 
 
 @dataclass
@@ -53,9 +57,9 @@ class BuiltIndex:
 
 def build_index(embeddings: np.ndarray, config: IndexConfig, seed: int = 0) -> BuiltIndex:
     """An inner-product index over `embeddings` (any float rows, memory-mapped or not) scaled
-    to unit length: exact below `exact_below` rows, calibrated IVF above."""
+    to unit length: exact below `exact_limit` rows, calibrated IVF above."""
     count, dim = embeddings.shape
-    if count < config.exact_below:
+    if count < exact_limit(config, dim):
         index = faiss.IndexFlatIP(dim)
         add_in_chunks(index, embeddings)
         return BuiltIndex(index, 1.0)
@@ -70,6 +74,11 @@ def build_index(embeddings: np.ndarray, config: IndexConfig, seed: int = 0) -> B
     nprobe, recall = calibrate_nprobe(index, embeddings, config.target_recall, rng)
     index.nprobe = nprobe
     return BuiltIndex(index, recall, nprobe)
+
+
+def exact_limit(config: IndexConfig, dim: int) -> int:
+    """The number of vectors of width `dim` from which the index is IVF instead of exact."""
+    return config.exact_below if config.exact_below is not None else EXACT_SCAN_FLOATS // dim
 
 
 def add_in_chunks(index: faiss.Index, embeddings: np.ndarray) -> None:
@@ -145,7 +154,8 @@ def run_index(
     for space in spaces or store.spaces():
         path = store.index_path(space)
         source = store.meta(store.embeddings_path(space))
-        recipe = {"embeddings": source["recipe"], "exact_below": config.exact_below,
+        recipe = {"embeddings": source["recipe"],
+                  "exact_below": exact_limit(config, source["dim"]),
                   "target_recall": config.target_recall, "max_lists": config.max_lists}
         if not force and store.is_current(path, recipe):
             summary.up_to_date += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+import precompute.index
 from precompute.config import IndexConfig
-from precompute.index import ADD_CHUNK, build_index, exact_neighbours, recall_at
+from precompute.index import ADD_CHUNK, build_index, exact_limit, exact_neighbours, recall_at
 from precompute.project import normalised
 
 
@@ -22,6 +23,17 @@ def test_small_sets_get_exact_search():
     vectors = clustered(2_000, 64, seed=1)
     built = build_index(vectors, IndexConfig(exact_below=5_000))
     assert isinstance(built.index, faiss.IndexFlatIP) and built.recall == 1.0
+
+
+def test_by_default_wider_vectors_switch_to_ivf_at_fewer_rows(monkeypatch):
+    assert exact_limit(IndexConfig(), 512) == 200_000
+    assert exact_limit(IndexConfig(), 2048) == 50_000  # ResNet50's width: the same scan
+    assert exact_limit(IndexConfig(exact_below=1_000), 2048) == 1_000
+    monkeypatch.setattr(precompute.index, "EXACT_SCAN_FLOATS", 64 * 1_000)  # a small budget
+    assert isinstance(build_index(clustered(1_200, 64, seed=6), IndexConfig()).index,
+                      faiss.IndexIVFFlat)
+    assert isinstance(build_index(clustered(1_200, 32, seed=6), IndexConfig()).index,
+                      faiss.IndexFlatIP)
 
 
 def test_stored_embeddings_are_indexed_as_unit_vectors_chunk_by_chunk(tmp_path):
