@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 from precompute.config import ClusterConfig
 from precompute.enrichment import enrichment
 from precompute.errors import ConfigError
-from precompute.project import normalised
+from precompute.project import normalised, normalised_chunks
 from precompute.separability import cosine_distances
 from precompute.store import CATEGORICAL, SpaceKey, Store
 
 log = logging.getLogger(__name__)
 
 KMEANS_STARTS = 4  # k-means++ restarts per k
+CHUNK = 65_536  # rows normalised and assigned to their cluster at a time
 
 
 @dataclass
@@ -59,12 +60,12 @@ class KChoice:
 def choose_k(
     vectors: np.ndarray, k_min: int, k_max: int, sample: int, seed: int, label: str = ""
 ) -> KChoice:
-    """Fit k-means for each k in [k_min, k_max] on (a sample of) the unit-length `vectors` and
-    keep the fit with the highest mean cosine silhouette."""
+    """Fit k-means for each k in [k_min, k_max] on (a sample of) `vectors` scaled to unit
+    length and keep the fit with the highest mean cosine silhouette."""
     rows = np.arange(len(vectors))
     if len(rows) > sample:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), sample, replace=False))
-    points = vectors[rows]
+    points = normalised(vectors[rows])
     distances = cosine_distances(points)
     top = min(k_max, len(points) - 1)  # the silhouette needs 2 <= k <= n - 1
     if top < k_min:
@@ -121,16 +122,18 @@ def run_cluster(
             summary.up_to_date += 1
             continue
         began = time.perf_counter()
-        vectors = normalised(store.load_embeddings(space))
+        embeddings = store.load_embeddings(space)  # memory-mapped: read a chunk at a time
         choice = choose_k(
-            vectors, config.k_min, config.k_max, config.sample, config.seed, str(space)
+            embeddings, config.k_min, config.k_max, config.sample, config.seed, str(space)
         )
-        labels = by_size(choice.model.predict(vectors))
+        labels = by_size(np.concatenate([
+            choice.model.predict(chunk) for _, chunk in normalised_chunks(embeddings, CHUNK)]))
         columns = {"cluster": labels.astype(np.int32)}
         extra = {}
         if config.hdbscan:
-            log.info("HDBSCAN of %s (%d points)", space, len(vectors))
-            found = HDBSCAN(min_cluster_size=config.min_cluster_size).fit_predict(vectors)
+            log.info("HDBSCAN of %s (%d points)", space, len(embeddings))
+            found = HDBSCAN(min_cluster_size=config.min_cluster_size).fit_predict(
+                normalised(embeddings))  # it needs every point at once
             columns["hdbscan"] = by_size(found).astype(np.int32)
             extra["hdbscan"] = {
                 "clusters": int(columns["hdbscan"].max() + 1),

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from precompute.config import IndexConfig
-from precompute.project import normalised
+from precompute.project import normalised, normalised_chunks
 from precompute.store import SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def exact_limit(config: IndexConfig, dim: int) -> int:
 
 def add_in_chunks(index: faiss.Index, embeddings: np.ndarray) -> None:
     """Add `embeddings` to `index`, ADD_CHUNK rows at a time, each normalised as it goes in."""
-    for start in range(0, len(embeddings), ADD_CHUNK):
-        index.add(normalised(embeddings[start:start + ADD_CHUNK]))
+    for _, chunk in normalised_chunks(embeddings, ADD_CHUNK):
+        index.add(chunk)
 
 
 def calibrate_nprobe(index: faiss.IndexIVF, embeddings: np.ndarray, target: float,
@@ -111,8 +111,7 @@ def exact_neighbours(queries: np.ndarray, embeddings: np.ndarray, k: int) -> np.
     over ADD_CHUNK rows at a time (`faiss.knn`), normalised as they are read: no full copy.
     (An IVF index probing all its lists gives the same answer 8 times slower at 1M × 512.)"""
     scores, rows = [], []
-    for start in range(0, len(embeddings), ADD_CHUNK):
-        chunk = normalised(embeddings[start:start + ADD_CHUNK])
+    for start, chunk in normalised_chunks(embeddings, ADD_CHUNK):
         chunk_scores, chunk_rows = faiss.knn(queries, chunk, k, metric=faiss.METRIC_INNER_PRODUCT)
         scores.append(chunk_scores)  # a chunk shorter than k pads with -1 and the lowest score
         rows.append(np.where(chunk_rows >= 0, chunk_rows + start, -1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,14 @@ def normalised(embeddings: np.ndarray) -> np.ndarray:
     return vectors
 
 
+def normalised_chunks(embeddings: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Each run of `size` rows of `embeddings` (memory-mapped or not), normalised, with the
+    row it starts at: a stage that reads every row never holds a normalised copy of them all
+    (8 GB at 1M × 2048)."""
+    for start in range(0, len(embeddings), size):
+        yield start, normalised(embeddings[start:start + size])
+
+
 def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
     """The layer whose maps `space`'s maps are aligned to: its model's penultimate, else the
     model's deepest layer (`spaces` in store order, shallow to deep)."""
@@ -58,23 +67,25 @@ def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
     return penultimate if penultimate in same_model else same_model[-1]
 
 
-def fit_and_place(reducer, vectors: np.ndarray, fit_sample: int, seed: int,
+def fit_and_place(reducer, embeddings: np.ndarray, fit_sample: int, seed: int,
                   label: str) -> np.ndarray:
-    """2D coordinates of every vector (float32): `reducer` fitted on all of them, or, above
-    `fit_sample` vectors, fitted on a seeded sample of that size, the others placed on its map
-    by its `transform` in chunks (with a progress bar)."""
-    if len(vectors) <= fit_sample:
-        return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
-    fitted = np.sort(np.random.default_rng(seed).choice(len(vectors), fit_sample, replace=False))
-    coords = np.empty((len(vectors), 2), dtype=np.float32)
-    coords[fitted] = reducer.fit_transform(vectors[fitted])
-    rest = np.setdiff1d(np.arange(len(vectors)), fitted)
+    """2D coordinates of every row of `embeddings` (float32), each row scaled to unit length as
+    it is read: `reducer` fitted on all of them, or, above `fit_sample` rows, fitted on a
+    seeded sample of that size, the others placed on its map by its `transform` in chunks
+    (with a progress bar)."""
+    if len(embeddings) <= fit_sample:
+        return np.asarray(reducer.fit_transform(normalised(embeddings)), dtype=np.float32)
+    fitted = np.sort(np.random.default_rng(seed).choice(len(embeddings), fit_sample,
+                                                        replace=False))
+    coords = np.empty((len(embeddings), 2), dtype=np.float32)
+    coords[fitted] = reducer.fit_transform(normalised(embeddings[fitted]))
+    rest = np.setdiff1d(np.arange(len(embeddings)), fitted)
     log.info("%s: fitted on %d sampled points; placing the other %d", label, fit_sample,
              len(rest))
     with tqdm(total=len(rest), desc=f"place {label}", unit="pt") as bar:
         for start in range(0, len(rest), TRANSFORM_CHUNK):
             rows = rest[start:start + TRANSFORM_CHUNK]
-            coords[rows] = reducer.transform(vectors[rows])
+            coords[rows] = reducer.transform(normalised(embeddings[rows]))
             bar.update(len(rows))
     return coords
 
@@ -92,8 +103,8 @@ def run_project(
     for space in todo:
         source = store.meta(store.embeddings_path(space))
         reference = references.get(space) if config.align else None
-        vectors = None
-        count = len(store.load_embeddings(space))
+        embeddings = store.load_embeddings(space)  # memory-mapped: read a chunk at a time
+        count = len(embeddings)
         for method in config.methods:
             path = store.projection_path(space, method)
             recipe = {
@@ -112,15 +123,13 @@ def run_project(
             if not force and store.is_current(path, recipe):
                 summary.up_to_date += 1
                 continue
-            if vectors is None:
-                vectors = normalised(store.load_embeddings(space))
             began = time.perf_counter()
             reducer = make_reducer(
-                method, min(count, config.fit_sample), vectors.shape[1], config.seed,
+                method, min(count, config.fit_sample), embeddings.shape[1], config.seed,
                 **config.params.get(method, {}),
             )
             log.info("projecting %s with %s (%d points)", space, method, count)
-            coords = fit_and_place(reducer, vectors, config.fit_sample, config.seed,
+            coords = fit_and_place(reducer, embeddings, config.fit_sample, config.seed,
                                    f"{space}:{method}")
             alignment = None
             if target is not None:
