@@ -107,7 +107,7 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
     """k=10 query latency of the store's index, and its recall@10 against exact search."""
     import faiss
 
-    from precompute.index import recall_at, without_own
+    from precompute.index import exact_neighbours, recall_at, without_own
     from precompute.project import normalised
     from precompute.store import Store
 
@@ -121,7 +121,7 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
     faiss.omp_set_num_threads(1)  # one query at a time, as a click makes it
     latency = [timed(lambda v=v: index.search(v.reshape(1, -1), 10), 1)[0] for v in vectors]
     faiss.omp_set_num_threads(0)
-    exact = without_own(exact_neighbours(opened, space, vectors, 11), picked)
+    exact = without_own(exact_neighbours(vectors, embeddings, 11), picked)
     _, found = index.search(vectors, 11)
     found = without_own(found, picked)
     n, dim = len(embeddings), embeddings.shape[1]
@@ -131,23 +131,3 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
         row("kNN recall@10 vs exact (own row left out)", n, dim, recall_at(found, exact),
             "ratio", 0.95, lower_is_better=False),
     ]
-
-
-def exact_neighbours(store, space, queries: np.ndarray, k: int,
-                     chunk: int = 200_000) -> np.ndarray:
-    """Exact top-k by brute force over the embeddings, streamed in chunks."""
-    from precompute.project import normalised
-
-    embeddings = store.load_embeddings(space)
-    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_rows = np.zeros((len(queries), k), dtype=np.int64)
-    for start in range(0, len(embeddings), chunk):
-        block = normalised(embeddings[start:start + chunk])
-        scores = queries @ block.T
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
-        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], 1)
-        merged_rows = np.concatenate([best_rows, top + start], 1)
-        order = np.argsort(-merged_scores, axis=1)[:, :k]
-        best_scores = np.take_along_axis(merged_scores, order, 1)
-        best_rows = np.take_along_axis(merged_rows, order, 1)
-    return best_rows

@@ -29,7 +29,6 @@ from precompute.store import CATEGORICAL, SpaceKey, Store
 log = logging.getLogger(__name__)
 
 KMEANS_STARTS = 4  # k-means++ restarts per k
-CHUNK = 65_536  # rows normalised and assigned to their cluster at a time
 
 
 @dataclass
@@ -127,7 +126,7 @@ def run_cluster(
             embeddings, config.k_min, config.k_max, config.sample, config.seed, str(space)
         )
         labels = by_size(np.concatenate([
-            choice.model.predict(chunk) for _, chunk in normalised_chunks(embeddings, CHUNK)]))
+            choice.model.predict(chunk) for _, chunk in normalised_chunks(embeddings)]))
         columns = {"cluster": labels.astype(np.int32)}
         extra = {}
         if config.hdbscan:

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 CALIBRATION_QUERIES = 500
 RECALL_AT = 10
 TRAINING_PER_LIST = 64  # k-means training points per inverted list
-ADD_CHUNK = 65_536  # rows normalised and added to an index at a time
 # An exact query reads every vector: by default at most 200,000 of 512 floats (11–19 ms on two
 # cores: docs/benchmarks.md), so 50,000 of ResNet50's 2048.
 EXACT_SCAN_FLOATS = 200_000 * 512
@@ -82,8 +81,8 @@ def exact_limit(config: IndexConfig, dim: int) -> int:
 
 
 def add_in_chunks(index: faiss.Index, embeddings: np.ndarray) -> None:
-    """Add `embeddings` to `index`, ADD_CHUNK rows at a time, each normalised as it goes in."""
-    for _, chunk in normalised_chunks(embeddings, ADD_CHUNK):
+    """Add `embeddings` to `index` a chunk at a time, each normalised as it goes in."""
+    for _, chunk in normalised_chunks(embeddings):
         index.add(chunk)
 
 
@@ -108,10 +107,10 @@ def calibrate_nprobe(index: faiss.IndexIVF, embeddings: np.ndarray, target: floa
 
 def exact_neighbours(queries: np.ndarray, embeddings: np.ndarray, k: int) -> np.ndarray:
     """The rows of the `k` embeddings most similar (cosine) to each unit query, by brute force
-    over ADD_CHUNK rows at a time (`faiss.knn`), normalised as they are read: no full copy.
+    over a chunk at a time (`faiss.knn`), normalised as it is read: no full copy.
     (An IVF index probing all its lists gives the same answer 8 times slower at 1M × 512.)"""
     scores, rows = [], []
-    for start, chunk in normalised_chunks(embeddings, ADD_CHUNK):
+    for start, chunk in normalised_chunks(embeddings):
         chunk_scores, chunk_rows = faiss.knn(queries, chunk, k, metric=faiss.METRIC_INNER_PRODUCT)
         scores.append(chunk_scores)  # a chunk shorter than k pads with -1 and the lowest score
         rows.append(np.where(chunk_rows >= 0, chunk_rows + start, -1))

@@ -27,6 +27,7 @@ from precompute.reducers import make_reducer
 from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
+NORMALISE_CHUNK = 65_536  # rows read and normalised at a time by the stages that read them all
 TRANSFORM_CHUNK = 50_000  # points placed per `transform` call above the fit sample
 
 
@@ -51,12 +52,12 @@ def normalised(embeddings: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def normalised_chunks(embeddings: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Each run of `size` rows of `embeddings` (memory-mapped or not), normalised, with the
-    row it starts at: a stage that reads every row never holds a normalised copy of them all
-    (8 GB at 1M × 2048)."""
-    for start in range(0, len(embeddings), size):
-        yield start, normalised(embeddings[start:start + size])
+def normalised_chunks(embeddings: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Each run of NORMALISE_CHUNK rows of `embeddings` (memory-mapped or not), normalised,
+    with the row it starts at: a stage that reads every row never holds a normalised copy of
+    them all (8 GB at 1M × 2048)."""
+    for start in range(0, len(embeddings), NORMALISE_CHUNK):
+        yield start, normalised(embeddings[start:start + NORMALISE_CHUNK])
 
 
 def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:

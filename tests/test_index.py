@@ -7,8 +7,8 @@ import numpy as np
 
 import precompute.index
 from precompute.config import IndexConfig
-from precompute.index import ADD_CHUNK, build_index, exact_limit, exact_neighbours, recall_at
-from precompute.project import normalised
+from precompute.index import build_index, exact_limit, exact_neighbours, recall_at
+from precompute.project import NORMALISE_CHUNK, normalised
 
 
 def clustered(count: int, dim: int, seed: int, draw: int = 0) -> np.ndarray:
@@ -37,7 +37,7 @@ def test_by_default_wider_vectors_switch_to_ivf_at_fewer_rows(monkeypatch):
 
 
 def test_stored_embeddings_are_indexed_as_unit_vectors_chunk_by_chunk(tmp_path):
-    count = ADD_CHUNK + 1_000  # two chunks
+    count = NORMALISE_CHUNK + 1_000  # two chunks
     rng = np.random.default_rng(3)
     raw = (clustered(count, 16, seed=3) * rng.uniform(0.5, 4, (count, 1))).astype(np.float16)
     np.save(tmp_path / "embeddings.npy", raw)
@@ -48,7 +48,7 @@ def test_stored_embeddings_are_indexed_as_unit_vectors_chunk_by_chunk(tmp_path):
 
 
 def test_exact_neighbours_chunk_by_chunk_match_a_flat_index():
-    vectors = clustered(ADD_CHUNK + 5, 8, seed=5)  # the last chunk holds fewer rows than k
+    vectors = clustered(NORMALISE_CHUNK + 5, 8, seed=5)  # the last chunk holds fewer rows than k
     queries = clustered(50, 8, seed=5, draw=1)
     flat = faiss.IndexFlatIP(8)
     flat.add(vectors)
