@@ -164,7 +164,10 @@ def test_the_view_lives_in_the_url(explorer, browser):
     explorer.choose("fse-color-by", "artist")
     explorer.click(5)
     explorer.page.locator(".fse-focus .fse-card[data-row='5']").wait_for()
-    explorer.page.wait_for_function("() => window.location.search.includes('focus=5')")
+    # the colour change and the click are separate events the server may finish in either
+    # order: wait for the URL to hold the whole view, not just the last part of it
+    explorer.page.wait_for_function(
+        "() => ['color=artist', 'sel=', 'focus=5'].every(p => window.location.search.includes(p))")
     url = explorer.page.url
     assert re.search(r"[?&]color=artist", url) and "sel=" in url and "focus=5" in url
 
