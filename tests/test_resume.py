@@ -14,6 +14,7 @@ import numpy as np
 from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.embed import PretrainedSource, run_embed
+from precompute.info import describe_store
 from precompute.store import SpaceKey, Store
 from tests.helpers import write_config
 
@@ -44,9 +45,13 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     process.wait()
     assert 0 < rows_done < 66, "the run should have been killed part-way"
 
-    # Nothing that looks complete was left behind.
+    # Nothing that looks complete was left behind, and `info` says what is unfinished.
     assert store.spaces() == []
     assert not store.embeddings_path(SPACE).exists()
+    [unfinished] = describe_store(store)["unfinished"]
+    assert unfinished["stage"] == "embed" and unfinished["model"] == "pretrained"
+    assert unfinished["file"] == "spaces/pretrained/embed-progress.json"
+    assert rows_done <= unfinished["rows_done"] < unfinished["rows"] == 66
 
     summary = run_embed(
         store, EmbedConfig(batch_size=4, workers=2, progress_every_s=0),
@@ -57,6 +62,7 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     assert [s.layer for s in store.spaces()] == ["_blocks.3", "_blocks.7", "_blocks.11",
                                                  "penultimate"]
     assert not progress.exists()
+    assert describe_store(store)["unfinished"] == []
 
     resumed = np.asarray(store.load_embeddings(SPACE), dtype=np.float32)
     uninterrupted = np.asarray(Store.open(built_store).load_embeddings(SPACE), dtype=np.float32)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
+from precompute.distributed import Shard
 from precompute.embed import PretrainedSource, run_embed
+from precompute.info import describe_store
 from precompute.store import ID_COLUMN, SpaceKey, Store
 from tests.helpers import HEAD_TRAINING, write_config
 
@@ -54,6 +57,21 @@ def test_sharded_embedding_and_merge_equal_single_process_embedding(small_tree, 
                       PretrainedSource(ModelConfig(backbone="efficientnet_lite0")))
     assert again.skipped
 
+
+
+def test_info_lists_the_parts_waiting_for_their_merge(small_tree, tmp_path):
+    """One rank of two has finished its part: `precompute info` says so for every layer."""
+    config = write_config(tmp_path / "config.toml", small_tree, batch_size=8)
+    store_dir = tmp_path / "store"
+    assert main(["-q", "ingest", "--config", str(config), "--store", str(store_dir)]) == 0
+    store = Store.open(store_dir)
+    run_embed(store, EmbedConfig(batch_size=8, workers=2, progress_every_s=0),
+              PretrainedSource(ModelConfig(backbone="efficientnet_lite0")), shard=Shard(0, 2))
+    assert store.spaces() == []
+    assert describe_store(store)["unfinished"] == [
+        {"stage": "embed", "space": f"pretrained/{layer}", "parts_done": 1, "parts": 2}
+        for layer in sorted(LAYERS)
+    ]
 
 def test_training_under_torchrun_trains_one_model_in_both_processes(small_tree, tmp_path):
     config = write_config(tmp_path / "config.toml", small_tree, batch_size=8,

@@ -4,7 +4,12 @@ space, and test metrics that are scikit-learn's on the saved predictions."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -331,3 +336,26 @@ def test_resume_continues_from_the_last_finished_epoch_with_the_same_state(
     for ours, theirs in zip(history, uninterrupted, strict=True):
         for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4), (ours["epoch"], key)
+
+
+def test_info_reports_a_killed_training_run_as_unfinished(built_store, small_tree, tmp_path):
+    store = Store.open(copy_store(built_store, tmp_path / "store"))
+    training = ('[train]\ntarget = "style"\nmode = "last"\nlast_stages = 1\nhidden = 32\n'
+                "image_size = 64\nepochs = 100\npatience = 0\nbatch_size = 16\nworkers = 1\n")
+    config = write_config(tmp_path / "config.toml", small_tree, extra=training)
+    last = store.checkpoint_path(MODEL, "last")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "precompute.cli", "-q", "train", "--config", str(config),
+         "--store", str(store.root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None and not last.exists():
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert last.exists(), "the run should have finished an epoch before it was killed"
+
+    [unfinished] = describe_store(store)["unfinished"]
+    assert unfinished["stage"] == "train" and unfinished["model"] == MODEL
+    assert 1 <= unfinished["epochs_done"] < 100
