@@ -132,6 +132,7 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
     assert layer["projections"] == ["pca", "pca_tsne", "tsne", "umap"]
     assert layer["index"] == "IndexFlatIP"
     assert info["thumbnails"] == 66 and info["format_version"] == 1
+    assert info["unfinished"] == []  # a finished build leaves nothing to continue
 
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
