@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from precompute.store import FORMAT_VERSION, SpaceKey, Store, read_json
+from precompute.store import FORMAT_VERSION, Store, read_json
 
 
 def describe_store(store: Store) -> dict[str, Any]:
@@ -64,25 +64,19 @@ def unfinished_work(store: Store) -> list[dict[str, Any]]:
     """What interrupted runs left for the next run of their stage to continue: embedding
     passes (rows done of their block), torchrun parts not merged yet, training stopped after
     an epoch."""
-    spaces = store.root / "spaces"
     found: list[dict[str, Any]] = []
-    for path in sorted(spaces.glob("*/embed-progress*.json")):
+    for path in store.embed_progress_paths():
         progress = read_json(path) or {}
         start, stop = progress.get("recipe", {}).get("rows", (0, 0))
         found.append({"stage": "embed", "model": path.parent.name,
                       "file": str(path.relative_to(store.root)),
                       "rows_done": int(progress.get("rows_done", 0)), "rows": stop - start})
-    for folder in sorted(spaces.glob("*/*/parts")):
-        space = SpaceKey(folder.parent.parent.name, folder.parent.name)
-        names = [p.name for p in folder.glob("embeddings-*-of-*.npy*")]
-        if store.meta(store.embeddings_path(space)) is None and names:
-            # embeddings-RRRRR-of-WWWWW.npy: complete with its sidecar; .partial while written
-            complete = [p for p in folder.glob("embeddings-*-of-*.npy") if store.meta(p)]
-            found.append({"stage": "embed", "space": str(space), "parts_done": len(complete),
-                          "parts": int(names[0].split("-of-")[1][:5])})
-    for last in sorted((store.root / "models").glob("*/last.pt")):
-        model = last.parent.name
+    for space, (complete, ranks) in store.unmerged_parts().items():
+        found.append({"stage": "embed", "space": str(space), "parts_done": complete,
+                      "parts": ranks})
+    for model in store.models_with_checkpoints():
         if store.meta(store.checkpoint_path(model, "best")) is None:
+            last = store.checkpoint_path(model, "last")
             found.append({"stage": "train", "model": model, "epochs_done": _epochs_done(last)})
     return found
 

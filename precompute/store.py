@@ -10,6 +10,7 @@ Precompute writes through it and the explorer reads through it. Layout (format v
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
     spaces/<model>/<layer>/parts/embeddings-RRRRR-of-WWWWW.npy (+ .json)   one torchrun rank's
                                        rows, until the merge step joins them into embeddings.npy
+    spaces/<model>/embed-progress[-RRRRR-of-WWWWW].json   rows done by an interrupted pass
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
     spaces/<model>/<layer>/index.faiss (+ .json)
     spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per image
@@ -327,6 +328,28 @@ class Store:
                 space = SpaceKey(path.parent.parent.name, path.parent.name)
                 found.append((space.model, meta.get("depth", float("inf")), space.layer, space))
         return [space for *_, space in sorted(found)]
+
+    def embed_progress_paths(self) -> list[Path]:
+        """The progress files of interrupted embedding passes (`embed_progress_path`), sorted."""
+        return sorted((self.root / "spaces").glob("*/embed-progress*.json"))
+
+    def unmerged_parts(self) -> dict[SpaceKey, tuple[int, int]]:
+        """Layers whose torchrun parts are not merged yet: (parts complete, ranks). A part is
+        complete with its sidecar; it grows as `<part>.npy.partial` while its rank runs."""
+        found = {}
+        for folder in sorted((self.root / "spaces").glob("*/*/parts")):
+            space = SpaceKey(folder.parent.parent.name, folder.parent.name)
+            names = [p.name for p in folder.glob("embeddings-*-of-*.npy*")]
+            if names and self.meta(self.embeddings_path(space)) is None:
+                complete = sum(self.meta(p) is not None
+                               for p in folder.glob("embeddings-*-of-*.npy"))
+                ranks = int(names[0].split("-of-")[1].split(".")[0])  # RRRRR-of-WWWWW
+                found[space] = (complete, ranks)
+        return found
+
+    def models_with_checkpoints(self) -> list[str]:
+        """Fine-tuned models that have a `last` checkpoint (finished or not), sorted."""
+        return sorted(path.parent.name for path in (self.root / "models").glob("*/last.pt"))
 
     def finetuned_models(self) -> list[str]:
         """Fine-tuned models with complete predictions and metrics, sorted."""
