@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from itertools import zip_longest
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGES = REPO / "sample_data" / "wikiart"
@@ -21,6 +28,22 @@ def sample_paintings(per_style: int = PER_STYLE) -> list[Path]:
         alternating = [p for group in zip_longest(*by_artist.values()) for p in group if p]
         chosen.extend(alternating[:per_style])
     return chosen
+
+
+def kill_when(arguments: list[str], ready: Callable[[], Any], timeout: float = 180) -> Any:
+    """Run `python -m precompute.cli ARGUMENTS` and SIGKILL it as soon as `ready()` returns
+    something true (or the run ends, or `timeout` seconds pass): a real interrupted run.
+    Returns what `ready()` returned last, before the kill."""
+    process = subprocess.Popen([sys.executable, "-m", "precompute.cli", *arguments],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    seen = ready()
+    while not seen and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = ready()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return seen
 
 
 def copy_tree(paths: list[Path], destination: Path) -> Path:

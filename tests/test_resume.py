@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 
@@ -16,7 +11,7 @@ from precompute.config import EmbedConfig, ModelConfig
 from precompute.embed import PretrainedSource, run_embed
 from precompute.info import describe_store
 from precompute.store import SpaceKey, Store
-from tests.helpers import write_config
+from tests.helpers import kill_when, write_config
 
 SPACE = SpaceKey("pretrained", "penultimate")
 
@@ -29,20 +24,10 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     store = Store.open(store_dir)
     progress = store.embed_progress_path("pretrained")
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "precompute.cli", "-q", "embed", "--store", str(store_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    rows_done = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        if progress.exists():
-            rows_done = json.loads(progress.read_text())["rows_done"]
-            if rows_done:
-                break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    def rows_saved() -> int:
+        return json.loads(progress.read_text())["rows_done"] if progress.exists() else 0
+
+    rows_done = kill_when(["-q", "embed", "--store", str(store_dir)], rows_saved, timeout=120)
     assert 0 < rows_done < 66, "the run should have been killed part-way"
 
     # Nothing that looks complete was left behind, and `info` says what is unfinished.

@@ -58,7 +58,6 @@ def test_sharded_embedding_and_merge_equal_single_process_embedding(small_tree, 
     assert again.skipped
 
 
-
 def test_info_lists_the_parts_waiting_for_their_merge(small_tree, tmp_path):
     """One rank of two has finished its part: `precompute info` says so for every layer."""
     config = write_config(tmp_path / "config.toml", small_tree, batch_size=8)
@@ -72,6 +71,7 @@ def test_info_lists_the_parts_waiting_for_their_merge(small_tree, tmp_path):
         {"stage": "embed", "space": f"pretrained/{layer}", "parts_done": 1, "parts": 2}
         for layer in sorted(LAYERS)
     ]
+
 
 def test_training_under_torchrun_trains_one_model_in_both_processes(small_tree, tmp_path):
     config = write_config(tmp_path / "config.toml", small_tree, batch_size=8,

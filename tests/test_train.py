@@ -4,12 +4,7 @@ space, and test metrics that are scikit-learn's on the saved predictions."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -38,7 +33,7 @@ from precompute.project import normalised
 from precompute.split import ensure_split, stratified_split
 from precompute.store import MISSING, PATH_COLUMN, SpaceKey, Store
 from precompute.train import fit, run_train
-from tests.helpers import HEAD_TRAINING, sample_paintings, write_config
+from tests.helpers import HEAD_TRAINING, kill_when, sample_paintings, write_config
 
 MODEL = "finetuned-style"
 PRETRAINED = SpaceKey("pretrained", "penultimate")
@@ -344,16 +339,7 @@ def test_info_reports_a_killed_training_run_as_unfinished(built_store, small_tre
                 "image_size = 64\nepochs = 100\npatience = 0\nbatch_size = 16\nworkers = 1\n")
     config = write_config(tmp_path / "config.toml", small_tree, extra=training)
     last = store.checkpoint_path(MODEL, "last")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "precompute.cli", "-q", "train", "--config", str(config),
-         "--store", str(store.root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and not last.exists():
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(["-q", "train", "--config", str(config), "--store", str(store.root)], last.exists)
     assert last.exists(), "the run should have finished an epoch before it was killed"
 
     [unfinished] = describe_store(store)["unfinished"]
