@@ -70,7 +70,6 @@ def run_analyse(
 ) -> AnalyseSummary:
     """Score every analysed attribute (and conditional pair) in each space not up to date, then
     rebuild the separability table from every space's scores."""
-    check_settings(config)
     images = store.images_meta()
     attributes = analysed_attributes(config, images["attributes"])
     table = store.read_images(attributes)
@@ -94,17 +93,6 @@ def run_analyse(
     summary.seconds = time.perf_counter() - began
     summary.cells = write_matrix(store, images["recipe"], config, attributes, pairs, force)
     return summary
-
-
-def check_settings(config: AnalysisConfig) -> None:
-    """Refuse settings that cannot give a score, naming the setting."""
-    least = {"knn": 1, "folds": 2, "shuffles": 1, "probe_shuffles": 1, "bootstrap": 1,
-             "min_class_size": 2, "sample": 10}
-    for name, minimum in least.items():
-        if getattr(config, name) < minimum:
-            raise ConfigError(
-                f"[analysis] {name} = {getattr(config, name)} is too small; use at least {minimum}"
-            )
 
 
 def analysed_attributes(config: AnalysisConfig, kinds: dict[str, str]) -> list[str]:

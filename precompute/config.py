@@ -9,11 +9,15 @@ config is saved into the store so that later stages run with no `--config` at al
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import Field
 
 from precompute.errors import ConfigError
 
@@ -21,15 +25,26 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".
 TRAIN_MODES = ("head", "last", "full")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("random_resized_crop", "hflip", "color_jitter", "autocontrast", "equalize")
+PROJECTION_METHODS = ("pca", "tsne", "umap", "pca_tsne", "pca_umap")  # precompute/reducers.py
+
+# Every setting's type and range, checked when a config is read (pydantic validates the
+# dataclasses against these hints), so a wrong value costs one line, not minutes of work.
+Count = Annotated[int, Field(ge=1)]
+Workers = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+ImageSide = Annotated[int, Field(ge=16, le=4096)]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")]
+Names = list[Annotated[str, Field(min_length=1)]]
 
 
 @dataclass
 class CategoryTreeConfig:
     """A manifest column holding a category path such as `["Home >> Decor >> Clocks"]`."""
 
-    column: str
-    separator: str = ">>"
-    levels: list[str] = field(default_factory=list)  # names; default `<column>_1`, `<column>_2`, …
+    column: Annotated[str, Field(min_length=1)]
+    separator: Annotated[str, Field(min_length=1)] = ">>"
+    levels: Names = field(default_factory=list)  # names; default `<column>_1`, `<column>_2`, …
 
 
 @dataclass
@@ -40,25 +55,37 @@ class DatasetConfig:
     manifest: str | None = None  # CSV or Parquet; without it the folder tree is walked
     path_column: str | None = None  # manifest column holding image paths (default "path")
     path_template: str | None = None  # e.g. "image_{imageid}_product_{productid}.jpg"
-    levels: list[str] = field(default_factory=list)  # attribute name per folder level (tree)
+    levels: Names = field(default_factory=list)  # attribute name per folder level (tree)
     filename_pattern: str | None = None  # regex with named groups, matched on the file stem
     category_tree: CategoryTreeConfig | None = None
-    ignore_columns: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)  # force these attributes categorical
-    text: list[str] = field(default_factory=list)  # force these attributes to free text
-    extensions: list[str] = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
-    max_pixels: int = 89_478_485  # Pillow's decompression-bomb threshold
+    ignore_columns: Names = field(default_factory=list)
+    categorical: Names = field(default_factory=list)  # force these attributes categorical
+    text: Names = field(default_factory=list)  # force these attributes to free text
+    extensions: Names = field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    max_pixels: Count = 89_478_485  # Pillow's decompression-bomb threshold
     crop_white_border: bool = False
-    workers: int = 0  # validation processes; 0 = one per CPU core
+    workers: Workers = 0  # validation processes; 0 = one per CPU core
+    # images must resolve (symlinks followed) inside `root`; true accepts paths elsewhere
+    allow_outside_root: bool = False
 
 
 @dataclass
 class ModelConfig:
     """The backbone whose feature space is mapped."""
 
-    backbone: str = "resnet50"  # a torchvision classification model name, or efficientnet_lite0
-    weights: str = "DEFAULT"  # DEFAULT, a torchvision weights name, a local .pth file, or none
-    image_size: int | None = None  # None = the weights' own preprocessing size
+    # a torchvision classification model name, or efficientnet_lite0
+    backbone: Annotated[str, Field(min_length=1)] = "resnet50"
+    # DEFAULT, a torchvision weights name, a local .pth file, or none
+    weights: Annotated[str, Field(min_length=1)] = "DEFAULT"
+    image_size: ImageSide | None = None  # None = the weights' own preprocessing size
+
+    def __post_init__(self) -> None:
+        """A local weights file must exist before minutes of ingestion."""
+        if self.weights.endswith((".pth", ".pt")) and Path(self.weights).is_absolute() and (
+            not Path(self.weights).is_file()
+        ):
+            raise ConfigError(f"weights = {self.weights!r}: no such file; give the path of a "
+                              "local .pth file, DEFAULT, a torchvision weights name or none")
 
 
 @dataclass
@@ -66,68 +93,52 @@ class EmbedConfig:
     """How embeddings are extracted."""
 
     # `penultimate`, `stages` (evenly spaced blocks of the backbone) or module names
-    layers: list[str] = field(default_factory=lambda: ["stages", "penultimate"])
-    stages: int = 3  # how many blocks `stages` stands for
-    batch_size: int = 32
-    workers: int = 2  # DataLoader worker processes
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
-    dtype: str = "float16"  # storage dtype of the embedding arrays
-    progress_every_s: float = 2.0  # how often finished rows are recorded (most a kill can lose)
+    layers: Annotated[Names, Field(min_length=1)] = field(
+        default_factory=lambda: ["stages", "penultimate"])
+    stages: Count = 3  # how many blocks `stages` stands for
+    batch_size: Count = 32
+    workers: Workers = 2  # DataLoader worker processes
+    device: Device = "auto"  # auto, cpu, cuda, cuda:1, mps
+    dtype: Literal["float16", "float32"] = "float16"  # storage dtype of the embedding arrays
+    # how often finished rows are recorded (most a kill can lose)
+    progress_every_s: Annotated[float, Field(ge=0)] = 2.0
 
 
 @dataclass
 class TrainConfig:
     """Fine-tuning the backbone on one attribute; its feature space is then mapped too."""
 
-    target: str = ""  # attribute to learn; empty = no training
-    mode: str = "head"  # head (new head only), last (last N stages + head), full (everything)
-    last_stages: int = 2  # stages trained in mode "last"
-    hidden: int = 256  # width of the new head's hidden layer; 0 = a single Linear
-    dropout: float = 0.2
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # adamw or sgd (momentum 0.9)
-    patience: int = 5  # early stopping: epochs without a lower validation loss; 0 = never stop
-    plateau_patience: int = 2  # epochs without improvement before the learning rate drops
-    plateau_factor: float = 0.3  # learning-rate multiplier on a plateau
+    target: Annotated[str, Field(pattern=r"^[^/]*$")] = ""  # attribute to learn; "" = none
+    # head (new head only), last (last N stages + head), full (everything)
+    mode: Literal[TRAIN_MODES] = "head"
+    last_stages: Count = 2  # stages trained in mode "last"
+    hidden: Workers = 256  # width of the new head's hidden layer; 0 = a single Linear
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    epochs: Count = 30
+    batch_size: Count = 32
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    optimizer: Literal[OPTIMIZERS] = "adamw"  # adamw or sgd (momentum 0.9)
+    patience: Workers = 5  # early stopping: epochs without a lower validation loss; 0 = never
+    plateau_patience: Workers = 2  # epochs without improvement before the learning rate drops
+    plateau_factor: Fraction = 0.3  # learning-rate multiplier on a plateau
     class_weights: bool = False  # weight the loss by inverse class frequency
-    augment: list[str] = field(default_factory=lambda: ["random_resized_crop", "hflip"])
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    image_size: int | None = None  # training resolution; None = the model's input size
-    workers: int = 0  # DataLoader worker processes; 0 = one per CPU core, at most 8
-    device: str = "auto"
+    augment: list[Literal[AUGMENTATIONS]] = field(
+        default_factory=lambda: ["random_resized_crop", "hflip"])
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
+    seed: Seed = 0
+    image_size: ImageSide | None = None  # training resolution; None = the model's input size
+    workers: Workers = 0  # DataLoader worker processes; 0 = one per CPU core, at most 8
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
-        """Refuse settings that cannot work before any stage runs."""
-        problems = []
-        if self.mode not in TRAIN_MODES:
-            problems.append(f"mode {self.mode!r} is not one of {', '.join(TRAIN_MODES)}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(
-                f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
+        """The held-out shares must leave images to train on."""
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                "val_fraction and test_fraction must leave some images for training (got "
+                f"{self.val_fraction} and {self.test_fraction}; their sum must be below 1)"
             )
-        unknown = [name for name in self.augment if name not in AUGMENTATIONS]
-        if unknown:
-            problems.append(
-                f"augment {', '.join(unknown)} unknown; choose from {', '.join(AUGMENTATIONS)}"
-            )
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            problems.append(
-                "val_fraction and test_fraction must each lie between 0 and 1 and leave some "
-                f"images for training (got {self.val_fraction} and {self.test_fraction})"
-            )
-        for name in ("epochs", "batch_size", "last_stages"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        if "/" in self.target:
-            problems.append(f"target {self.target!r} may not contain '/'")
-        if problems:
-            raise ConfigError("; ".join(problems))
 
 
 MIN_FIT_SAMPLE = 10
@@ -137,18 +148,15 @@ MIN_FIT_SAMPLE = 10
 class ProjectionConfig:
     """Which 2D projections are computed for every feature space."""
 
-    methods: list[str] = field(default_factory=lambda: ["pca", "tsne", "umap", "pca_tsne"])
-    seed: int = 0
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method overrides
+    methods: Annotated[list[Literal[PROJECTION_METHODS]], Field(min_length=1)] = field(
+        default_factory=lambda: ["pca", "tsne", "umap", "pca_tsne"])
+    seed: Seed = 0
+    # per-method overrides
+    params: dict[Literal[PROJECTION_METHODS], dict[str, Any]] = field(default_factory=dict)
     align: bool = True  # rotate/scale each layer's map onto its model's penultimate map
     # Above this many points each reducer is fitted on a seeded sample of this size and places
     # the rest with its own `transform`: UMAP and t-SNE at millions of points.
-    fit_sample: int = 100_000
-
-    def __post_init__(self) -> None:
-        if self.fit_sample < MIN_FIT_SAMPLE:
-            raise ConfigError(f"[projection] fit_sample = {self.fit_sample}: fit on at least "
-                              f"{MIN_FIT_SAMPLE} points")
+    fit_sample: Annotated[int, Field(ge=MIN_FIT_SAMPLE)] = 100_000
 
 
 @dataclass
@@ -157,50 +165,57 @@ class IndexConfig:
 
     # exact (flat) search below this many vectors, IVF above; None: as many as keep one query's
     # scan to 200,000 vectors of 512 floats (50,000 at 2048-d): precompute/index.py
-    exact_below: int | None = None
-    target_recall: float = 0.95  # IVF probes enough lists to reach this recall@10
-    max_lists: int = 16_384  # IVF inverted lists (4·√n, at most this)
+    exact_below: Workers | None = None
+    # IVF probes enough lists to reach this recall@10
+    target_recall: Annotated[float, Field(gt=0, le=1)] = 0.95
+    max_lists: Count = 16_384  # IVF inverted lists (4·√n, at most this)
 
 
 @dataclass
 class ThumbnailConfig:
     """Thumbnails kept in the store for the explorer."""
 
-    size: int = 128  # longest side in pixels
-    quality: int = 85  # JPEG quality
+    size: Annotated[int, Field(ge=16, le=1024)] = 128  # longest side in pixels
+    quality: Annotated[int, Field(ge=1, le=95)] = 85  # JPEG quality
 
 
 @dataclass
 class ClusterConfig:
     """k-means per feature space, with k chosen by the mean silhouette."""
 
-    k_min: int = 2
-    k_max: int = 15
-    sample: int = 5000  # rows that choose k when the set is larger (silhouette is quadratic)
-    seed: int = 0
+    k_min: Annotated[int, Field(ge=2)] = 2
+    k_max: Annotated[int, Field(ge=2)] = 15
+    # rows that choose k when the set is larger (silhouette is quadratic)
+    sample: Annotated[int, Field(ge=MIN_FIT_SAMPLE)] = 5000
+    seed: Seed = 0
     hdbscan: bool = False  # also HDBSCAN clusters (column `hdbscan`, -1 = noise)
-    min_cluster_size: int = 10  # HDBSCAN's smallest cluster
+    min_cluster_size: Annotated[int, Field(ge=2)] = 10  # HDBSCAN's smallest cluster
+
+    def __post_init__(self) -> None:
+        """The range of k must hold at least one k."""
+        if self.k_max < self.k_min:
+            raise ConfigError(f"k_max = {self.k_max} is below k_min = {self.k_min}")
 
 
 @dataclass
 class AnalysisConfig:
     """The separability matrix: how well each attribute is told apart in each feature space."""
 
-    attributes: list[str] = field(default_factory=list)  # default: every categorical attribute
+    attributes: Names = field(default_factory=list)  # default: every categorical attribute
     # [attribute, given] pairs for conditional separability; None = every ordered pair of
     # analysed attributes where the first is not a function of the second
-    conditional: list[list[str]] | None = None
-    knn: int = 10  # neighbours that vote
-    folds: int = 5  # stratified cross-validation folds of the linear probe
-    shuffles: int = 20  # label shuffles for the kNN and silhouette baselines
-    probe_shuffles: int = 3  # label shuffles for the probe baseline (each is a full probe)
-    bootstrap: int = 1000  # resamples of the images for the intervals
-    min_class_size: int = 5  # classes with fewer rows (within a stratum) are left out
-    sample: int = 5000  # rows analysed when the set is larger
+    conditional: list[Annotated[Names, Field(min_length=2, max_length=2)]] | None = None
+    knn: Count = 10  # neighbours that vote
+    folds: Annotated[int, Field(ge=2)] = 5  # stratified cross-validation folds of the probe
+    shuffles: Count = 20  # label shuffles for the kNN and silhouette baselines
+    probe_shuffles: Count = 3  # label shuffles for the probe baseline (each is a full probe)
+    bootstrap: Count = 1000  # resamples of the images for the intervals
+    min_class_size: Annotated[int, Field(ge=2)] = 5  # smaller classes (within a stratum) left out
+    sample: Annotated[int, Field(ge=MIN_FIT_SAMPLE)] = 5000  # rows analysed in a larger set
     # "target/part", e.g. "style/test": only the images in that part of the fine-tuning split,
     # so a fine-tuned model is not scored on the images it was trained on; "" = every image
-    split: str = ""
-    seed: int = 0
+    split: Annotated[str, Field(pattern=r"^([^/]+/(train|val|test))?$")] = ""
+    seed: Seed = 0
 
 
 @dataclass
@@ -269,9 +284,29 @@ def _build(cls: type, data: Any, where: str) -> Any:
         nested = _dataclass_in(hints[key])
         values[key] = _build(nested, value, f"{where} [{key}]") if nested and value else value
     try:
-        return cls(**values)
-    except (TypeError, ConfigError) as exc:  # a missing setting, or one its section refuses
-        raise ConfigError(f"{where}: {exc}") from exc
+        return _validator(cls).validate_python(values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    except ConfigError as exc:  # a combination of settings its section refuses
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+@functools.cache
+def _validator(cls: type) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(cls)
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    """Each wrong setting as `name = value: what is allowed`, on one line."""
+    problems = []
+    for item in error.errors(include_url=False):
+        name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
+                       for part in item["loc"]).lstrip(".")
+        if item["type"] == "missing":
+            problems.append(f"{name} is required")
+        else:
+            problems.append(f"{name} = {item['input']!r}: {item['msg'].lower()}")
+    return "; ".join(problems)
 
 
 def _dataclass_in(hint: Any) -> type | None:

@@ -36,6 +36,7 @@ from precompute.features import LayerTap
 from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions
 from precompute.layers import resolve_layers
+from precompute.processes import die_with_parent
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def run_embed(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if config.workers else None,
+        worker_init_fn=die_with_parent,
     )
     of_shard = f" (rows {block.start}-{block.stop - 1}, rank {shard.name})" if shard.sharded else ""
     log.info(

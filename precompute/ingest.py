@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from precompute.config import DatasetConfig
 from precompute.errors import ConfigError, DatasetError
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
+from precompute.processes import die_with_parent
 from precompute.store import (
     CATEGORICAL,
     HEIGHT_COLUMN,
@@ -42,7 +43,10 @@ from precompute.store import (
 
 log = logging.getLogger(__name__)
 
+OUTSIDE_ROOT = "outside the dataset folder"  # set dataset.allow_outside_root to accept these
 SOURCE_ROW = "_source_row"  # manifest line of a candidate, kept only for rejection reports
+# in a numeric column these stand for no value; in any other column they are labels as written
+NUMERIC_MISSING = frozenset({"nan", "na", "n/a", "null", "none", "-"})
 MAX_CATEGORIES = 1000  # more distinct values than this means free text…
 MAX_DISTINCT_SHARE = 0.8  # …and so does nearly one value per image (titles, descriptions)
 
@@ -76,7 +80,8 @@ def run_ingest(config: DatasetConfig, store: Store, force: bool = False) -> Inge
     options = DecodeOptions(config.max_pixels, config.crop_white_border)
     root = Path(config.root)
     results = validate_images(
-        [root / p for p in candidates[PATH_COLUMN]], options, config.workers or os.cpu_count() or 1
+        [root / p for p in candidates[PATH_COLUMN]], options, config.workers or os.cpu_count() or 1,
+        inside=None if config.allow_outside_root else root,
     )
     ok = np.array([isinstance(result, tuple) for result in results], dtype=bool)
     rejected = pd.concat(
@@ -176,7 +181,8 @@ def list_manifest(config: DatasetConfig) -> pd.DataFrame:
         if manifest.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(manifest).astype("string")
         else:
-            table = pd.read_csv(manifest, dtype="string", keep_default_na=True)
+            # only an empty cell is missing: "NaN" or "None" may be a label (numbers: below)
+            table = pd.read_csv(manifest, dtype="string", keep_default_na=False, na_values=[""])
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise DatasetError(f"manifest {manifest} cannot be read: {exc}") from exc
     header_lines = 0 if manifest.suffix.lower() in (".parquet", ".pq") else 1
@@ -296,18 +302,20 @@ def _split_unlisted(candidates: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         }
     )
     for row in rejected.itertuples():
-        log.warning("manifest line %s: %s %s", row.row, row.reason, row.source or "")
+        log.warning("manifest line %s: %s %s", row.row, row.reason,
+                    "" if pd.isna(row.source) else row.source)
     return candidates[~(no_path | duplicated)].reset_index(drop=True), rejected
 
 
 # ------------------------------------------------------------------------------ validation
 def validate_images(
-    paths: list[Path], options: DecodeOptions, workers: int
+    paths: list[Path], options: DecodeOptions, workers: int, inside: Path | None = None
 ) -> list[tuple[int, int] | str]:
-    """Decode every image once, in parallel: (width, height) when usable, else the reason."""
+    """Decode every image once, in parallel: (width, height) when usable, else the reason.
+    With `inside`, a path that resolves (symlinks followed) outside that folder is rejected."""
     chunksize = max(1, min(64, len(paths) // (workers * 8) or 1))
-    jobs = [(path, options) for path in paths]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    jobs = [(path, options, inside) for path in paths]
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
         results = list(
             tqdm(
                 pool.map(_validate_one, jobs, chunksize=chunksize),
@@ -322,8 +330,10 @@ def validate_images(
     return results
 
 
-def _validate_one(job: tuple[Path, DecodeOptions]) -> tuple[int, int] | str:
-    path, options = job
+def _validate_one(job: tuple[Path, DecodeOptions, Path | None]) -> tuple[int, int] | str:
+    path, options, inside = job
+    if inside is not None and not path.resolve().is_relative_to(inside.resolve()):
+        return OUTSIDE_ROOT
     try:
         return open_rgb(path, options).size
     except ImageRejected as exc:
@@ -348,13 +358,20 @@ def attribute_kinds(table: pd.DataFrame, config: DatasetConfig) -> dict[str, str
             kinds[column] = CATEGORICAL
         elif column in config.text:
             kinds[column] = TEXT
-        elif len(present) and pd.to_numeric(present, errors="coerce").notna().all():
+        elif _is_numeric(present):
             kinds[column] = NUMERIC
         elif present.nunique() <= min(MAX_CATEGORIES, MAX_DISTINCT_SHARE * len(present)):
             kinds[column] = CATEGORICAL
         else:
             kinds[column] = TEXT
     return kinds
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    """Every value a number, or a spelling of "no number" (NaN, NA, null, …) among numbers."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    spelled_missing = values.astype("string").str.strip().str.lower().isin(NUMERIC_MISSING)
+    return bool(numbers.notna().any() and (numbers.notna() | spelled_missing).all())
 
 
 def normalise_attributes(table: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from typing import Any
 
 from precompute.config import RunConfig
 from precompute.distributed import current_shard, process_group, wait_for_all
+from precompute.preflight import check_after_ingest, check_before_stages
 from precompute.store import Store
 
 
@@ -85,8 +86,11 @@ def run_stages(
     in the main process only; all processes finish each stage before the next begins."""
     shard = current_shard()
     lines = []
+    check_before_stages(config, names)
     with process_group(shard):
         for name in [n for n in STAGES if n in names]:
+            if name != "ingest":
+                check_after_ingest(store, config)
             if shard.is_main or name in SHARDED_STAGES:
                 summary = STAGES[name](store, config, force)
                 line = summary.line() + (f" [rank {shard.rank}]" if shard.sharded else "")

@@ -114,7 +114,12 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
 def target_labels(store: Store, target: str) -> np.ndarray:
     """The target attribute of every image as strings; refuses attributes that are not
     categorical."""
-    kinds = store.images_meta()["attributes"]
+    check_target(store.images_meta()["attributes"], target)
+    return store.read_images([target])[target].to_numpy(dtype=object)
+
+
+def check_target(kinds: dict[str, str], target: str) -> None:
+    """Refuse a target that is not a categorical attribute, naming the ones there are."""
     if target not in kinds:
         raise ConfigError(
             f"[train] target {target!r} is not an attribute of this dataset; "
@@ -125,4 +130,3 @@ def target_labels(store: Store, target: str) -> np.ndarray:
             f"[train] target {target!r} is {kinds[target]}, not categorical; to learn it as "
             f"classes add it to [dataset] categorical and run `precompute ingest` again"
         )
-    return store.read_images([target])[target].to_numpy(dtype=object)

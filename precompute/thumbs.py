@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from precompute.config import ThumbnailConfig
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
+from precompute.processes import die_with_parent
 from precompute.store import (
     PATH_COLUMN,
     THUMB_SHARD_ROWS,
@@ -79,7 +80,8 @@ def run_thumbs(
     shards = range((len(paths) + THUMB_SHARD_ROWS - 1) // THUMB_SHARD_ROWS)
     todo = [s for s in shards if not store.thumb_shard_paths(s)[1].exists()]
     made = 0
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, tqdm(
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                             initializer=die_with_parent) as pool, tqdm(
         total=len(paths), initial=len(paths) - _rows_in(todo, len(paths)),
         desc="thumbnails", unit="img",
     ) as bar:

@@ -51,6 +51,7 @@ from precompute.finetuned import (
 )
 from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions
+from precompute.processes import die_with_parent
 from precompute.split import TRAIN, VAL, Split, ensure_split
 from precompute.store import PATH_COLUMN, SpaceKey, Store, atomic_path, jsonable, sidecar_path
 
@@ -383,6 +384,7 @@ def _loaders(
         "num_workers": workers,
         "pin_memory": device.type == "cuda",
         "prefetch_factor": 4 if workers else None,
+        "worker_init_fn": die_with_parent,
     }
     if shard.sharded:
         share = DistributedSampler(train_set, num_replicas=shard.world, rank=shard.rank,

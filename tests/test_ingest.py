@@ -139,10 +139,14 @@ def build_bad_corpus(folder: Path) -> list[dict]:
     wide = photo.resize((300, 200))
 
     cases = []
+    outside = folder.parent / "outside"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(real)
 
-    def add(name: str, data: bytes | None, expect: str, label: object = "ok", **checks):
+    def add(name: str, data: bytes | None, expect: str, label: object = None, **checks):
         if data is not None:
             (folder / name).write_bytes(data)
+        label = "ab"[len(cases) % 2] if label is None else label  # two classes to train on
         cases.append({"path": name, "label": label, "expect": expect, **checks})
 
     corrupt = bytearray(real)
@@ -169,11 +173,24 @@ def build_bad_corpus(folder: Path) -> list[dict]:
     add("rotated.jpg", _jpeg(wide, exif=exif), "accepted", size=(200, 300))
     add("huge.png", _png(Image.new("RGB", (400, 300), "white")), "too many pixels")
     add("peinture_été_漢字.jpg", real, "accepted", size=(224, 224))
-    add("no_label.jpg", real, "accepted", label=None, size=(224, 224))
+    add("it's \"quoted\", really.jpg", real, "accepted", size=(224, 224))
+    add("no_label.jpg", real, "accepted", label="", size=(224, 224))
+    add("nan_label.jpg", real, "accepted", label="NaN", size=(224, 224))
+    add("only_one_of_its_class.jpg", real, "accepted", label="lonely", size=(224, 224))
+    add("", None, "no image path")
+    add("   ", None, "no image path")
+    add("cmyk.jpg", None, "duplicate path")
+    add("../outside/x.jpg", None, "outside the dataset folder")
+    add(str(outside / "x.jpg"), None, "outside the dataset folder")
+    (folder / "link_out.jpg").symlink_to(outside / "x.jpg")
+    add("link_out.jpg", None, "outside the dataset folder")
+    (folder / "link_in.jpg").symlink_to(folder / "cmyk.jpg")
+    add("link_in.jpg", None, "accepted", size=(224, 224))
     return cases
 
 
-def test_bad_files_are_rejected_with_reasons_or_converted(tmp_path):
+def write_bad_manifest(tmp_path: Path) -> tuple[Path, Path, list[dict]]:
+    """The bad-file corpus in `tmp_path/corpus` and a CSV manifest listing every case."""
     folder = tmp_path / "corpus"
     folder.mkdir()
     cases = build_bad_corpus(folder)
@@ -181,23 +198,99 @@ def test_bad_files_are_rejected_with_reasons_or_converted(tmp_path):
     pd.DataFrame([{"path": c["path"], "label": c["label"]} for c in cases]).to_csv(
         manifest, index=False
     )
+    return folder, manifest, cases
+
+
+def test_bad_files_are_rejected_with_reasons_or_converted(tmp_path):
+    folder, manifest, cases = write_bad_manifest(tmp_path)
     config = DatasetConfig(root=str(folder), manifest=str(manifest), max_pixels=100_000)
     images, rejected, meta = ingest(config, tmp_path)
 
-    reasons = dict(zip(rejected["source"], rejected["reason"], strict=True))
-    for case in cases:
+    assert len({c["expect"] for c in cases} | {c["path"] for c in cases}) >= 20
+    reasons = {int(row): reason for row, reason in zip(rejected["row"], rejected["reason"],
+                                                        strict=True)}
+    for line, case in enumerate(cases, start=2):  # the header is line 1
         if case["expect"] == "accepted":
             row = images[images[PATH_COLUMN] == case["path"]]
-            assert len(row) == 1, f"{case['path']}: {reasons.get(case['path'])}"
+            assert len(row) == 1, f"{case['path']}: {reasons.get(line)}"
             size = (row[WIDTH_COLUMN].iloc[0], row[HEIGHT_COLUMN].iloc[0])
             assert size == case["size"], case["path"]
         else:
-            assert reasons.get(case["path"]) == case["expect"], case["path"]
-    lines = dict(zip(rejected["source"], rejected["row"], strict=True))
-    assert lines["missing.jpg"] == 1 + 1 + [c["path"] for c in cases].index("missing.jpg")
-    assert meta["rejected"] == 6 and sum(meta["reasons"].values()) == 6
-    no_label = images[images[PATH_COLUMN] == "no_label.jpg"]
-    assert no_label["label"].iloc[0] == MISSING
+            assert reasons.get(line) == case["expect"], case["path"]
+    rejects = sum(c["expect"] != "accepted" for c in cases)
+    assert meta["rejected"] == rejects and sum(meta["reasons"].values()) == rejects
+    labels = images.set_index(PATH_COLUMN)["label"]
+    assert labels["no_label.jpg"] == MISSING
+    assert labels["nan_label.jpg"] == "NaN"  # a label as written, not a missing value
+
+
+def test_paths_outside_the_dataset_folder_are_accepted_only_when_allowed(tmp_path):
+    folder, manifest, cases = write_bad_manifest(tmp_path)
+    config = DatasetConfig(root=str(folder), manifest=str(manifest), max_pixels=100_000,
+                           allow_outside_root=True)
+    images, rejected, _ = ingest(config, tmp_path)
+    outside = [c["path"] for c in cases if c["expect"] == "outside the dataset folder"]
+    assert len(outside) == 3 and set(outside) <= set(images[PATH_COLUMN])
+    assert "outside the dataset folder" not in set(rejected["reason"])
+
+
+def test_a_symlink_in_a_folder_tree_may_not_lead_outside_it(small_tree, tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(small_tree, tree)
+    elsewhere = tmp_path / "elsewhere.jpg"
+    shutil.copy(sample_paintings(1)[0], elsewhere)
+    (tree / "Baroque" / "Somebody_escape.jpg").symlink_to(elsewhere)
+    images, rejected, _ = ingest(DatasetConfig(root=str(tree), levels=["style"]), tmp_path)
+    assert len(images) == 66
+    assert rejected[["source", "reason"]].values.tolist() == [
+        ["Baroque/Somebody_escape.jpg", "outside the dataset folder"]]
+
+
+def test_nan_is_a_label_in_text_columns_and_no_value_in_numeric_ones(small_tree, tmp_path):
+    paths = sorted(p.relative_to(small_tree).as_posix() for p in small_tree.rglob("*.jpg"))[:6]
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"path": paths, "grade": ["NaN", "A", "B", "A", "B", "A"],
+                  "score": ["1.5", "NaN", "2", "", "3", "n/a"]}).to_csv(manifest, index=False)
+    images, _, meta = ingest(DatasetConfig(root=str(small_tree), manifest=str(manifest)),
+                             tmp_path)
+    assert meta["attributes"] == {"grade": "categorical", "score": "numeric"}
+    assert images["grade"].tolist() == ["NaN", "A", "B", "A", "B", "A"]
+    assert images["score"].isna().tolist() == [False, True, False, True, False, True]
+
+
+def test_a_build_over_the_bad_corpus_finishes(tmp_path):
+    from precompute.cli import main
+
+    folder, manifest, cases = write_bad_manifest(tmp_path)
+    config = tmp_path / "corpus.toml"
+    config.write_text(f"""
+[dataset]
+root = "{folder.as_posix()}"
+manifest = "{manifest.as_posix()}"
+max_pixels = 100000
+[model]
+backbone = "efficientnet_lite0"
+image_size = 64
+[embed]
+layers = ["penultimate"]
+workers = 0
+[train]
+target = "label"
+epochs = 2
+[projection]
+methods = ["pca"]
+[cluster]
+k_max = 3
+[analysis]
+min_class_size = 2
+shuffles = 2
+probe_shuffles = 1
+bootstrap = 20
+""", encoding="utf-8")
+    store = tmp_path / "store"
+    assert main(["-q", "all", "--config", str(config), "--store", str(store)]) == 0
+    accepted = sum(c["expect"] == "accepted" for c in cases)
+    assert len(Store.open(store).read_images()) == accepted
 
 
 def test_converted_images_have_the_right_pixels(tmp_path):
