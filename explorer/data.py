@@ -1,7 +1,9 @@
 """Read-only store data shared by every browser session of one server process.
 
 Sessions keep only row numbers and view settings; everything here is computed once per process
-(`pn.cache`) and cached per feature space or projection as it is first needed.
+(`pn.cache`) and cached per feature space or projection as it is first needed, in bounded
+least-recently-used caches (explorer/bounded_cache.py) whose limits are below: a server that
+has shown many projections keeps those last used, not all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from explorer.bounded_cache import BoundedCache
 from explorer.geometry import PointIndex
 from precompute.store import (
     CATEGORICAL,
@@ -30,8 +33,15 @@ from precompute.store import (
 
 OTHER = "(other)"  # the colour of categories beyond the top N
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
-DERIVED_KEPT = 8
+DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
+PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
+SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
+COLOURINGS_KEPT = 32  # attributes as colour channels, counts and clusters (N values each)
 T = TypeVar("T")
+
+
+def _kept(max_items: int) -> BoundedCache:
+    return field(default_factory=lambda: BoundedCache(max_items), repr=False)
 
 
 @dataclass
@@ -43,14 +53,14 @@ class ExplorerData:
     kinds: dict[str, str]  # attribute → categorical / numeric / text
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     dask: str | None = None  # the map's image is aggregated through this Dask scheduler
-    _frames: dict[tuple[SpaceKey, str], pd.DataFrame] = field(default_factory=dict, repr=False)
-    _colours: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
-    _counts: dict[tuple, pd.Series] = field(default_factory=dict, repr=False)
-    _clusters: dict[SpaceKey, pd.Series] = field(default_factory=dict, repr=False)
-    _scales: dict[tuple[SpaceKey, str], tuple] = field(default_factory=dict, repr=False)
-    _points: dict[tuple[SpaceKey, str], PointIndex] = field(default_factory=dict, repr=False)
-    _indexes: dict[SpaceKey, object] = field(default_factory=dict, repr=False)
-    _derived: dict[object, dict[tuple, object]] = field(default_factory=dict, repr=False)
+    _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
+    _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
+    _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
+    _counts: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
+    _clusters: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
+    _indexes: BoundedCache[object] = _kept(SPACES_KEPT)
+    _reducers: BoundedCache[object] = _kept(SPACES_KEPT)
+    _derived: dict[object, BoundedCache] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what there is
     @property
@@ -76,15 +86,17 @@ class ExplorerData:
 
     def clusters(self, space: SpaceKey | None) -> pd.Series:
         """The k-means cluster of every image in `space` ("(missing)" where it has none)."""
-        if space not in self._clusters:
+
+        def read() -> pd.Series:
             if space is not None and self.store.meta(self.store.clusters_path(space)):
                 labels = self.store.read_clusters(space)["cluster"].to_numpy()
                 names = [f"cluster {c}" for c in range(int(labels.max()) + 1)]
                 values = pd.Categorical.from_codes(labels, categories=names)
             else:
                 values = pd.Categorical([MISSING] * len(self.table))
-            self._clusters[space] = pd.Series(values, index=self.table.index)
-        return self._clusters[space]
+            return pd.Series(values, index=self.table.index)
+
+        return self._clusters.get(space, read)
 
     # ------------------------------------------------------------------ map coordinates
     def coords(self, space: SpaceKey, method: str) -> np.ndarray:
@@ -95,13 +107,17 @@ class ExplorerData:
 
     def frame(self, space: SpaceKey, method: str) -> pd.DataFrame:
         """Columns x, y in map coordinates, computed once per projection and shared."""
-        key = (space, method)
-        if key not in self._frames:
+        return self._scaled_frame(space, method)[0]
+
+    def _scaled_frame(self, space: SpaceKey, method: str) -> tuple[pd.DataFrame, tuple]:
+        def scale() -> tuple[pd.DataFrame, tuple]:
             xy = np.asarray(self.store.load_projection(space, method), dtype=np.float32)
             low, high = xy.min(axis=0), xy.max(axis=0)
-            self._scales[key] = ((low + high) / 2, float((high - low).max()) / 2 or 1.0)
-            self._frames[key] = pd.DataFrame(self.to_map(space, method, xy), columns=["x", "y"])
-        return self._frames[key]
+            centre_and_half = ((low + high) / 2, float((high - low).max()) / 2 or 1.0)
+            return (pd.DataFrame(scaled_to_map(xy, centre_and_half), columns=["x", "y"]),
+                    centre_and_half)
+
+        return self._frames.get((space, method), scale)
 
     def to_map(self, space: SpaceKey, method: str, projected: np.ndarray) -> np.ndarray:
         """Projection coordinates (N × 2) → map coordinates of this session's view."""
@@ -109,27 +125,27 @@ class ExplorerData:
 
     def map_scale(self, space: SpaceKey, method: str) -> tuple[np.ndarray, float]:
         """The centre and half-extent that scale `method`'s projection of `space` into [-1, 1]."""
-        if (space, method) not in self._scales:
-            self.frame(space, method)
-        return self._scales[(space, method)]
+        return self._scaled_frame(space, method)[1]
 
     def place(self, space: SpaceKey, method: str, vector: np.ndarray) -> tuple[float, float]:
         """Where a new embedding of `space` lands on the `method` map: the stored reducer's
         own `transform` (PCA, UMAP, openTSNE), applied to the unit-length vector."""
-        import pickle
 
-        with open(self.store.reducer_path(space, method), "rb") as handle:
-            reducer = pickle.load(handle)  # written by our own project stage
+        def unpickle() -> object:
+            import pickle
+
+            with open(self.store.reducer_path(space, method), "rb") as handle:
+                return pickle.load(handle)  # written by our own project stage
+
+        reducer = self._reducers.get((space, method), unpickle)
         unit = vector.astype(np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
         x, y = self.to_map(space, method, reducer.transform(unit.reshape(1, -1)))[0]
         return float(x), float(y)
 
     def points(self, space: SpaceKey, method: str) -> PointIndex:
         """Spatial look-ups (nearest, box, lasso) on one projection."""
-        key = (space, method)
-        if key not in self._points:
-            self._points[key] = PointIndex(self.coords(space, method))
-        return self._points[key]
+        return self._points.get((space, method),
+                                lambda: PointIndex(self.coords(space, method)))
 
     # ------------------------------------------------------------------ colours
     def colour_values(self, attribute: str, top: int, space: SpaceKey | None = None
@@ -137,44 +153,40 @@ class ExplorerData:
         """The attribute as the colour channel: categories ordered by frequency, those beyond
         the `top` most frequent merged into OTHER; numbers stay numbers. Works on category
         codes, so it stays fast at millions of rows."""
-        key = (attribute, top, space if attribute == CLUSTER else None)
-        if key not in self._colours:
+
+        def colour() -> pd.Series:
             values = self.column(attribute, space)
             if self.kinds[attribute] == NUMERIC:
-                self._colours[key] = values.astype("float32")
-            else:
-                counts = self.value_counts(attribute, space)
-                keep = [str(c) for c in counts.index[:top]]
-                categories = keep + ([OTHER] if len(counts) > top else [])
-                position = {category: i for i, category in enumerate(keep)}
-                recode = np.array(
-                    [position.get(str(c), len(keep)) for c in values.cat.categories],
-                    dtype=np.int32,
-                )
-                codes = recode[values.cat.codes.to_numpy()]
-                self._colours[key] = pd.Series(
-                    pd.Categorical.from_codes(codes, categories=categories), index=values.index
-                )
-        return self._colours[key]
+                return values.astype("float32")
+            counts = self.value_counts(attribute, space)
+            keep = [str(c) for c in counts.index[:top]]
+            categories = keep + ([OTHER] if len(counts) > top else [])
+            position = {category: i for i, category in enumerate(keep)}
+            recode = np.array(
+                [position.get(str(c), len(keep)) for c in values.cat.categories], dtype=np.int32
+            )
+            codes = recode[values.cat.codes.to_numpy()]
+            return pd.Series(pd.Categorical.from_codes(codes, categories=categories),
+                             index=values.index)
+
+        return self._colours.get((attribute, top, space if attribute == CLUSTER else None),
+                                 colour)
 
     def derived(self, key: tuple, make: Callable[[], T]) -> T:
         """`make()`, computed once per process for `key` and shared by every session. Results
-        are kept by kind, the key's first item: of more than DERIVED_KEPT of one kind the oldest
-        is dropped (they can be large at 1M rows), and one kind never drops another's."""
-        kept = self._derived.setdefault(key[0], {})
-        if key not in kept:
-            if len(kept) >= DERIVED_KEPT:
-                kept.pop(next(iter(kept)))
-            kept[key] = make()
-        return kept[key]
+        are kept by kind, the key's first item: of more than DERIVED_KEPT of one kind the least
+        recently used is dropped (they can be large at 1M rows), and one kind never drops
+        another's."""
+        kind = self._derived.setdefault(key[0], BoundedCache(DERIVED_KEPT))
+        return kind.get(key, make)
 
     def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """How many images have each value of a categorical attribute, most frequent first."""
-        key = (attribute, space if attribute == CLUSTER else None)
-        if key not in self._counts:
+        def count() -> pd.Series:
             counts = self.column(attribute, space).value_counts(sort=True)
-            self._counts[key] = counts[counts > 0]
-        return self._counts[key]
+            return counts[counts > 0]
+
+        return self._counts.get((attribute, space if attribute == CLUSTER else None), count)
 
     # ------------------------------------------------------------------ filters
     def filter_mask(self, filters: dict[str, list[str]], search: str,
@@ -229,11 +241,11 @@ class ExplorerData:
         """The `k` images nearest to an embedding of `space` (cosine)."""
         import faiss
 
-        if space not in self._indexes:
-            self._indexes[space] = faiss.read_index(str(self.store.index_path(space)))
+        index = self._indexes.get(space,
+                                  lambda: faiss.read_index(str(self.store.index_path(space))))
         query = vector.reshape(1, -1).astype(np.float32)
         query /= max(float(np.linalg.norm(query)), 1e-12)
-        similarities, rows = self._indexes[space].search(query, k)
+        similarities, rows = index.search(query, k)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), similarities[0][keep]
 

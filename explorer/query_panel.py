@@ -1,6 +1,7 @@
 """Query a new image: upload it, see the model's label, its nearest images, and where it lands
 on the current map. The model is loaded on first use only (the app does not import torch at
-start-up), once per process and feature space."""
+start-up), once per process and feature space, and runs off the event loop
+(explorer/model_work.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import base64
 import html
 import io
 import logging
-import threading
 
 import numpy as np
 import panel as pn
 
 from explorer.cards import image_tile, placeholder
 from explorer.data import ExplorerData
+from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
 from precompute.store import SpaceKey
 
@@ -23,19 +24,6 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_PIXELS = 50_000_000  # a decompression-bomb cap for uploads, whatever the store's
 QUERY_NEIGHBOURS = 12
-_models: dict[tuple[str, SpaceKey], object] = {}
-_models_lock = threading.Lock()
-
-
-def query_model(data: ExplorerData, space: SpaceKey):
-    """The network of `space`, loaded once per process (imports torch on first use)."""
-    from precompute.query import load_query_model
-
-    key = (str(data.store.root), space)
-    with _models_lock:
-        if key not in _models:
-            _models[key] = load_query_model(data.store, space)
-        return _models[key]
 
 
 def decode_upload(data: ExplorerData, payload: bytes):
@@ -63,7 +51,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
                           css_classes=["fse-query-result"])
     grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-query-neighbours"])
 
-    def analyse(event) -> None:
+    async def analyse(event) -> None:
         if not event.new:
             return
         name, payload = next(iter(event.new.items()))
@@ -77,13 +65,19 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             result.object = _message(f"{name}: {reason}. Upload a JPEG, PNG or WebP photo.")
             state.param.update(query_vector=None, query_point=None)
             return
-        space = SpaceKey.parse(state.space)
-        try:
+        space, method = SpaceKey.parse(state.space), state.method
+
+        def look_up():
             model = query_model(data, space)
             vector, probabilities = model.embed(image)
             rows, similarities = data.search_vector(space, vector, QUERY_NEIGHBOURS)
-            state.param.update(query_vector=vector,
-                               query_point=data.place(space, state.method, vector))
+            return model, vector, probabilities, rows, similarities, data.place(space, method,
+                                                                                vector)
+
+        try:
+            model, vector, probabilities, rows, similarities, point = await off_event_loop(
+                look_up)
+            state.param.update(query_vector=vector, query_point=point)
         except Exception:
             log.exception("query of %s failed", name)
             result.object = _message(f"{name} could not be analysed; see the server log.")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from explorer.cards import placeholder
 from explorer.data import ExplorerData
-from explorer.query_panel import query_model
+from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
 from precompute.store import PATH_COLUMN, SpaceKey
 
@@ -45,20 +45,26 @@ def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
                                variant="outline", css_classes=["fse-why"], disabled=True)
     result = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-why-result"])
 
-    def explain(_event) -> None:
+    async def explain(_event) -> None:
         row = state.focus
         if row is None:
             return
         result.object = placeholder("Computing Grad-CAM…")
-        try:
+        space = SpaceKey.parse(state.space)
+
+        def grad_cam():
             from precompute.images import DecodeOptions, open_rgb
 
             meta = data.store.images_meta()
             path = Path(meta["root"]) / data.table[PATH_COLUMN].iloc[row]
             image = open_rgb(path, DecodeOptions(**meta["decode"]))
-            model = query_model(data, SpaceKey.parse(state.space))
+            model = query_model(data, space)
             cam, target = model.grad_cam(image)
             _, probabilities = model.embed(image)
+            return image, model, cam, target, probabilities
+
+        try:
+            image, model, cam, target, probabilities = await off_event_loop(grad_cam)
         except Exception:
             log.exception("Grad-CAM for row %s failed", row)
             result.object = placeholder("The image could not be explained; see the server log.")

@@ -220,3 +220,44 @@ def test_each_lone_point_is_painted_in_its_legend_colour(built_store):
         for i in lone
     ]
     assert len(lone) > 30 and np.mean(matches) > 0.8
+
+
+def test_the_shared_caches_keep_the_most_recently_used_and_make_each_value_once():
+    import threading
+    import time
+
+    from explorer.bounded_cache import BoundedCache
+
+    cache: BoundedCache[str] = BoundedCache(2)
+    made: list[str] = []
+
+    def make(key: str):
+        def build() -> str:
+            made.append(key)
+            time.sleep(0.05)  # long enough for the other threads to ask meanwhile
+            return key.upper()
+        return build
+
+    threads = [threading.Thread(target=cache.get, args=("a", make("a"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["a"]
+    cache.get("b", make("b"))
+    assert cache.get("a", make("a")) == "A"  # a is now the most recently used
+    cache.get("c", make("c"))
+    assert "a" in cache and "c" in cache and "b" not in cache and len(cache) == 2
+
+
+def test_a_projections_reducer_is_unpickled_once(built_store):
+    data = load_explorer_data(str(built_store.resolve()))
+    vector = np.asarray(data.store.load_embeddings(SPACE)[0], dtype=np.float32)
+    first = data.place(SPACE, "pca", vector)
+    reducer_file = data.store.reducer_path(SPACE, "pca")
+    moved = reducer_file.with_suffix(".moved")
+    reducer_file.rename(moved)
+    try:
+        assert data.place(SPACE, "pca", vector) == first  # from memory, not the file
+    finally:
+        moved.rename(reducer_file)
