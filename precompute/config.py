@@ -219,12 +219,30 @@ class AnalysisConfig:
 
 
 @dataclass
+class QualityConfig:
+    """Data-quality checks on one feature space: near-duplicates, split leaks, likely label
+    mistakes and outliers (precompute/quality.py)."""
+
+    space: Annotated[str, Field(pattern=r"^([^/]+/[^/]+)?$")] = ""  # "" = pretrained/penultimate
+    # cosine similarity from which two images count as near-duplicates (docs/results.md)
+    duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
+    neighbours: Count = 10  # neighbours searched per image (duplicates, outliers, label votes)
+    attributes: Names = field(default_factory=list)  # label checks; default: every categorical
+    # out_of_fold: probabilities of a cross-validated linear probe; neighbours: their labels
+    labels_from: Literal["out_of_fold", "neighbours"] = "out_of_fold"
+    folds: Annotated[int, Field(ge=2)] = 5
+    outlier_share: Annotated[float, Field(ge=0, lt=1)] = 0.01  # images flagged as outliers
+    seed: Seed = 0
+
+
+@dataclass
 class RunConfig:
     """Everything one `precompute all` run needs."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     index: IndexConfig = field(default_factory=IndexConfig)

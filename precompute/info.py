@@ -55,6 +55,8 @@ def describe_store(store: Store) -> dict[str, Any]:
         for space in store.spaces()
         if (meta := store.meta(store.clusters_path(space))) is not None
     }
+    quality = store.meta(store.quality_path())
+    info["quality"] = {"space": quality["space"], **quality["counts"]} if quality else {}
     info["separability"] = separability_summary(store)
     info["unfinished"] = unfinished_work(store)
     return info

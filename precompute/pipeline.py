@@ -24,6 +24,12 @@ def embed(store: Store, config: RunConfig, force: bool) -> Any:
                                   current_shard())
 
 
+def quality(store: Store, config: RunConfig, force: bool) -> Any:
+    from precompute.quality import run_quality
+
+    return run_quality(store, config, force=force)
+
+
 def train(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.train import run_train
 
@@ -67,6 +73,7 @@ SHARDED_STAGES = ("embed", "train")
 STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "ingest": ingest,
     "embed": embed,
+    "quality": quality,
     "train": train,
     "project": project,
     "index": index,

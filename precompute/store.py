@@ -250,6 +250,17 @@ class Store:
         test-split metrics."""
         return self.model_dir(model) / "predictions.parquet"
 
+    def quality_path(self) -> Path:
+        """Flagged images of the quality stage: near-duplicates, split leaks, label issues and
+        outliers, one row per image and problem (`sample_id`, `kind`, `attribute`, `score`,
+        `related_sample_id`, `given`, `suggested`, `group`)."""
+        return self.root / "quality" / "issues.parquet"
+
+    def quality_part_path(self, part: str) -> Path:
+        """A finished part of the quality stage (its neighbour search, one attribute's label
+        check), kept so an interrupted run does not redo it."""
+        return self.root / "quality" / "parts" / part
+
     def separability_path(self) -> Path:
         """The attribute × layer separability table."""
         return self.root / "analysis" / "separability.parquet"

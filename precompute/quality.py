@@ -1,0 +1,185 @@
+"""Quality stage: check the dataset through one feature space (by default the pretrained
+network's penultimate layer) for near-duplicates, duplicates across the training split, likely
+label mistakes and outliers, and write every flagged image to `quality/issues.parquet`.
+
+The neighbour search (through the space's FAISS index, built here once and reused by the index
+stage) and each attribute's label check are kept as finished parts, so an interrupted run
+resumes after the last one; the checks themselves are in precompute/quality_checks.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from precompute.config import RunConfig
+from precompute.errors import ConfigError
+from precompute.project import NORMALISE_CHUNK, normalised_chunks
+from precompute.quality_checks import (
+    KINDS,
+    conflicting_duplicates,
+    issue_table,
+    label_issues,
+    near_duplicates,
+    neighbour_probabilities,
+    out_of_fold_probabilities,
+    outliers,
+    split_leaks,
+)
+from precompute.store import (
+    CATEGORICAL,
+    ID_COLUMN,
+    MISSING,
+    PENULTIMATE,
+    SpaceKey,
+    Store,
+    atomic_path,
+    fingerprint,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QualitySummary:
+    counts: dict[str, int] = field(default_factory=dict)
+    space: str = ""
+    seconds: float = 0.0
+    skipped: bool = False
+
+    def line(self) -> str:
+        found = ", ".join(f"{n} {kind}" for kind, n in self.counts.items())
+        if self.skipped:
+            return f"quality: up to date ({found})"
+        return f"quality: {found} in {self.space} ({self.seconds:.0f} s)"
+
+
+def quality_space(store: Store, space: str) -> SpaceKey:
+    """The space the checks run in: as configured, else the pretrained penultimate layer."""
+    key = SpaceKey.parse(space) if space else SpaceKey("pretrained", PENULTIMATE)
+    if key not in store.spaces():
+        raise ConfigError(f"[quality] space = {str(key)!r} is not in the store; spaces: "
+                          f"{', '.join(map(str, store.spaces())) or '(none: run embed first)'}")
+    return key
+
+
+def checked_attributes(config: RunConfig, kinds: dict[str, str]) -> list[str]:
+    """Attributes whose labels are checked: as configured (and the training target), else
+    every categorical attribute."""
+    chosen = list(config.quality.attributes) or [a for a, k in kinds.items() if k == CATEGORICAL]
+    if config.train.target and config.train.target not in chosen:
+        chosen.append(config.train.target)
+    wrong = [a for a in chosen if kinds.get(a) != CATEGORICAL]
+    if wrong:
+        raise ConfigError(f"[quality] attributes: {', '.join(wrong)} are not categorical "
+                          "attributes of the store")
+    return chosen
+
+
+def run_quality(store: Store, config: RunConfig, force: bool = False) -> QualitySummary:
+    """Run the checks unless `quality/issues.parquet` is up to date."""
+    from precompute.index import run_index
+    from precompute.split import ensure_split
+
+    quality = config.quality
+    space = quality_space(store, quality.space)
+    images = store.images_meta()
+    attributes = checked_attributes(config, images["attributes"])
+    table = store.read_images([ID_COLUMN, *attributes])
+    target = config.train.target
+    recipe = {"embeddings": store.meta(store.embeddings_path(space))["recipe"],
+              "quality": asdict(quality), "attributes": attributes,
+              "labels": {a: fingerprint(table[a].astype(str)) for a in attributes},
+              "split": {"target": target, "val_fraction": config.train.val_fraction,
+                        "test_fraction": config.train.test_fraction, "seed": config.train.seed}
+              if target else None}
+    path = store.quality_path()
+    if not force and store.is_current(path, recipe):
+        return QualitySummary(store.meta(path)["counts"], str(space), skipped=True)
+
+    began = time.perf_counter()
+    run_index(store, config.index, spaces=[space])  # the index stage will find it up to date
+    ids = table[ID_COLUMN].to_numpy()
+    neighbours, similarities = _neighbours(store, space, quality.neighbours, recipe, force)
+    duplicates = near_duplicates(ids, neighbours, similarities, quality.duplicate_similarity)
+    found = [duplicates]
+    if target:
+        split = ensure_split(store, config.train)
+        found.append(split_leaks(duplicates, ids, split.parts, target))
+    found.append(conflicting_duplicates(
+        duplicates, {a: table.set_index(ID_COLUMN)[a].astype(str) for a in attributes}))
+    for attribute in attributes:
+        found.append(_label_check(store, space, table, attribute, neighbours, recipe, force))
+    found.append(outliers(ids, similarities, quality.outlier_share))
+    issues = pd.concat([f for f in found if len(f)] or found[:1], ignore_index=True)
+    counts = {kind: int((issues["kind"] == kind).sum()) for kind in KINDS}
+    store.write_table(path, issues)
+    store.commit(path, recipe, space=str(space), counts=counts,
+                 seconds=round(time.perf_counter() - began, 2))
+    return QualitySummary(counts, str(space), time.perf_counter() - began)
+
+
+def _neighbours(store: Store, space: SpaceKey, k: int, recipe: dict, force: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's `k` nearest other images (rows, cosine similarities), searched once."""
+    import faiss
+
+    path = store.quality_part_path("neighbours.npz")
+    part_recipe = {"embeddings": recipe["embeddings"], "k": k}
+    if not force and store.is_current(path, part_recipe):
+        with np.load(path) as saved:
+            return saved["rows"], saved["similarities"]
+    index = faiss.read_index(str(store.index_path(space)))
+    embeddings = store.load_embeddings(space)
+    rows = np.empty((len(embeddings), k), dtype=np.int64)
+    similarities = np.empty((len(embeddings), k), dtype=np.float32)
+    for start, chunk in normalised_chunks(embeddings):
+        found_scores, found_rows = index.search(chunk, k + 1)
+        own = np.arange(start, start + len(chunk))[:, None]
+        # drop each image itself (wherever an identical twin put it), else the farthest
+        drop = np.where((found_rows == own).any(axis=1), (found_rows == own).argmax(axis=1), k)
+        keep = np.arange(k + 1)[None, :] != drop[:, None]
+        rows[start:start + len(chunk)] = found_rows[keep].reshape(len(chunk), k)
+        similarities[start:start + len(chunk)] = found_scores[keep].reshape(len(chunk), k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, rows=rows, similarities=similarities)
+    store.commit(path, part_recipe, chunk=NORMALISE_CHUNK)
+    return rows, similarities
+
+
+def _label_check(store: Store, space: SpaceKey, table: pd.DataFrame, attribute: str,
+                 neighbours: np.ndarray, recipe: dict, force: bool) -> pd.DataFrame:
+    """Likely label mistakes of one attribute, among images whose class is large enough to be
+    cross-validated (and not missing)."""
+    config = recipe["quality"]
+    path = store.quality_part_path(f"labels-{attribute}.parquet")
+    part_recipe = {"embeddings": recipe["embeddings"], "quality": config,
+                   "labels": recipe["labels"][attribute]}
+    if not force and store.is_current(path, part_recipe):
+        return pd.read_parquet(path)
+    labels = table[attribute].astype(str).to_numpy()
+    sizes = pd.Series(labels).value_counts()
+    large = set(sizes.index[sizes >= config["folds"]]) - {MISSING}
+    rows = np.flatnonzero(np.isin(labels, list(large)))
+    if len(large) < 2:
+        log.info("quality: %s has fewer than two classes of %d images; labels not checked",
+                 attribute, config["folds"])
+        found = issue_table([])
+    else:
+        classes = sorted(large)
+        if config["labels_from"] == "out_of_fold":
+            vectors = np.asarray(store.load_embeddings(space)[rows], dtype=np.float32)
+            probabilities, classes = out_of_fold_probabilities(
+                vectors, labels[rows], config["folds"], config["seed"])
+        else:
+            probabilities = neighbour_probabilities(neighbours[rows], labels, classes)
+        found = label_issues(table[ID_COLUMN].to_numpy()[rows], labels[rows], probabilities,
+                             classes, attribute)
+    store.write_table(path, found)
+    store.commit(path, part_recipe, flagged=len(found))
+    return found

@@ -1,0 +1,182 @@
+"""The quality stage on real paintings with injected problems: re-encoded, resized and cropped
+copies are found as near-duplicates, a copy across the split is a leak, flipped labels rank
+high, and an interrupted run resumes without redoing its neighbour search."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from precompute.cli import main
+from precompute.quality_checks import (
+    LABEL_ISSUE,
+    NEAR_DUPLICATE,
+    OUTLIER,
+    SPLIT_LEAK,
+    issue_table,
+    label_issues,
+    split_leaks,
+)
+from precompute.store import ID_COLUMN, PATH_COLUMN, Store, sample_id
+from tests.helpers import kill_when
+
+COPIES = 6
+FLIPS = 6
+
+
+def near_copy(source: Path, kind: int) -> bytes:
+    """A re-encoded, resized or 10%-cropped copy of an image."""
+    image = Image.open(source).convert("RGB")
+    width, height = image.size
+    if kind % 3 == 1:
+        image = image.resize((width * 2 // 3, height * 2 // 3))
+    elif kind % 3 == 2:
+        image = image.crop((width // 20, height // 20, width - width // 20, height - height // 20))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=55)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def injected(small_tree: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A manifest over the 66 paintings plus COPIES near-copies, with FLIPS styles changed."""
+    work = tmp_path_factory.mktemp("quality")
+    paths = sorted(p.relative_to(small_tree).as_posix() for p in small_tree.rglob("*.jpg"))
+    rows = [{"path": p, "style": p.split("/")[0]} for p in paths]
+    copies = {}
+    for i, original in enumerate(paths[::11][:COPIES]):
+        name = f"copies/copy{i}.jpg"
+        (small_tree / "copies").mkdir(exist_ok=True)
+        (small_tree / name).write_bytes(near_copy(small_tree / original, i))
+        rows.append({"path": name, "style": original.split("/")[0]})
+        copies[name] = original
+    styles = sorted({r["style"] for r in rows})
+    rng = np.random.default_rng(3)
+    flipped = {}
+    for i in rng.choice(len(paths), FLIPS, replace=False):
+        wrong = styles[(styles.index(rows[i]["style"]) + 1 + rng.integers(len(styles) - 1))
+                       % len(styles)]
+        flipped[rows[i]["path"]] = wrong
+        rows[i]["style"] = wrong
+    pd.DataFrame(rows).to_csv(work / "manifest.csv", index=False)
+    config = work / "config.toml"
+    config.write_text(f"""
+[dataset]
+root = "{small_tree.as_posix()}"
+manifest = "{(work / 'manifest.csv').as_posix()}"
+[model]
+backbone = "efficientnet_lite0"
+[embed]
+layers = ["penultimate"]
+[train]
+target = "style"
+[quality]
+outlier_share = 0.05
+""", encoding="utf-8")
+    store = work / "store"
+    for stage in ("ingest", "embed", "quality"):
+        assert main(["-q", stage, "--config", str(config), "--store", str(store)]) == 0
+    yield Store.open(store), copies, flipped
+    for name in copies:
+        (small_tree / name).unlink()
+    (small_tree / "copies").rmdir()
+
+
+def test_every_injected_copy_is_a_near_duplicate_of_its_original(injected):
+    store, copies, _ = injected
+    issues = pd.read_parquet(store.quality_path())
+    duplicates = issues[issues["kind"] == NEAR_DUPLICATE]
+    group = dict(zip(duplicates["sample_id"], duplicates["group"], strict=True))
+    for copy, original in copies.items():
+        assert sample_id(copy) in group, f"{copy} not found"
+        assert group[sample_id(copy)] == group.get(sample_id(original)), copy
+    originals = {sample_id(p) for pair in copies.items() for p in pair}
+    assert set(group) == originals  # no painting flagged that is not a copy or its original
+
+
+def test_a_copy_on_the_other_side_of_the_split_is_a_leak(injected):
+    store, copies, _ = injected
+    parts = pd.read_parquet(store.split_path("style"))["split"].to_numpy()
+    ids = store.read_images([ID_COLUMN])[ID_COLUMN].to_numpy()
+    part_of = dict(zip(ids, parts, strict=True))
+    expected = set()
+    for copy, original in copies.items():
+        a, b = sample_id(copy), sample_id(original)
+        for inside, other in ((a, b), (b, a)):
+            if part_of[other] == "train" and part_of[inside] in ("val", "test"):
+                expected.add(inside)
+    assert expected, "the split put every copy on the same side as its original"
+    issues = pd.read_parquet(store.quality_path())
+    assert set(issues.loc[issues["kind"] == SPLIT_LEAK, "sample_id"]) == expected
+
+
+def test_flipped_labels_rank_among_the_first_label_issues(injected):
+    store, _, flipped = injected
+    issues = pd.read_parquet(store.quality_path())
+    style = issues[(issues["kind"] == LABEL_ISSUE) & (issues["attribute"] == "style")]
+    top = style.sort_values("score", ascending=False).head(2 * FLIPS)
+    found = set(top["sample_id"]) & {sample_id(p) for p in flipped}
+    assert len(found) >= FLIPS // 2, top
+    for path, wrong in flipped.items():
+        row = style[style["sample_id"] == sample_id(path)]
+        if len(row):
+            assert row["given"].iloc[0] == wrong
+
+
+def test_info_counts_every_kind_and_outliers_are_scored(injected, capsys):
+    store, _, _ = injected
+    assert main(["info", str(store.root)]) == 0
+    import json
+
+    quality = json.loads(capsys.readouterr().out)["quality"]
+    issues = pd.read_parquet(store.quality_path())
+    assert quality == {"space": "pretrained/penultimate",
+                       **{k: int((issues["kind"] == k).sum())
+                          for k in (NEAR_DUPLICATE, SPLIT_LEAK, LABEL_ISSUE, OUTLIER)}}
+    outliers = issues[issues["kind"] == OUTLIER]
+    assert len(outliers) == int(np.ceil(0.05 * len(store.read_images([PATH_COLUMN]))))
+    assert outliers["score"].between(0, 2).all()
+
+
+def test_an_interrupted_quality_run_keeps_its_neighbour_search(injected):
+    store, _, _ = injected
+    neighbours = store.quality_part_path("neighbours.npz")
+    store.invalidate(store.quality_path())
+    searched = neighbours.stat().st_mtime_ns
+    kill_when(["-q", "quality", "--store", str(store.root), "--force"],
+              lambda: neighbours.stat().st_mtime_ns != searched, timeout=120)
+    redone = neighbours.stat().st_mtime_ns
+    assert redone != searched, "the forced run should have searched again before the kill"
+    assert main(["-q", "quality", "--store", str(store.root)]) == 0
+    assert neighbours.stat().st_mtime_ns == redone  # the finished search was not redone
+    assert store.meta(store.quality_path()) is not None
+
+
+def test_confident_learning_flags_a_label_its_probabilities_contradict():
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.9, 0.1]])
+    labels = np.array(["a", "a", "b", "b", "b"])  # the last one looks like an "a"
+    found = label_issues(np.array(list("vwxyz")), labels, probabilities, ["a", "b"], "letter")
+    assert found[["sample_id", "given", "suggested"]].values.tolist() == [["z", "b", "a"]]
+    assert found["score"].iloc[0] == pytest.approx(0.9)
+
+
+def test_a_duplicate_group_inside_training_is_no_leak():
+    duplicates = issue_table([
+        {"sample_id": "a", "kind": NEAR_DUPLICATE, "score": 0.99, "related_sample_id": "b",
+         "group": 0},
+        {"sample_id": "b", "kind": NEAR_DUPLICATE, "score": 0.99, "related_sample_id": "a",
+         "group": 0},
+        {"sample_id": "c", "kind": NEAR_DUPLICATE, "score": 0.98, "related_sample_id": "d",
+         "group": 1},
+        {"sample_id": "d", "kind": NEAR_DUPLICATE, "score": 0.98, "related_sample_id": "c",
+         "group": 1},
+    ])
+    leaks = split_leaks(duplicates, np.array(list("abcd")),
+                        np.array(["train", "train", "train", "test"]), "style")
+    assert leaks[["sample_id", "related_sample_id", "given"]].values.tolist() == [
+        ["d", "c", "test"]]
