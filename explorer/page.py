@@ -202,11 +202,20 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
                          main=[pn.Column(*explorer.main(), sizing_mode="stretch_width")])
 
 
+class LocalVanillaTemplate(pn.template.VanillaTemplate):
+    """Panel's plain template without its one outside resource: the Lato stylesheet from
+    fonts.googleapis.com that `VanillaTemplate._resources` links. Every other file the page
+    loads comes from the explorer's own server; the template's CSS falls back from Lato to
+    the browser's sans-serif."""
+
+    _resources = {"css": {}}
+
+
 def page_template(**content) -> pn.template.BaseTemplate:
     """The page around the explorer: Panel's plain template (the FAST one's web components
-    slow a first paint: docs/benchmarks.md)."""
-    return pn.template.VanillaTemplate(title=TITLE, header_background=ACCENT, sidebar_width=320,
-                                       **content)
+    slow a first paint: docs/benchmarks.md), linking nothing outside the server."""
+    return LocalVanillaTemplate(title=TITLE, header_background=ACCENT, sidebar_width=320,
+                                **content)
 
 
 def new_state(data: ExplorerData) -> ExplorerState:

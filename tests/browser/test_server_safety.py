@@ -1,0 +1,80 @@
+"""The server: Panel's `/components/` route imports nothing on request, and a session's page
+loads nothing from outside the explorer's own server."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.browser.explorer_page import ExplorerPage
+from tests.browser.server import panel_server
+from tests.helpers import sample_paintings
+
+pytestmark = pytest.mark.browser
+
+ZEN = "Beautiful is better than ugly"  # what `import this` prints
+
+
+def get(url: str, path: str) -> int:
+    address = urlparse(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_the_component_route_imports_no_module_a_request_names(built_store):
+    """Panel's handler imports `<module>` of `/components/<module>/...` before checking it;
+    the explorer's server answers 404 before that (explorer/server_safety.py). A server of its
+    own, so its log is complete (stdout flushed at exit) when read."""
+    paths = ["/components/this/X/_css/a", "/components/json/X/a.js",
+             "/components/json/JSONDecoder/_css/a.css", "/components/this/s/__css__/a.css"]
+    with panel_server(built_store) as url:
+        statuses = {path: get(url, path) for path in paths}
+    log = url.log.read_text()
+    assert all(f"GET {path}" in log for path in paths), "the requests should reach the server"
+    assert ZEN not in log, f"the server imported `this` ({url.log})"
+    assert all(status in {403, 404} for status in statuses.values()), statuses
+
+
+def same_origin(url: str, server: str) -> bool:
+    """Whether the browser fetched `url` from the server at `server` (a blob: URL is the page's
+    own memory, named with the page's origin; a data: URL is no fetch)."""
+    if url.startswith("data:"):
+        return True
+    parsed = urlparse(url.removeprefix("blob:"))
+    return parsed.scheme in {"http", "ws"} and parsed.netloc == urlparse(server).netloc
+
+
+def test_a_session_requests_nothing_outside_the_server(served_store, built_store, page):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda socket: requested.append(socket.url))
+    explorer = ExplorerPage(page, served_store, built_store).open()
+    explorer.hover(3)
+    page.locator(".fse-hover .fse-card[data-row='3']").wait_for()
+    explorer.click(12)
+    page.locator(".fse-focus .fse-card[data-row='12']").wait_for()
+    frame = explorer.frame()
+    explorer.drag_box((frame["left"] + 2, frame["top"] + 2),
+                      (frame["left"] + frame["width"] - 2, frame["top"] + frame["height"] - 2))
+    assert explorer.selected_count() > 0
+    page.get_by_text("Layers", exact=True).click()
+    page.locator(".fse-separability canvas").first.wait_for(state="visible")
+    page.get_by_text("Metrics", exact=True).click()
+    page.locator(".fse-confusion canvas").first.wait_for(state="visible")
+    page.get_by_text("Query an image", exact=True).click()
+    page.locator(".fse-upload input[type=file]").set_input_files(str(sample_paintings(1)[0]))
+    page.locator(".fse-query-card").wait_for(timeout=120_000)
+    page.get_by_text("Selection", exact=True).click()
+    page.locator(".fse-counts td").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert any(url.startswith(served_store) for url in requested), requested
+    foreign = [url for url in requested if not same_origin(url, served_store)]
+    assert foreign == [], f"requests outside {served_store}: {foreign}"
