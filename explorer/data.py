@@ -26,6 +26,7 @@ from precompute.store import (
     MISSING,
     NUMERIC,
     PATH_COLUMN,
+    QUALITY_KINDS,
     TEXT,
     SpaceKey,
     Store,
@@ -33,6 +34,7 @@ from precompute.store import (
 
 OTHER = "(other)"  # the colour of categories beyond the top N
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
+QUALITY, NO_ISSUE = "quality", "none"  # each image's most serious quality flag
 DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
 PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
 SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
@@ -272,6 +274,10 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
         columns, prediction_kinds = prediction_attributes(store, model)
         table = pd.concat([table, columns], axis=1)
         kinds.update(prediction_kinds)
+    issues = quality_issues(store)
+    if issues is not None:
+        table[QUALITY] = quality_column(issues, table[ID_COLUMN])
+        kinds[QUALITY] = CATEGORICAL
     methods = {space: store.projection_methods(space) for space in store.spaces()}
     if any(store.meta(store.clusters_path(space)) for space in methods):
         kinds[CLUSTER] = CATEGORICAL
@@ -295,6 +301,24 @@ def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[
     kinds = {name: CATEGORICAL for name in columns}
     kinds[f"{target} confidence"] = NUMERIC
     return columns, kinds
+
+
+def quality_issues(store: Store) -> pd.DataFrame | None:
+    """The quality stage's flagged images (quality/issues.parquet), or None before it ran."""
+    if store.meta(store.quality_path()) is None:
+        return None
+    return pd.read_parquet(store.quality_path())
+
+
+def quality_column(issues: pd.DataFrame, ids: pd.Series) -> pd.Series:
+    """Each image's most serious flag as an attribute (`quality`), so the map can be coloured,
+    filtered and selected by it: split_leak, near_duplicate, label_issue, outlier or none."""
+    rank = {kind: number for number, kind in enumerate(QUALITY_KINDS)}
+    worst = (issues.assign(rank=issues["kind"].map(rank)).sort_values("rank", kind="stable")
+             .drop_duplicates("sample_id").set_index("sample_id")["kind"])
+    values = ids.map(worst).fillna(NO_ISSUE).astype(str)
+    return pd.Series(pd.Categorical(values, categories=[*QUALITY_KINDS, NO_ISSUE]),
+                     index=ids.index)
 
 
 def predicted_name(target: str) -> str:

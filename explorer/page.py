@@ -20,6 +20,7 @@ from explorer.location import build_hint
 from explorer.map_panel import MapPanel
 from explorer.metrics_view import metrics_panel
 from explorer.neighbours import follow_focus, neighbours_panel
+from explorer.quality_view import QUALITY_CSS, quality_panel
 from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
 from explorer.separability_view import separability_panel
@@ -30,7 +31,7 @@ from precompute.store import PENULTIMATE, SpaceKey
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
-CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS]
+CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS]
 
 
 class Explorer(pn.viewable.Viewer):
@@ -115,6 +116,7 @@ class Explorer(pn.viewable.Viewer):
             {
                 "Layers": lambda: separability_panel(self.data, self.state),
                 "Metrics": lambda: metrics_panel(self.data, self.state),
+                "Quality": lambda: quality_panel(self.data, self.state),
                 "Query an image": lambda: query_panel(self.data, self.state),
             },
             sizing_mode="stretch_width", css_classes=["fse-tabs"],

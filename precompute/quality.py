@@ -20,7 +20,6 @@ from precompute.config import RunConfig
 from precompute.errors import ConfigError
 from precompute.project import NORMALISE_CHUNK, normalised_chunks
 from precompute.quality_checks import (
-    KINDS,
     conflicting_duplicates,
     issue_table,
     label_issues,
@@ -35,6 +34,7 @@ from precompute.store import (
     ID_COLUMN,
     MISSING,
     PENULTIMATE,
+    QUALITY_KINDS,
     SpaceKey,
     Store,
     atomic_path,
@@ -116,7 +116,7 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
         found.append(_label_check(store, space, table, attribute, neighbours, recipe, force))
     found.append(outliers(ids, similarities, quality.outlier_share))
     issues = pd.concat([f for f in found if len(f)] or found[:1], ignore_index=True)
-    counts = {kind: int((issues["kind"] == kind).sum()) for kind in KINDS}
+    counts = {kind: int((issues["kind"] == kind).sum()) for kind in QUALITY_KINDS}
     store.write_table(path, issues)
     store.commit(path, recipe, space=str(space), counts=counts,
                  seconds=round(time.perf_counter() - began, 2))

@@ -19,9 +19,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-NEAR_DUPLICATE, SPLIT_LEAK, LABEL_ISSUE, OUTLIER = (
-    "near_duplicate", "split_leak", "label_issue", "outlier")
-KINDS = (NEAR_DUPLICATE, SPLIT_LEAK, LABEL_ISSUE, OUTLIER)
+from precompute.store import LABEL_ISSUE, NEAR_DUPLICATE, OUTLIER, SPLIT_LEAK
+
 ISSUE_COLUMNS = ["sample_id", "kind", "attribute", "score", "related_sample_id", "given",
                  "suggested", "group"]
 PROBE_COMPONENTS = 128  # the probe sees this many principal components: minutes → seconds

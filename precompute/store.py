@@ -48,6 +48,10 @@ MISSING = "(missing)"  # the explicit value of a missing categorical attribute
 PENULTIMATE = "penultimate"  # the layer name of the classifier's input
 
 # Columns of images.parquet that are not attributes.
+# The kinds of problem in quality/issues.parquet's `kind` column, most serious first.
+SPLIT_LEAK, NEAR_DUPLICATE, LABEL_ISSUE, OUTLIER = (
+    "split_leak", "near_duplicate", "label_issue", "outlier")
+QUALITY_KINDS = (SPLIT_LEAK, NEAR_DUPLICATE, LABEL_ISSUE, OUTLIER)
 ID_COLUMN = "sample_id"
 PATH_COLUMN = "image_path"
 WIDTH_COLUMN = "image_width"

@@ -13,16 +13,17 @@ import pytest
 from PIL import Image
 
 from precompute.cli import main
-from precompute.quality_checks import (
+from precompute.quality_checks import issue_table, label_issues, split_leaks
+from precompute.store import (
+    ID_COLUMN,
     LABEL_ISSUE,
     NEAR_DUPLICATE,
     OUTLIER,
+    PATH_COLUMN,
     SPLIT_LEAK,
-    issue_table,
-    label_issues,
-    split_leaks,
+    Store,
+    sample_id,
 )
-from precompute.store import ID_COLUMN, PATH_COLUMN, Store, sample_id
 from tests.helpers import kill_when
 
 COPIES = 6
@@ -137,7 +138,7 @@ def test_info_counts_every_kind_and_outliers_are_scored(injected, capsys):
     issues = pd.read_parquet(store.quality_path())
     assert quality == {"space": "pretrained/penultimate",
                        **{k: int((issues["kind"] == k).sum())
-                          for k in (NEAR_DUPLICATE, SPLIT_LEAK, LABEL_ISSUE, OUTLIER)}}
+                          for k in (SPLIT_LEAK, NEAR_DUPLICATE, LABEL_ISSUE, OUTLIER)}}
     outliers = issues[issues["kind"] == OUTLIER]
     assert len(outliers) == int(np.ceil(0.05 * len(store.read_images([PATH_COLUMN]))))
     assert outliers["score"].between(0, 2).all()

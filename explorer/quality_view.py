@@ -1,0 +1,126 @@
+"""The Quality tab: what the quality stage flagged (quality/issues.parquet), as image grids a
+person can judge: each near-duplicate group side by side, each likely label mistake with its
+given and suggested label beside its nearest neighbours, outliers by score. A button under each
+selects those images on the map."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from explorer.cards import image_tile, placeholder
+from explorer.data import ExplorerData, quality_issues
+from explorer.state import ExplorerState
+from precompute.store import (
+    ID_COLUMN,
+    LABEL_ISSUE,
+    NEAR_DUPLICATE,
+    OUTLIER,
+    SPLIT_LEAK,
+    SpaceKey,
+)
+
+SHOWN = 12  # groups or images listed per kind
+LABEL_NEIGHBOURS = 5
+
+QUALITY_CSS = """
+.fse-quality-item { display: flex; gap: 8px; align-items: flex-start; flex-wrap: wrap;
+                    padding: 6px 0; border-bottom: 1px solid #eee; }
+.fse-quality-item .fse-quality-note { font-size: 12px; color: #444; width: 100%; }
+"""
+
+
+def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
+    """One tab per kind of problem found, or a line saying how to look for them."""
+    issues = quality_issues(data.store)
+    if issues is None:
+        return pn.pane.HTML(placeholder(
+            "No quality checks in this store yet: run `precompute quality --store DIR`."),
+            sizing_mode="stretch_width")
+    rows = {sample: row for row, sample in enumerate(data.table[ID_COLUMN])}
+    meta = data.store.meta(data.store.quality_path())
+    kinds = [
+        ("Near-duplicates", duplicate_groups(issues, rows, data, state)),
+        ("Across the split", leak_items(issues, rows, data, state)),
+        ("Label mistakes?", label_items(issues, rows, data, state, SpaceKey.parse(meta["space"]))),
+        ("Outliers", outlier_items(issues, rows, data, state)),
+    ]
+    header = pn.pane.HTML(
+        f"<div class='fse-summary'>Checked in {html.escape(meta['space'])}; each list shows "
+        f"the {SHOWN} most likely first.</div>", sizing_mode="stretch_width")
+    tabs = pn.Tabs(*((f"{name} ({count})", pn.Column(*items or [pn.pane.HTML(
+        placeholder("Nothing found."))], sizing_mode="stretch_width"))
+        for name, (count, items) in kinds),
+        sizing_mode="stretch_width", css_classes=["fse-quality-kinds"])
+    return pn.Column(header, tabs, sizing_mode="stretch_width", css_classes=["fse-quality"])
+
+
+def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: list[str],
+         note: str, kind: str) -> pn.Row:
+    """Thumbnails of `rows` with a note and a button selecting them on the map."""
+    tiles = "".join(image_tile(data, row, caption)
+                    for row, caption in zip(rows, captions, strict=True))
+    button = pn.widgets.Button(name=f"Select {len(rows)} on the map", button_type="primary",
+                               css_classes=["fse-quality-select"], width=150)
+    button.on_click(lambda _event: state.select(np.array(rows, dtype=np.int64)))
+    body = pn.pane.HTML(
+        f"<div class='fse-quality-item' data-kind='{kind}'>{tiles}"
+        f"<div class='fse-quality-note'>{html.escape(note)}</div></div>",
+        sizing_mode="stretch_width")
+    return pn.Column(body, button, sizing_mode="stretch_width")
+
+
+def duplicate_groups(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
+                     state: ExplorerState) -> tuple[int, list[pn.Column]]:
+    """How many duplicate groups, and the SHOWN most similar, members side by side."""
+    found = issues[issues["kind"] == NEAR_DUPLICATE]
+    ordered = found.groupby("group")["score"].max().sort_values(ascending=False).index
+    items = []
+    for group in ordered[:SHOWN]:
+        members = found[found["group"] == group]
+        items.append(item(data, state, [rows[s] for s in members["sample_id"]],
+                          [f"{score:.3f}" for score in members["score"]],
+                          f"{len(members)} images, cosine similarity up to "
+                          f"{members['score'].max():.3f}", NEAR_DUPLICATE))
+    return len(ordered), items
+
+
+def leak_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
+               state: ExplorerState) -> tuple[int, list[pn.Column]]:
+    """Held-out images with a near-copy in training, beside that copy."""
+    found = issues[issues["kind"] == SPLIT_LEAK].sort_values("score", ascending=False)
+    return len(found), [item(data, state, [rows[r.sample_id], rows[r.related_sample_id]],
+                 [f"{r.given} split", "train split"],
+                 f"a {r.given} image of {r.attribute} has a near-copy in training "
+                 f"(similarity {r.score:.3f})", SPLIT_LEAK)
+        for r in found.head(SHOWN).itertuples()]
+
+
+def label_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
+                state: ExplorerState, space: SpaceKey) -> tuple[int, list[pn.Column]]:
+    """The most suspicious labels, each image beside its nearest neighbours and their labels."""
+    found = issues[issues["kind"] == LABEL_ISSUE].sort_values("score", ascending=False)
+    items = []
+    for r in found.head(SHOWN).itertuples():
+        row = rows[r.sample_id]
+        neighbours, _ = data.neighbours(space, row, LABEL_NEIGHBOURS + 1)
+        others = [int(n) for n in neighbours if int(n) != row][:LABEL_NEIGHBOURS]
+        column = data.column(r.attribute, space)
+        items.append(item(
+            data, state, [row, *others],
+            [f"given: {r.given}", *(str(column.iloc[n]) for n in others)],
+            f"{r.attribute}: given {r.given}, suggested {r.suggested} "
+            f"(score {r.score:.2f}); its nearest neighbours beside it", LABEL_ISSUE))
+    return len(found), items
+
+
+def outlier_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
+                  state: ExplorerState) -> tuple[int, list[pn.Column]]:
+    """The images farthest from their neighbours."""
+    found = issues[issues["kind"] == OUTLIER].sort_values("score", ascending=False)
+    return len(found), [item(data, state, [rows[r.sample_id]], [f"distance {r.score:.3f}"],
+                             "far from every other image", OUTLIER)
+                        for r in found.head(SHOWN).itertuples()]
