@@ -4,20 +4,34 @@ import logging
 import sys
 import threading
 
+from tornado.ioloop import IOLoop
+
 from explorer.location import dask_scheduler, store_root
-from explorer.server_safety import restrict_component_route
+from explorer.server_safety import (
+    quiet_closed_connections,
+    release_freed_memory,
+    restrict_component_route,
+)
 from explorer.warmup import warm_up
 
 ARGS = sys.argv[1:]  # bokeh sets sys.argv to the app's `--args` only while this module loads
 
 
 def on_server_loaded(server_context) -> None:
-    """Close Panel's `/components/` route to modules the page does not use
-    (explorer/server_safety.py), then load the store and compile the map's kernels in the
-    background; the explorer's INFO lines ("explorer ready for ... in N s") join the server's
-    log."""
+    """Close Panel's `/components/` route to modules the page does not use and keep closed
+    browser sessions out of the error log (explorer/server_safety.py), then load the store
+    and compile the map's kernels in the background; the explorer's INFO lines ("explorer
+    ready for ... in N s") join the server's log."""
     restrict_component_route()
+    quiet_closed_connections(IOLoop.current().asyncio_loop)
     logging.getLogger("explorer").setLevel(logging.INFO)
     root = store_root(ARGS)
     threading.Thread(target=warm_up, args=(root, dask_scheduler(ARGS)), name="fse-warm-up",
                      daemon=True).start()
+
+
+def on_session_destroyed(session_context) -> None:
+    """A closed session's memory goes back to the system, not only to Python's free lists."""
+    release_freed_memory()
+    logging.getLogger("explorer").info("session %s closed; memory released",
+                                       session_context.id)

@@ -3,6 +3,10 @@ HoloViews streams (viewport, size, pointer, tap, lasso, box) — no hand-written
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 import holoviews as hv
 import numpy as np
 import pandas as pd
@@ -68,7 +72,8 @@ class MapPanel(pn.viewable.Viewer):
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
                 tools=["tap", "box_select", "lasso_select"],
                 default_tools=["pan", "wheel_zoom", "reset"],
-                active_tools=["wheel_zoom", "pan"], toolbar="above", hooks=[self._add_ring],
+                active_tools=["wheel_zoom", "pan"], toolbar="above",
+                hooks=[weak_hook(self._add_ring)],
             ),
             hv.opts.Points(
                 "Glyphs", color="colour", alpha="alpha", size=7, line_color="white",
@@ -113,7 +118,7 @@ class MapPanel(pn.viewable.Viewer):
     # HoloViews refresh ends with Bokeh walking every model of the document (about 60 ms on
     # this page), while moving the ring is one change to a small data source.
 
-    def _add_ring(self, plot, _element) -> None:
+    def _add_ring(self, plot, _element) -> None:  # through weak_hook
         """HoloViews hook: give the map's figure the hover ring, once."""
         figure = plot.state
         if figure.id not in self._rings:
@@ -195,3 +200,17 @@ class MapPanel(pn.viewable.Viewer):
     def _moved(self, x_range=None, y_range=None) -> None:
         self.state.param.update(x_range=x_range, y_range=y_range)
 
+
+def weak_hook(method: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A HoloViews plot hook that calls `method` without keeping its object alive. HoloViews
+    keeps every element's options, hooks included, in a process-wide tree: a hook bound to a
+    session's map kept that session's whole document after it closed (about 2.4 MB a
+    session, docs/benchmarks.md)."""
+    method_ref = weakref.WeakMethod(method)
+
+    def hook(plot: Any, element: Any) -> None:
+        bound = method_ref()
+        if bound is not None:
+            bound(plot, element)
+
+    return hook
