@@ -19,7 +19,7 @@ Row = dict[str, object]
 def row(measure: str, n: int, dim: int | None, value: float, unit: str,
         goal: float | None = None, lower_is_better: bool = True) -> Row:
     """One result row; `met` compares value and goal in the stated direction."""
-    met = None if goal is None else (value <= goal if lower_is_better else value >= goal)
+    met = None if goal is None else bool(value <= goal if lower_is_better else value >= goal)
     return {"measure": measure, "n": n, "dim": dim, "value": round(float(value), 3),
             "unit": unit, "goal": goal, "met": met}
 

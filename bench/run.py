@@ -105,11 +105,16 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     dims = [int(d) for d in args.dims.split(",") if d]
     rows = run(args.only or list(GROUPS), sizes, dims, args.methods.split(","))
+    save_rows(rows)
+    print(f"\n{len(rows)} results → {RESULTS} ({platform.node()}, {platform.processor()})")
+
+
+def save_rows(rows: list[Row]) -> None:
+    """Write `rows` into bench/results.json, replacing earlier rows of the same measures."""
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     measured = {(r["measure"], r["n"], r["dim"]) for r in rows}
     kept = [r for r in previous if (r["measure"], r["n"], r["dim"]) not in measured]
     RESULTS.write_text(json.dumps(kept + rows, indent=2))
-    print(f"\n{len(rows)} results → {RESULTS} ({platform.node()}, {platform.processor()})")
 
 
 if __name__ == "__main__":

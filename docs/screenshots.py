@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.browser.server import chromium, panel_server  # noqa: E402
+from tests.browser.server import ARTIFACTS, chromium, panel_server  # noqa: E402
 
 DOCS = REPO / "docs"
 
@@ -32,13 +32,17 @@ def main() -> None:
         page.locator(".fse-color-by select").select_option("artist")
         page.wait_for_timeout(4_000)
         page.screenshot(path=DOCS / "screenshot-artist.png")
-        for tab in ("Layers", "Metrics"):
+        for tab in ("Layers", "Metrics", "Quality"):
             page.get_by_text(tab, exact=True).click()
             page.locator(".fse-tabs").scroll_into_view_if_needed()
             page.mouse.wheel(0, 400)
             page.wait_for_timeout(3_000)
             page.screenshot(path=DOCS / f"screenshot-{tab.lower()}.png")
-    print(f"wrote the screenshots into {DOCS}")
+        for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(2_000)
+            page.screenshot(path=ARTIFACTS / f"quality-{width}x{height}.png", full_page=True)
+    print(f"wrote the screenshots into {DOCS} and {ARTIFACTS}")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ import dataclasses
 import functools
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from precompute.errors import ConfigError
 

@@ -14,8 +14,7 @@ from explorer.data import load_explorer_data
 from explorer.separability_view import scope_note
 from precompute.analyse import run_analyse
 from precompute.cli import main
-from precompute.cluster import run_cluster
-from precompute.config import AnalysisConfig, ClusterConfig, RunConfig
+from precompute.config import AnalysisConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.store import SpaceKey, Store, read_json
 
@@ -122,12 +121,14 @@ def test_settings_that_cannot_give_a_score_are_refused_naming_the_setting(built_
     store = Store.open(built_store)
     with pytest.raises(ConfigError, match=r"\[analysis\] attributes: title .*artist"):
         run_analyse(store, AnalysisConfig(attributes=["title"]))
-    with pytest.raises(ConfigError, match=r"\[analysis\] conditional: \['artist'\]"):
-        run_analyse(store, AnalysisConfig(conditional=[["artist"]]))
-    with pytest.raises(ConfigError, match=r"\[analysis\] folds = 1"):
-        run_analyse(store, AnalysisConfig(folds=1))
-    with pytest.raises(ConfigError, match=r"\[cluster\] needs 2 <= k_min"):
-        run_cluster(store, ClusterConfig(k_min=1))
+    with pytest.raises(ConfigError, match=r"\[analysis\] conditional: \['artist', 'title'\]"):
+        run_analyse(store, AnalysisConfig(conditional=[["artist", "title"]]))
+    with pytest.raises(ConfigError, match=r"conditional\[0\] = \['artist'\]: list should have"):
+        RunConfig.from_dict({"analysis": {"conditional": [["artist"]]}})
+    with pytest.raises(ConfigError, match=r"\[analysis\]: folds = 1: input should be greater"):
+        RunConfig.from_dict({"analysis": {"folds": 1}})
+    with pytest.raises(ConfigError, match=r"\[cluster\]: k_min = 1: input should be greater"):
+        RunConfig.from_dict({"cluster": {"k_min": 1}})
 
 
 def test_scores_can_be_limited_to_the_held_out_part_of_a_fine_tuning_split(built_store, tmp_path):

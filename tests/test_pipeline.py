@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from precompute.cli import main
-from precompute.config import ProjectionConfig
+from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.project import normalised, run_project
 from precompute.store import SpaceKey, Store
@@ -102,8 +102,9 @@ def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_
     pca_umap = pickle.loads(store.reducer_path(SPACE, "pca_umap").read_bytes())
     assert pca_umap["pca"].n_components_ == 40 and pca_umap["umap"].embedding_.shape == (40, 2)
     assert run_project(store, config, spaces=[SPACE]).up_to_date == 3
-    with pytest.raises(ConfigError, match=r"fit_sample = 5: fit on at least 10"):
-        ProjectionConfig(fit_sample=5)
+    with pytest.raises(ConfigError, match=r"fit_sample = 5: input should be greater than or "
+                                          r"equal to 10"):
+        RunConfig.from_dict({"projection": {"fit_sample": 5}})
 
 
 def test_a_second_run_skips_finished_work(built_store, capsys):

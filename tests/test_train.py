@@ -279,7 +279,8 @@ def test_a_class_with_a_single_image_trains_and_is_reported(
 def test_bad_train_settings_are_reported_in_one_line(built_store, small_tree, tmp_path, capsys):
     store = copy_store(built_store, tmp_path / "store")
     for name, train, expected in [
-        ("mode", 'target = "style"\nmode = "partial"', "mode 'partial' is not one of"),
+        ("mode", 'target = "style"\nmode = "partial"',
+         "mode = 'partial': input should be 'head', 'last' or 'full'"),
         ("missing", 'target = "colour"', "'colour' is not an attribute"),
         ("numeric", 'target = "year"', "'year' is numeric, not categorical"),
     ]:

@@ -57,12 +57,17 @@ def test_the_quality_tab_shows_a_duplicate_group_and_selects_it_on_the_map(store
         page.get_by_text("Quality", exact=True).click()
         group = page.locator(f".fse-quality-item[data-kind='{NEAR_DUPLICATE}']").first
         group.wait_for()
-        assert sorted(int(r) for r in group.locator(".fse-tile").evaluate_all(
-            "tiles => tiles.map(t => t.dataset.row)")) == expected
+        tiles = group.locator(".fse-tile")
+        assert sorted(int(tiles.nth(i).get_attribute("data-row"))
+                      for i in range(tiles.count())) == expected
         page.locator(".fse-quality-select button").first.click()
+        page.get_by_text("Selection", exact=True).click()
         assert explorer.selected_count() == 2
+        page.locator(".fse-grid .fse-tile").first.wait_for()
         assert sorted(explorer.rows_of(".fse-grid .fse-tile")) == expected
+        page.get_by_text("Quality", exact=True).click()
         page.screenshot(path=ARTIFACTS / "quality-tab.png", full_page=True)
         explorer.choose("fse-color-by", "quality")
+        page.locator(".fse-legend-value").get_by_text(NEAR_DUPLICATE, exact=True).wait_for()
         legend = page.locator(".fse-legend-value").all_inner_texts()
         assert NEAR_DUPLICATE in legend and "none" in legend

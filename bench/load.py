@@ -1,0 +1,281 @@
+"""Twenty users at once: browser sessions opened together against one `panel serve` on
+127.0.0.1, each loading the page, changing the colour, panning and hovering over known points.
+
+    python bench/load.py --store sample_data/store [--sessions 20] [--busy 2]
+
+Counts page errors and server tracebacks (session close included), hover cards shown, the time
+until the last session shows its map, and the server's memory before, at the peak and a minute
+after every session has closed. `--busy N` keeps N processes spinning on the CPU meanwhile (a
+loaded machine). Bounded: a fixed number of sessions and actions, each with a time limit; it
+stops by itself. Rows go to bench/results.json through bench/run.py's format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.browser_measures import rss_mb  # noqa: E402
+from bench.measures import Row, row  # noqa: E402
+from tests.browser.explorer_page import FRAME_JS  # noqa: E402
+from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, panel_server  # noqa: E402
+
+ACTION_TIMEOUT_MS = 120_000
+HOVERS = 3  # known points each session hovers over
+SETTLE_AFTER_CLOSE_S = 60
+
+
+def known_points(store: Path, count: int) -> np.ndarray:
+    """Map coordinates of `count` images near the middle of the map a session opens on."""
+    from explorer.data import load_explorer_data
+    from explorer.page import default_space
+
+    data = load_explorer_data(str(store.resolve()))
+    space = default_space(data.spaces)
+    coords = data.coords(space, data.methods[space][0])
+    central = np.flatnonzero(np.hypot(coords[:, 0], coords[:, 1]) < 0.5)
+    return coords[np.random.default_rng(0).choice(central, count, replace=False)]
+
+
+async def one_session(browser, url: str, points: np.ndarray, began: float) -> dict:
+    """One user: load, colour by the second attribute, pan, hover over `points`."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(ACTION_TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"{exc}\n{exc.stack}"))
+    result = {"errors": errors, "failure": None, "map_s": None, "cards": 0}
+    try:
+        await page.goto(url)
+        await page.locator(".fse-legend-value").first.wait_for()
+        await page.wait_for_function(f"() => window.Bokeh !== undefined && ({FRAME_JS})()")
+        result["map_s"] = time.perf_counter() - began
+        legend = page.locator(".fse-legend").first
+        before = await legend.inner_text()
+        select = page.locator(".fse-color-by select").first
+        current = await select.input_value()
+        values = await page.locator(".fse-color-by select option").evaluate_all(
+            "options => options.map(o => o.value)")
+        await select.select_option(next(v for v in values if v != current))
+        deadline = time.perf_counter() + ACTION_TIMEOUT_MS / 1000
+        while await legend.inner_text() == before and time.perf_counter() < deadline:
+            await page.wait_for_timeout(50)
+        frame = await page.evaluate(FRAME_JS)
+        cx, cy = frame["left"] + frame["width"] / 2, frame["top"] + frame["height"] / 2
+        await page.mouse.move(cx, cy)
+        await page.mouse.down()
+        await page.mouse.move(cx + 30, cy + 20, steps=5)
+        await page.mouse.up()
+        await page.wait_for_timeout(500)
+        card = page.locator(".fse-hover .fse-card")
+        for x, y in points.tolist():  # plain floats: Playwright refuses numpy's
+            frame = await page.evaluate(FRAME_JS)
+            sx = frame["left"] + (x - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
+            sy = frame["top"] + (frame["y1"] - y) / (frame["y1"] - frame["y0"]) * frame["height"]
+            shown = await card.first.get_attribute("data-row") if await card.count() else None
+            await page.mouse.move(sx - 20, sy - 20)
+            await page.mouse.move(sx, sy, steps=4)
+            deadline = time.perf_counter() + 30
+            while time.perf_counter() < deadline:
+                if await card.count() and await card.first.get_attribute("data-row") not in (
+                        None, shown):
+                    result["cards"] += 1
+                    break
+                await page.wait_for_timeout(50)
+    except Exception as exc:  # a session that did not get through (a time limit passed)
+        result["failure"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        await context.close()
+    return result
+
+
+def spin(seconds: float) -> None:
+    """Keep one core busy for `seconds` (a loaded machine)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def all_sessions(url: str, sessions: int, points: np.ndarray) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        began = time.perf_counter()
+        results = await asyncio.gather(*(
+            one_session(browser, url, points[i * HOVERS:(i + 1) * HOVERS], began)
+            for i in range(sessions)))
+        await browser.close()
+    return results
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time used so far by these processes (Linux)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def browser_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+            and b"chromium" in _read(p / "cmdline")]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def server_tracebacks(log: Path) -> int:
+    text = log.read_text(errors="replace")
+    return text.count("Traceback") + text.count("Uncaught exception")
+
+
+def load_measures(store: Path, sessions: int = 20, busy: int = 0) -> list[Row]:
+    """The load figures on one store; `busy` spinning processes load the machine meanwhile."""
+    from precompute.store import Store
+
+    label = f"{sessions} sessions at once" + (f", {busy} busy cores" if busy else "")
+    n = Store.open(store).images_meta()["count"]
+    points = known_points(store, sessions * HOVERS)
+    with panel_server(store) as url:
+        url.wait_until_warm()
+        cold = rss_mb(url.pid)
+        # One session first: what the first visitor loads once per process (modules imported
+        # on first use, shared caches) is not memory the twenty leave behind.
+        asyncio.run(all_sessions(url, 1, points))
+        time.sleep(SETTLE_AFTER_CLOSE_S)
+        before = rss_mb(url.pid)
+        spinners = [multiprocessing.Process(target=spin, args=(600,)) for _ in range(busy)]
+        for spinner in spinners:
+            spinner.start()
+        server_cpu = cpu_seconds([url.pid])
+        browsers: dict[int, float] = {}  # chromium pid → CPU seconds, read while it lives
+        watching = True
+
+        def watch_browsers() -> None:
+            while watching:
+                for pid in browser_pids():
+                    browsers[pid] = cpu_seconds([pid])
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=watch_browsers, daemon=True)
+        watcher.start()
+        began = time.perf_counter()
+        try:
+            results = asyncio.run(all_sessions(url, sessions, points))
+        finally:
+            watching = False
+            watcher.join()
+            wall = time.perf_counter() - began
+            server_cpu = cpu_seconds([url.pid]) - server_cpu
+            for spinner in spinners:
+                spinner.terminate()
+        peak = rss_mb(url.pid)
+        time.sleep(SETTLE_AFTER_CLOSE_S)
+        after = rss_mb(url.pid)
+        tracebacks = server_tracebacks(url.log)
+    errors = [e for r in results for e in r["errors"]]
+    failures = [r["failure"] for r in results if r["failure"]]
+    for problem in [*errors, *failures][:3]:
+        print("page error or failed session:", problem[:1500])
+    maps = [r["map_s"] for r in results if r["map_s"] is not None]
+    rows = [
+        row(f"{label}: page errors", n, None, len(errors), "count", 0),
+        row(f"{label}: sessions that did not get through", n, None, len(failures), "count", 0),
+        row(f"{label}: server tracebacks", n, None, tracebacks, "count", 0),
+        row(f"{label}: hover cards shown", n, None, sum(r["cards"] for r in results),
+            f"of {sessions * HOVERS}", sessions * HOVERS, lower_is_better=False),
+        row(f"{label}: maps shown", n, None, len(maps), f"of {sessions}", sessions,
+            lower_is_better=False),
+        row(f"{label}: time until the last map shows", n, None,
+            max(maps) if maps else float("nan"), "s"),
+        row(f"{label}: server CPU during the load", n, None, server_cpu, "s"),
+        row(f"{label}: browsers' CPU during the load", n, None, sum(browsers.values()), "s"),
+        row(f"{label}: wall time of the load", n, None, wall, "s"),
+        row(f"{label}: server memory before any session", n, None, cold, "MiB"),
+        row(f"{label}: server memory after one session, before the load", n, None, before,
+            "MiB"),
+        row(f"{label}: server memory at the peak", n, None, peak, "MiB"),
+        row(f"{label}: server memory {SETTLE_AFTER_CLOSE_S} s after close / before", n, None,
+            after / before, "ratio", 1.1),
+    ]
+    return rows
+
+
+def upload_measures(store: Path, image: Path, hovers: int = 12) -> list[Row]:
+    """Another session's hover → card while one session's upload is analysed (the first upload
+    of a server process also loads the model), against the same session's hovers before."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.browser_measures import hover_times
+    from bench.measures import p95
+    from precompute.store import Store
+    from tests.browser.explorer_page import ExplorerPage
+
+    n = Store.open(store).images_meta()["count"]
+    with panel_server(store) as url, sync_playwright() as playwright:
+        url.wait_until_warm()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        uploader, hoverer = (ExplorerPage(browser.new_page(viewport={"width": 1400,
+                                                                     "height": 900}),
+                                          url, store).open() for _ in range(2))
+        quiet = hover_times(hoverer, hovers)
+        uploader.page.get_by_text("Query an image").click()
+        uploader.page.locator(".fse-upload input[type=file]").set_input_files(str(image))
+        began = time.perf_counter()
+        during = hover_times(hoverer, hovers)
+        hovered = time.perf_counter() - began
+        uploader.page.locator(".fse-query-card").wait_for(timeout=ACTION_TIMEOUT_MS)
+        analysed = time.perf_counter() - began
+        browser.close()
+    print(f"upload analysed in {analysed:.1f} s; the {hovers} hovers during it took "
+          f"{hovered:.1f} s")
+    return [
+        row("hover to card shown, another session idle (browser)", n, None, p95(quiet),
+            "ms p95"),
+        row("hover to card shown while another session's upload is analysed (browser)", n,
+            None, p95(during), "ms p95"),
+        row("first upload analysed, model loaded (browser)", n, None, analysed, "s"),
+    ]
+
+
+def main() -> None:
+    from bench.run import RESULTS, print_table, save_rows
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, default=REPO / "sample_data" / "store")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--busy", type=int, default=0)
+    parser.add_argument("--upload", type=Path,
+                        help="also measure hovers while this image is uploaded and analysed")
+    args = parser.parse_args()
+    rows = load_measures(args.store, args.sessions, args.busy) if args.sessions else []
+    if args.upload:
+        rows += upload_measures(args.store, args.upload)
+    print_table(rows)
+    save_rows(rows)
+    print(f"→ {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""How well the quality checks find known problems: a copy of a real dataset gets 30
+near-duplicates (re-encoded at JPEG quality 50, resized to 2/3, cropped 10% off; ten of each)
+and 10% of one attribute's labels flipped at random; the checks then run in every embedded
+layer and are scored against that truth.
+
+    python bench/quality_injection.py --dataset ../shared/datasets/wikiart_subset --flip style
+    python bench/quality_injection.py --dataset ../shared/datasets/fashion_small \\
+        --flip masterCategory
+
+Near-duplicates: recall (copies whose group holds their original) and precision (flagged images
+that are a copy or its original) at each similarity threshold. Label mistakes: precision and
+recall among the top-ranked flags equal in number to the flipped labels. Rows go to
+bench/results.json; the table is copied into docs/results.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.measures import Row, row  # noqa: E402
+
+COPIES_PER_KIND = 10
+FLIP_SHARE = 0.10
+THRESHOLDS = (0.80, 0.825, 0.85, 0.875, 0.90, 0.925, 0.95)
+NEIGHBOURS = 10
+
+
+def near_copy(image: Image.Image, kind: str) -> bytes:
+    """The image re-encoded, resized or cropped, as JPEG bytes."""
+    width, height = image.size
+    if kind == "resized":
+        image = image.resize((width * 2 // 3, height * 2 // 3), Image.Resampling.BICUBIC)
+    elif kind == "cropped":
+        image = image.crop((width // 20, height // 20, width - width // 20, height - height // 20))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=50 if kind == "re-encoded" else 85)
+    return buffer.getvalue()
+
+
+def inject(dataset: Path, work: Path, flip: str, seed: int = 0) -> tuple[Path, dict, dict]:
+    """A copy of `dataset` with near-copies and flipped labels; returns its manifest, the
+    copies (copy path → original path) and the flips (path → (true, given))."""
+    rng = np.random.default_rng(seed)
+    root = work / "images"
+    if not root.exists():
+        shutil.copytree(dataset, root)
+    table = pd.read_csv(dataset / "manifest.csv", dtype="string", keep_default_na=False)
+    copies = {}
+    originals = rng.choice(len(table), 3 * COPIES_PER_KIND, replace=False)
+    extra = []
+    for number, index in enumerate(originals):
+        kind = ("re-encoded", "resized", "cropped")[number // COPIES_PER_KIND]
+        original = table.iloc[int(index)]
+        name = f"injected/{kind}-{number}.jpg"
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(near_copy(Image.open(root / original["path"]).convert("RGB"),
+                                            kind))
+        extra.append({**original.to_dict(), "path": name})
+        copies[name] = original["path"]
+    table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
+    classes = sorted(set(table[flip]) - {""})
+    flips = {}
+    for index in rng.choice(len(table), int(FLIP_SHARE * len(table)), replace=False):
+        true = table.at[int(index), flip]
+        if not true:
+            continue
+        given = rng.choice([c for c in classes if c != true])
+        table.at[int(index), flip] = given
+        flips[table.at[int(index), "path"]] = (true, given)
+    manifest = work / "manifest.csv"
+    table.to_csv(manifest, index=False)
+    return manifest, copies, flips
+
+
+def build(work: Path, manifest: Path) -> Path:
+    """Ingest and embed (three stages and the penultimate layer) the injected copy."""
+    from precompute.cli import main
+
+    config = work / "config.toml"
+    config.write_text(f"""
+[dataset]
+root = "{(work / 'images').as_posix()}"
+manifest = "{manifest.as_posix()}"
+ignore_columns = ["title"]
+[model]
+backbone = "efficientnet_lite0"
+[embed]
+batch_size = 32
+""", encoding="utf-8")
+    store = work / "store"
+    for stage in ("ingest", "embed"):
+        assert main(["-q", stage, "--config", str(config), "--store", str(store)]) == 0
+    return store
+
+
+def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: str
+                 ) -> list[Row]:
+    import faiss
+
+    from precompute.project import normalised
+    from precompute.quality_checks import (
+        label_issues,
+        near_duplicates,
+        neighbour_probabilities,
+        out_of_fold_probabilities,
+    )
+    from precompute.store import ID_COLUMN, PATH_COLUMN, Store, sample_id
+
+    store = Store.open(store_root)
+    table = store.read_images([ID_COLUMN, PATH_COLUMN, flip])
+    ids = table[ID_COLUMN].to_numpy()
+    truth = {sample_id(c): sample_id(o) for c, o in copies.items()}
+    in_pairs = set(truth) | set(truth.values())
+    flipped = {sample_id(p) for p in flips}
+    labels = table[flip].astype(str).to_numpy()
+    rows: list[Row] = []
+    for space in store.spaces():
+        vectors = normalised(store.load_embeddings(space))
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        similarities, neighbours = index.search(vectors, NEIGHBOURS + 1)
+        similarities, neighbours = similarities[:, 1:], neighbours[:, 1:]
+        for threshold in THRESHOLDS:
+            found = near_duplicates(ids, neighbours, similarities, threshold)
+            group = dict(zip(found["sample_id"], found["group"], strict=True))
+            recall = np.mean([c in group and group[c] == group.get(o) for c, o in truth.items()])
+            precision = len(set(group) & in_pairs) / len(group) if group else 1.0
+            rows.append(row(f"{label} near-duplicates {space} @{threshold}: recall", len(ids),
+                            vectors.shape[1], recall, "share", 0.95, lower_is_better=False))
+            rows.append(row(f"{label} near-duplicates {space} @{threshold}: precision",
+                            len(ids), vectors.shape[1], precision, "share", 0.9,
+                            lower_is_better=False))
+        sizes = pd.Series(labels).value_counts()
+        keep = np.flatnonzero(np.isin(labels, sizes.index[sizes >= 5]))
+        classes = sorted(set(labels[keep]))
+        for method in ("out_of_fold", "neighbours"):
+            if method == "out_of_fold":
+                probabilities, classes = out_of_fold_probabilities(vectors[keep], labels[keep],
+                                                                   5, 0)
+            else:
+                probabilities = neighbour_probabilities(neighbours[keep], labels, classes)
+            issues = label_issues(ids[keep], labels[keep], probabilities, classes, flip)
+            top = issues.sort_values("score", ascending=False).head(len(flipped))
+            hits = len(set(top["sample_id"]) & flipped)
+            rows.append(row(f"{label} label mistakes {space} ({method}): precision@injected",
+                            len(ids), vectors.shape[1], hits / max(1, len(top)), "share", 0.5,
+                            lower_is_better=False))
+            rows.append(row(f"{label} label mistakes {space} ({method}): recall@injected",
+                            len(ids), vectors.shape[1], hits / len(flipped), "share", 0.7,
+                            lower_is_better=False))
+    return rows
+
+
+def main() -> None:
+    from bench.run import print_table, save_rows
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--flip", required=True, help="the attribute whose labels are flipped")
+    parser.add_argument("--work", type=Path, help="working folder (default /tmp/quality-NAME)")
+    args = parser.parse_args()
+    work = args.work or Path("/tmp") / f"quality-{args.dataset.name}"
+    work.mkdir(parents=True, exist_ok=True)
+    manifest, copies, flips = inject(args.dataset, work, args.flip)
+    store = build(work, manifest)
+    rows = layer_scores(store, copies, flips, args.flip, args.dataset.name)
+    print_table(rows)
+    save_rows(rows)
+
+
+if __name__ == "__main__":
+    main()
