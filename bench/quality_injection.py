@@ -144,12 +144,10 @@ def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: 
         sizes = pd.Series(labels).value_counts()
         keep = np.flatnonzero(np.isin(labels, sizes.index[sizes >= 5]))
         classes = sorted(set(labels[keep]))
-        for method in ("out_of_fold", "neighbours"):
-            if method == "out_of_fold":
-                probabilities, classes = out_of_fold_probabilities(vectors[keep], labels[keep],
-                                                                   5, 0)
-            else:
-                probabilities = neighbour_probabilities(neighbours[keep], labels, classes)
+        probe = out_of_fold_probabilities(vectors[keep], labels[keep], 5, 0)[0]
+        votes = neighbour_probabilities(neighbours[keep], labels, classes)
+        for method, probabilities in (("out_of_fold", probe), ("neighbours", votes),
+                                      ("both", (probe + votes) / 2)):
             issues = label_issues(ids[keep], labels[keep], probabilities, classes, flip)
             top = issues.sort_values("score", ascending=False).head(len(flipped))
             hits = len(set(top["sample_id"]) & flipped)

@@ -229,8 +229,9 @@ class QualityConfig:
     duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
     neighbours: Count = 10  # neighbours searched per image (duplicates, outliers, label votes)
     attributes: Names = field(default_factory=list)  # label checks; default: every categorical
-    # out_of_fold: probabilities of a cross-validated linear probe; neighbours: their labels
-    labels_from: Literal["out_of_fold", "neighbours"] = "out_of_fold"
+    # out_of_fold: probabilities of a cross-validated linear probe; neighbours: their labels;
+    # both: the mean of the two (the best on injected mistakes: docs/results.md)
+    labels_from: Literal["both", "out_of_fold", "neighbours"] = "both"
     folds: Annotated[int, Field(ge=2)] = 5
     outlier_share: Annotated[float, Field(ge=0, lt=1)] = 0.01  # images flagged as outliers
     seed: Seed = 0

@@ -171,13 +171,15 @@ def _label_check(store: Store, space: SpaceKey, table: pd.DataFrame, attribute: 
                  attribute, config["folds"])
         found = issue_table([])
     else:
-        classes = sorted(large)
-        if config["labels_from"] == "out_of_fold":
+        classes = sorted(large)  # out_of_fold_probabilities orders its columns the same way
+        estimates = []
+        if config["labels_from"] in ("out_of_fold", "both"):
             vectors = np.asarray(store.load_embeddings(space)[rows], dtype=np.float32)
-            probabilities, classes = out_of_fold_probabilities(
-                vectors, labels[rows], config["folds"], config["seed"])
-        else:
-            probabilities = neighbour_probabilities(neighbours[rows], labels, classes)
+            estimates.append(out_of_fold_probabilities(
+                vectors, labels[rows], config["folds"], config["seed"])[0])
+        if config["labels_from"] in ("neighbours", "both"):
+            estimates.append(neighbour_probabilities(neighbours[rows], labels, classes))
+        probabilities = np.mean(estimates, axis=0)
         found = label_issues(table[ID_COLUMN].to_numpy()[rows], labels[rows], probabilities,
                              classes, attribute)
     store.write_table(path, found)

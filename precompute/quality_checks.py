@@ -128,23 +128,28 @@ def neighbour_probabilities(neighbours: np.ndarray, labels: np.ndarray, classes:
 
 def label_issues(ids: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                  classes: list[str], attribute: str) -> pd.DataFrame:
-    """Confident learning: an image is flagged when its most likely class among those whose
-    probability reaches that class's threshold (the mean probability the class gets on its own
-    images) is not its given label. Scored by 1 − the probability of the given label
-    (self-confidence), so the most suspicious come first."""
+    """Confident learning: the confident joint (each image counted under its most likely class
+    among those whose probability reaches that class's threshold, the mean probability the
+    class gets on its own images) estimates how many labels are wrong, its off-diagonal total;
+    that many images with the lowest self-confidence (the probability of their given label)
+    are flagged, scored by 1 − self-confidence, with the most probable other class as the
+    suggestion."""
+    count = len(labels)
     code = {c: i for i, c in enumerate(classes)}
-    given = np.array([code[v] for v in labels])
+    given = np.array([code[v] for v in labels], dtype=np.int64)
     thresholds = np.array([probabilities[given == j, j].mean() if (given == j).any() else 1.0
                            for j in range(len(classes))])
     confident = np.where(probabilities >= thresholds, probabilities, -1.0)
-    suggested = confident.argmax(axis=1)
-    flagged = (confident.max(axis=1) >= 0) & (suggested != given)
-    self_confidence = probabilities[np.arange(len(given)), given]
+    estimated = int(((confident.max(axis=1) >= 0) & (confident.argmax(axis=1) != given)).sum())
+    self_confidence = probabilities[np.arange(count), given]
+    others = probabilities.copy()
+    others[np.arange(count), given] = -1.0
+    suggested = others.argmax(axis=1)
     return issue_table([
         {"sample_id": ids[i], "kind": LABEL_ISSUE, "attribute": attribute,
          "score": 1.0 - float(self_confidence[i]), "given": classes[given[i]],
          "suggested": classes[suggested[i]]}
-        for i in np.flatnonzero(flagged)
+        for i in np.argsort(self_confidence, kind="stable")[:estimated]
     ])
 
 
