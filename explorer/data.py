@@ -55,6 +55,7 @@ class ExplorerData:
     kinds: dict[str, str]  # attribute → categorical / numeric / text
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     dask: str | None = None  # the map's image is aggregated through this Dask scheduler
+    quality: pd.DataFrame | None = None  # quality/issues.parquet, when the stage has run
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -281,7 +282,7 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
     methods = {space: store.projection_methods(space) for space in store.spaces()}
     if any(store.meta(store.clusters_path(space)) for space in methods):
         kinds[CLUSTER] = CATEGORICAL
-    return ExplorerData(store, table, kinds, methods, dask)
+    return ExplorerData(store, table, kinds, methods, dask, issues)
 
 
 def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:

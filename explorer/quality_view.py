@@ -6,13 +6,15 @@ selects those images on the map."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import panel as pn
 
 from explorer.cards import image_tile, placeholder
-from explorer.data import ExplorerData, quality_issues
+from explorer.data import ExplorerData
 from explorer.state import ExplorerState
 from precompute.store import (
     ID_COLUMN,
@@ -23,6 +25,7 @@ from precompute.store import (
     SpaceKey,
 )
 
+T = TypeVar("T")
 SHOWN = 12  # groups or images listed per kind
 LABEL_NEIGHBOURS = 5
 
@@ -35,21 +38,21 @@ QUALITY_CSS = """
 
 def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
     """One tab per kind of problem found, or a line saying how to look for them."""
-    issues = quality_issues(data.store)
+    issues = data.quality
     if issues is None:
         return pn.pane.HTML(placeholder(
             "No quality checks in this store yet: run `precompute quality --store DIR`."),
             sizing_mode="stretch_width")
     rows = {sample: row for row, sample in enumerate(data.table[ID_COLUMN])}
-    meta = data.store.meta(data.store.quality_path())
+    space = data.store.meta(data.store.quality_path())["space"]
     kinds = [
         ("Near-duplicates", duplicate_groups(issues, rows, data, state)),
         ("Across the split", leak_items(issues, rows, data, state)),
-        ("Label mistakes?", label_items(issues, rows, data, state, SpaceKey.parse(meta["space"]))),
+        ("Label mistakes?", label_items(issues, rows, data, state, SpaceKey.parse(space))),
         ("Outliers", outlier_items(issues, rows, data, state)),
     ]
     header = pn.pane.HTML(
-        f"<div class='fse-summary'>Checked in {html.escape(meta['space'])}; each list shows "
+        f"<div class='fse-summary'>Checked in {html.escape(space)}; each list shows "
         f"the {SHOWN} most likely first.</div>", sizing_mode="stretch_width")
     tabs = pn.Tabs(*((f"{name} ({count})", pn.Column(*items or [pn.pane.HTML(
         placeholder("Nothing found."))], sizing_mode="stretch_width"))
@@ -59,7 +62,7 @@ def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
 
 
 def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: list[str],
-         note: str, kind: str) -> pn.Row:
+         note: str, kind: str) -> pn.Column:
     """Thumbnails of `rows` with a note and a button selecting them on the map."""
     tiles = "".join(image_tile(data, row, caption)
                     for row, caption in zip(rows, captions, strict=True))
@@ -73,54 +76,67 @@ def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: li
     return pn.Column(body, button, sizing_mode="stretch_width")
 
 
+def most_likely(found: list[T], build: Callable[[T], pn.Column]) -> tuple[int, list[pn.Column]]:
+    """How many were found, and the items of the first SHOWN (`found` is most likely first)."""
+    return len(found), [build(one) for one in found[:SHOWN]]
+
+
+def of_kind(issues: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The rows of one kind, highest score first."""
+    return issues[issues["kind"] == kind].sort_values("score", ascending=False)
+
+
 def duplicate_groups(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
                      state: ExplorerState) -> tuple[int, list[pn.Column]]:
-    """How many duplicate groups, and the SHOWN most similar, members side by side."""
-    found = issues[issues["kind"] == NEAR_DUPLICATE]
-    ordered = found.groupby("group")["score"].max().sort_values(ascending=False).index
-    items = []
-    for group in ordered[:SHOWN]:
-        members = found[found["group"] == group]
-        items.append(item(data, state, [rows[s] for s in members["sample_id"]],
-                          [f"{score:.3f}" for score in members["score"]],
-                          f"{len(members)} images, cosine similarity up to "
-                          f"{members['score'].max():.3f}", NEAR_DUPLICATE))
-    return len(ordered), items
+    """Duplicate groups, the most similar first, members side by side."""
+    found = of_kind(issues, NEAR_DUPLICATE)
+    groups = [members for _, members in found.groupby("group", sort=False)]  # best first
+
+    def build(members: pd.DataFrame) -> pn.Column:
+        return item(data, state, [rows[s] for s in members["sample_id"]],
+                    [f"{score:.3f}" for score in members["score"]],
+                    f"{len(members)} images, cosine similarity up to "
+                    f"{members['score'].max():.3f}", NEAR_DUPLICATE)
+
+    return most_likely(groups, build)
 
 
 def leak_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
                state: ExplorerState) -> tuple[int, list[pn.Column]]:
     """Held-out images with a near-copy in training, beside that copy."""
-    found = issues[issues["kind"] == SPLIT_LEAK].sort_values("score", ascending=False)
-    return len(found), [item(data, state, [rows[r.sample_id], rows[r.related_sample_id]],
-                 [f"{r.given} split", "train split"],
-                 f"a {r.given} image of {r.attribute} has a near-copy in training "
-                 f"(similarity {r.score:.3f})", SPLIT_LEAK)
-        for r in found.head(SHOWN).itertuples()]
+
+    def build(r) -> pn.Column:
+        return item(data, state, [rows[r.sample_id], rows[r.related_sample_id]],
+                    [f"{r.given} split", "train split"],
+                    f"a {r.given} image of {r.attribute} has a near-copy in training "
+                    f"(similarity {r.score:.3f})", SPLIT_LEAK)
+
+    return most_likely(list(of_kind(issues, SPLIT_LEAK).itertuples()), build)
 
 
 def label_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
                 state: ExplorerState, space: SpaceKey) -> tuple[int, list[pn.Column]]:
     """The most suspicious labels, each image beside its nearest neighbours and their labels."""
-    found = issues[issues["kind"] == LABEL_ISSUE].sort_values("score", ascending=False)
-    items = []
-    for r in found.head(SHOWN).itertuples():
+
+    def build(r) -> pn.Column:
         row = rows[r.sample_id]
         neighbours, _ = data.neighbours(space, row, LABEL_NEIGHBOURS + 1)
         others = [int(n) for n in neighbours if int(n) != row][:LABEL_NEIGHBOURS]
         column = data.column(r.attribute, space)
-        items.append(item(
-            data, state, [row, *others],
-            [f"given: {r.given}", *(str(column.iloc[n]) for n in others)],
-            f"{r.attribute}: given {r.given}, suggested {r.suggested} "
-            f"(score {r.score:.2f}); its nearest neighbours beside it", LABEL_ISSUE))
-    return len(found), items
+        return item(data, state, [row, *others],
+                    [f"given: {r.given}", *(str(column.iloc[n]) for n in others)],
+                    f"{r.attribute}: given {r.given}, suggested {r.suggested} "
+                    f"(score {r.score:.2f}); its nearest neighbours beside it", LABEL_ISSUE)
+
+    return most_likely(list(of_kind(issues, LABEL_ISSUE).itertuples()), build)
 
 
 def outlier_items(issues: pd.DataFrame, rows: dict[str, int], data: ExplorerData,
                   state: ExplorerState) -> tuple[int, list[pn.Column]]:
     """The images farthest from their neighbours."""
-    found = issues[issues["kind"] == OUTLIER].sort_values("score", ascending=False)
-    return len(found), [item(data, state, [rows[r.sample_id]], [f"distance {r.score:.3f}"],
-                             "far from every other image", OUTLIER)
-                        for r in found.head(SHOWN).itertuples()]
+
+    def build(r) -> pn.Column:
+        return item(data, state, [rows[r.sample_id]], [f"distance {r.score:.3f}"],
+                    "far from every other image", OUTLIER)
+
+    return most_likely(list(of_kind(issues, OUTLIER).itertuples()), build)

@@ -121,12 +121,17 @@ def replace_classifier(
     return name
 
 
-def _load_torchvision(name: str, weights: str) -> Backbone:
-    if name not in torchvision.models.list_models(torchvision.models):
+def check_backbone_name(name: str) -> None:
+    """Refuse a name `load_backbone` cannot build, naming what it can."""
+    if name not in available_backbones():
         raise BackboneError(
-            f"unknown backbone {name!r}; use a torchvision classification model "
+            f"[model] backbone = {name!r} is unknown; use a torchvision classification model "
             f"(e.g. resnet50, efficientnet_b0, vgg16, convnext_tiny) or {OFFLINE_BACKBONES[0]}"
         )
+
+
+def _load_torchvision(name: str, weights: str) -> Backbone:
+    check_backbone_name(name)
     if _is_file(weights):
         model = torchvision.models.get_model(name, weights=None)
         _load_state_file(model, Path(weights))

@@ -93,10 +93,12 @@ def run_stages(
     in the main process only; all processes finish each stage before the next begins."""
     shard = current_shard()
     lines = []
+    ordered = [n for n in STAGES if n in names]
+    first_after_ingest = next((n for n in ordered if n != "ingest"), None)
     check_before_stages(config, names)
     with process_group(shard):
-        for name in [n for n in STAGES if n in names]:
-            if name != "ingest":
+        for name in ordered:
+            if name == first_after_ingest:
                 check_after_ingest(store, config)
             if shard.is_main or name in SHARDED_STAGES:
                 summary = STAGES[name](store, config, force)

@@ -5,7 +5,6 @@ dataset has been ingested (before embedding)."""
 from __future__ import annotations
 
 from precompute.config import RunConfig
-from precompute.errors import ConfigError
 from precompute.store import Store
 
 NETWORK_STAGES = ("embed", "train")
@@ -13,17 +12,10 @@ NETWORK_STAGES = ("embed", "train")
 
 def check_before_stages(config: RunConfig, names: list[str]) -> None:
     """Refuse a backbone that no stage could load, when a stage about to run needs it."""
-    if not set(names) & set(NETWORK_STAGES):
-        return
-    from precompute.backbones import available_backbones
+    if set(names) & set(NETWORK_STAGES):
+        from precompute.backbones import check_backbone_name
 
-    backbones = available_backbones()
-    if config.model.backbone not in backbones:
-        raise ConfigError(
-            f"[model] backbone = {config.model.backbone!r} is unknown; use a torchvision "
-            f"classification model (e.g. resnet50, efficientnet_b0, vgg16, convnext_tiny) or "
-            f"an offline one ({', '.join(b for b in backbones if 'lite' in b)})"
-        )
+        check_backbone_name(config.model.backbone)
 
 
 def check_after_ingest(store: Store, config: RunConfig) -> None:
