@@ -17,11 +17,11 @@ import torch
 
 from bench.measures import Row, row
 from precompute.config import DatasetConfig, EmbedConfig, ModelConfig
-from precompute.device import describe, mixed_precision, pick_device, prepare_model
-from precompute.embed import PretrainedSource, run_embed
-from precompute.features import LayerTap
 from precompute.images import DecodeOptions, open_rgb
-from precompute.ingest import run_ingest
+from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
+from precompute.nn.features import LayerTap
+from precompute.stages.embed import PretrainedSource, run_embed
+from precompute.stages.ingest import run_ingest
 from precompute.store import PATH_COLUMN, Store
 
 REPO = Path(__file__).resolve().parent.parent

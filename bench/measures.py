@@ -107,8 +107,8 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
     """k=10 query latency of the store's index, and its recall@10 against exact search."""
     import faiss
 
-    from precompute.index import exact_neighbours, recall_at, without_own
-    from precompute.project import normalised
+    from precompute.stages.index import exact_neighbours, recall_at, without_own
+    from precompute.stages.project import normalised
     from precompute.store import Store
 
     opened = Store.open(store)

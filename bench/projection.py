@@ -10,8 +10,8 @@ import numpy as np
 
 from bench.measures import Row, row
 from precompute.config import ProjectionConfig
-from precompute.project import fit_and_place, normalised
-from precompute.reducers import make_reducer
+from precompute.stages.project import fit_and_place, normalised
+from precompute.stats.reducers import make_reducer
 
 GOALS_MINUTES = {"umap": 10, "pca_umap": 10}
 

@@ -108,8 +108,8 @@ def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: 
                  ) -> list[Row]:
     import faiss
 
-    from precompute.project import normalised
-    from precompute.quality_checks import (
+    from precompute.stages.project import normalised
+    from precompute.stats.quality_checks import (
         label_issues,
         near_duplicates,
         neighbour_probabilities,

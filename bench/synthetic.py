@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from precompute.config import ThumbnailConfig  # noqa: E402
 from precompute.images import DecodeOptions  # noqa: E402
+from precompute.stages.thumbs import make_thumbnail  # noqa: E402
 from precompute.store import (  # noqa: E402
     CATEGORICAL,
     ID_COLUMN,
@@ -38,7 +39,6 @@ from precompute.store import (  # noqa: E402
     atomic_path,
     fingerprint,
 )
-from precompute.thumbs import make_thumbnail  # noqa: E402
 
 SPACE = SpaceKey("synthetic", "penultimate")
 METHOD = "umap"
@@ -58,7 +58,7 @@ def make_store(root: Path, rows: int, dim: int, clusters: int = 64, seed: int = 
     _write_thumbnails(store, rows)
     if index and not zero_embeddings:
         from precompute.config import IndexConfig
-        from precompute.index import run_index
+        from precompute.stages.index import run_index
 
         run_index(store, IndexConfig(), spaces=[SPACE])
     return store

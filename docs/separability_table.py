@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from precompute.separability import METRICS
+from precompute.stats.separability import METRICS
 from precompute.store import Store
 
 NAMES = {

@@ -29,7 +29,7 @@ def query_model(data: ExplorerData, space: SpaceKey):
     """The network of `space`, loaded once per process (imports torch on first use)."""
 
     def load():
-        from precompute.query import load_query_model
+        from precompute.nn.query import load_query_model
 
         return load_query_model(data.store, space)
 

@@ -26,7 +26,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".
 TRAIN_MODES = ("head", "last", "full")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("random_resized_crop", "hflip", "color_jitter", "autocontrast", "equalize")
-PROJECTION_METHODS = ("pca", "tsne", "umap", "pca_tsne", "pca_umap")  # precompute/reducers.py
+PROJECTION_METHODS = ("pca", "tsne", "umap", "pca_tsne", "pca_umap")  # precompute/stats/reducers.py
 
 # Every setting's type and range, checked when a config is read (pydantic validates the
 # dataclasses against these hints), so a wrong value costs one line, not minutes of work.
@@ -165,7 +165,7 @@ class IndexConfig:
     """Nearest-neighbour index settings."""
 
     # exact (flat) search below this many vectors, IVF above; None: as many as keep one query's
-    # scan to 200,000 vectors of 512 floats (50,000 at 2048-d): precompute/index.py
+    # scan to 200,000 vectors of 512 floats (50,000 at 2048-d): precompute/stages/index.py
     exact_below: Workers | None = None
     # IVF probes enough lists to reach this recall@10
     target_recall: Annotated[float, Field(gt=0, le=1)] = 0.95
@@ -222,7 +222,7 @@ class AnalysisConfig:
 @dataclass
 class QualityConfig:
     """Data-quality checks on one feature space: near-duplicates, split leaks, likely label
-    mistakes and outliers (precompute/quality.py)."""
+    mistakes and outliers (precompute/stages/quality.py)."""
 
     space: Annotated[str, Field(pattern=r"^([^/]+/[^/]+)?$")] = ""  # "" = pretrained/penultimate
     # cosine similarity from which two images count as near-duplicates (docs/results.md)

@@ -6,62 +6,62 @@ from collections.abc import Callable
 from typing import Any
 
 from precompute.config import RunConfig
-from precompute.distributed import current_shard, process_group, wait_for_all
+from precompute.nn.distributed import current_shard, process_group, wait_for_all
 from precompute.preflight import check_after_ingest, check_before_stages
 from precompute.store import Store
 
 
 def ingest(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.ingest import run_ingest
+    from precompute.stages.ingest import run_ingest
 
     return run_ingest(config.dataset, store, force=force)
 
 
 def embed(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.embed import PretrainedSource, embed_in_every_process
+    from precompute.stages.embed import PretrainedSource, embed_in_every_process
 
     return embed_in_every_process(store, config.embed, PretrainedSource(config.model), force,
                                   current_shard())
 
 
 def quality(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.quality import run_quality
+    from precompute.stages.quality import run_quality
 
     return run_quality(store, config, force=force)
 
 
 def train(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.train import run_train
+    from precompute.stages.train import run_train
 
     return run_train(store, config, force=force, shard=current_shard())
 
 
 def project(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.project import run_project
+    from precompute.stages.project import run_project
 
     return run_project(store, config.projection, force=force)
 
 
 def index(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.index import run_index
+    from precompute.stages.index import run_index
 
     return run_index(store, config.index, force=force)
 
 
 def thumbs(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.thumbs import run_thumbs
+    from precompute.stages.thumbs import run_thumbs
 
     return run_thumbs(store, config.thumbnails, workers=config.dataset.workers, force=force)
 
 
 def cluster(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.cluster import run_cluster
+    from precompute.stages.cluster import run_cluster
 
     return run_cluster(store, config.cluster, force=force)
 
 
 def analyse(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.analyse import run_analyse
+    from precompute.stages.analyse import run_analyse
 
     return run_analyse(store, config.analysis, force=force)
 

@@ -13,15 +13,15 @@ NETWORK_STAGES = ("embed", "train")
 def check_before_stages(config: RunConfig, names: list[str]) -> None:
     """Refuse a backbone that no stage could load, when a stage about to run needs it."""
     if set(names) & set(NETWORK_STAGES):
-        from precompute.backbones import check_backbone_name
+        from precompute.nn.backbones import check_backbone_name
 
         check_backbone_name(config.model.backbone)
 
 
 def check_after_ingest(store: Store, config: RunConfig) -> None:
     """Refuse a training target or analysed attributes that the ingested dataset lacks."""
-    from precompute.analyse import analysed_attributes
-    from precompute.split import check_target
+    from precompute.stages.analyse import analysed_attributes
+    from precompute.stats.split import check_target
 
     kinds = store.images_meta()["attributes"]
     if config.train.target:

@@ -12,10 +12,10 @@ import pytest
 
 from explorer.data import load_explorer_data
 from explorer.separability_view import scope_note
-from precompute.analyse import run_analyse
 from precompute.cli import main
 from precompute.config import AnalysisConfig, RunConfig
 from precompute.errors import ConfigError
+from precompute.stages.analyse import run_analyse
 from precompute.store import SpaceKey, Store, read_json
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]

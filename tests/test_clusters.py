@@ -8,10 +8,10 @@ import pytest
 from scipy.spatial import procrustes
 from scipy.stats import fisher_exact
 
-from precompute.align import procrustes_alignment
-from precompute.cluster import by_size, choose_k
-from precompute.enrichment import enrichment
-from precompute.project import normalised
+from precompute.stages.cluster import by_size, choose_k
+from precompute.stages.project import normalised
+from precompute.stats.align import procrustes_alignment
+from precompute.stats.enrichment import enrichment
 
 
 @pytest.mark.parametrize("blobs, sample", [(5, 1000), (3, 100)])

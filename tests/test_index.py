@@ -5,10 +5,10 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-import precompute.index
+import precompute.stages.index
 from precompute.config import IndexConfig
-from precompute.index import build_index, exact_limit, exact_neighbours, recall_at
-from precompute.project import NORMALISE_CHUNK, normalised
+from precompute.stages.index import build_index, exact_limit, exact_neighbours, recall_at
+from precompute.stages.project import NORMALISE_CHUNK, normalised
 
 
 def clustered(count: int, dim: int, seed: int, draw: int = 0) -> np.ndarray:
@@ -29,7 +29,7 @@ def test_by_default_wider_vectors_switch_to_ivf_at_fewer_rows(monkeypatch):
     assert exact_limit(IndexConfig(), 512) == 200_000
     assert exact_limit(IndexConfig(), 2048) == 50_000  # ResNet50's width: the same scan
     assert exact_limit(IndexConfig(exact_below=1_000), 2048) == 1_000
-    monkeypatch.setattr(precompute.index, "EXACT_SCAN_FLOATS", 64 * 1_000)  # a small budget
+    monkeypatch.setattr(precompute.stages.index, "EXACT_SCAN_FLOATS", 64 * 1_000)  # a small budget
     assert isinstance(build_index(clustered(1_200, 64, seed=6), IndexConfig()).index,
                       faiss.IndexIVFFlat)
     assert isinstance(build_index(clustered(1_200, 32, seed=6), IndexConfig()).index,

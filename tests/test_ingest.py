@@ -13,7 +13,7 @@ from PIL import Image
 
 from precompute.config import CategoryTreeConfig, DatasetConfig
 from precompute.errors import ConfigError
-from precompute.ingest import run_ingest
+from precompute.stages.ingest import run_ingest
 from precompute.store import (
     HEIGHT_COLUMN,
     ID_COLUMN,

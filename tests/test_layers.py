@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torchvision
 
-from precompute.backbones import load_backbone
 from precompute.config import ModelConfig
 from precompute.errors import BackboneError
-from precompute.layers import resolve_layers
+from precompute.nn.backbones import load_backbone
+from precompute.nn.layers import resolve_layers
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from PIL import Image
 from precompute.cli import main
 from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
-from precompute.project import normalised, run_project
+from precompute.stages.project import normalised, run_project
 from precompute.store import SpaceKey, Store
 
 SPACE = SpaceKey("pretrained", "penultimate")

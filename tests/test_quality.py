@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from precompute.cli import main
-from precompute.quality_checks import issue_table, label_issues, split_leaks
+from precompute.stats.quality_checks import issue_table, label_issues, split_leaks
 from precompute.store import (
     ID_COLUMN,
     LABEL_ISSUE,

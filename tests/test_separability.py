@@ -18,10 +18,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from precompute.analyse import conditional_pairs
 from precompute.config import AnalysisConfig
-from precompute.project import normalised
-from precompute.separability import (
+from precompute.stages.analyse import conditional_pairs
+from precompute.stages.project import normalised
+from precompute.stats.separability import (
     Grouping,
     Score,
     assess,

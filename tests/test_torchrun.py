@@ -13,9 +13,9 @@ import numpy as np
 
 from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
-from precompute.distributed import Shard
-from precompute.embed import PretrainedSource, run_embed
 from precompute.info import describe_store
+from precompute.nn.distributed import Shard
+from precompute.stages.embed import PretrainedSource, run_embed
 from precompute.store import ID_COLUMN, SpaceKey, Store
 from tests.helpers import HEAD_TRAINING, write_config
 

@@ -20,19 +20,19 @@ from sklearn.metrics import (
     f1_score,
 )
 
-from precompute.augment import train_transform
-from precompute.backbones import file_id, load_backbone
 from precompute.cli import main
 from precompute.config import AUGMENTATIONS, ModelConfig, RunConfig, TrainConfig, load_config
-from precompute.features import LayerTap
-from precompute.finetuned import MODEL_PREFIX, FinetunedSource, backbone_stages, build_network
-from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions, open_rgb
 from precompute.info import describe_store
-from precompute.project import normalised
-from precompute.split import ensure_split, stratified_split
+from precompute.nn.augment import train_transform
+from precompute.nn.backbones import file_id, load_backbone
+from precompute.nn.features import LayerTap
+from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource, backbone_stages, build_network
+from precompute.nn.image_dataset import ImageFileDataset
+from precompute.stages.project import normalised
+from precompute.stages.train import fit, run_train
+from precompute.stats.split import ensure_split, stratified_split
 from precompute.store import MISSING, PATH_COLUMN, SpaceKey, Store
-from precompute.train import fit, run_train
 from tests.helpers import HEAD_TRAINING, kill_when, sample_paintings, write_config
 
 MODEL = "finetuned-style"

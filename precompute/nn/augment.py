@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from precompute.backbones import CROP_RATIO, Backbone
+from precompute.nn.backbones import CROP_RATIO, Backbone
 
 # Photometric steps, applied to 8-bit images in this order after the crop and flip.
 PHOTOMETRIC: dict[str, Callable[[], v2.Transform]] = {

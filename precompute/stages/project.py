@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from precompute.align import procrustes_alignment
 from precompute.config import ProjectionConfig
-from precompute.reducers import make_reducer
+from precompute.stats.align import procrustes_alignment
+from precompute.stats.reducers import make_reducer
 from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from precompute.config import AnalysisConfig
 from precompute.errors import ConfigError, StoreError
-from precompute.project import normalised
-from precompute.separability import (
+from precompute.stages.project import normalised
+from precompute.stats.separability import (
     METRICS,
     Grouping,
     assess,

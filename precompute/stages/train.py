@@ -28,31 +28,37 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from precompute.augment import train_transform
-from precompute.backbones import file_id
 from precompute.config import RunConfig, TrainConfig
-from precompute.device import autocast_dtype, describe, mixed_precision, pick_device, prepare_model
-from precompute.distributed import SINGLE, Shard, wait_for_all
-from precompute.embed import (
-    PretrainedSource,
-    embed_in_every_process,
-    embedding_recipe,
-    storable,
-)
 from precompute.errors import TrainingError
-from precompute.evaluate import EvaluationSummary, run_evaluate
-from precompute.features import PENULTIMATE
-from precompute.finetuned import (
+from precompute.images import DecodeOptions
+from precompute.nn.augment import train_transform
+from precompute.nn.backbones import file_id
+from precompute.nn.device import (
+    autocast_dtype,
+    describe,
+    mixed_precision,
+    pick_device,
+    prepare_model,
+)
+from precompute.nn.distributed import SINGLE, Shard, wait_for_all
+from precompute.nn.features import PENULTIMATE
+from precompute.nn.finetuned import (
     FinetunedNetwork,
     FinetunedSource,
     build_network,
     load_trained_state,
     model_key,
 )
-from precompute.image_dataset import ImageFileDataset
-from precompute.images import DecodeOptions
+from precompute.nn.image_dataset import ImageFileDataset
 from precompute.processes import die_with_parent
-from precompute.split import TRAIN, VAL, Split, ensure_split
+from precompute.stages.embed import (
+    PretrainedSource,
+    embed_in_every_process,
+    embedding_recipe,
+    storable,
+)
+from precompute.stages.evaluate import EvaluationSummary, run_evaluate
+from precompute.stats.split import TRAIN, VAL, Split, ensure_split
 from precompute.store import PATH_COLUMN, SpaceKey, Store, atomic_path, jsonable, sidecar_path
 
 log = logging.getLogger(__name__)

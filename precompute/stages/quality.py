@@ -4,7 +4,7 @@ label mistakes and outliers, and write every flagged image to `quality/issues.pa
 
 The neighbour search (through the space's FAISS index, built here once and reused by the index
 stage) and each attribute's label check are kept as finished parts, so an interrupted run
-resumes after the last one; the checks themselves are in precompute/quality_checks.py.
+resumes after the last one; the checks themselves are in precompute/stats/quality_checks.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pandas as pd
 
 from precompute.config import RunConfig
 from precompute.errors import ConfigError
-from precompute.project import NORMALISE_CHUNK, normalised_chunks
-from precompute.quality_checks import (
+from precompute.stages.project import NORMALISE_CHUNK, normalised_chunks
+from precompute.stats.quality_checks import (
     conflicting_duplicates,
     issue_table,
     label_issues,
@@ -82,8 +82,8 @@ def checked_attributes(config: RunConfig, kinds: dict[str, str]) -> list[str]:
 
 def run_quality(store: Store, config: RunConfig, force: bool = False) -> QualitySummary:
     """Run the checks unless `quality/issues.parquet` is up to date."""
-    from precompute.index import run_index
-    from precompute.split import ensure_split
+    from precompute.stages.index import run_index
+    from precompute.stats.split import ensure_split
 
     quality = config.quality
     space = quality_space(store, quality.space)

@@ -18,8 +18,8 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from sklearn.utils.multiclass import unique_labels
 
 from precompute.errors import StoreError
-from precompute.features import PENULTIMATE
-from precompute.split import TEST, UNLABELLED, Split
+from precompute.nn.features import PENULTIMATE
+from precompute.stats.split import TEST, UNLABELLED, Split
 from precompute.store import SpaceKey, Store
 
 

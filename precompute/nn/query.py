@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from precompute.backbones import Backbone
 from precompute.config import RunConfig
-from precompute.device import pick_device
-from precompute.embed import ModelSource, PretrainedSource
 from precompute.errors import StoreError
-from precompute.features import LayerTap
-from precompute.finetuned import MODEL_PREFIX, FinetunedSource
+from precompute.nn.backbones import Backbone
+from precompute.nn.device import pick_device
+from precompute.nn.features import LayerTap
+from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource
+from precompute.stages.embed import ModelSource, PretrainedSource
 from precompute.store import SpaceKey, Store, read_json
 
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-from precompute.backbones import classifier_name
 from precompute.errors import BackboneError
+from precompute.nn.backbones import classifier_name
 from precompute.store import PENULTIMATE
 
 log = logging.getLogger(__name__)

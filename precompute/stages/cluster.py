@@ -20,10 +20,10 @@ from sklearn.metrics import silhouette_score
 from tqdm.auto import tqdm
 
 from precompute.config import ClusterConfig
-from precompute.enrichment import enrichment
 from precompute.errors import ConfigError
-from precompute.project import normalised, normalised_chunks
-from precompute.separability import cosine_distances
+from precompute.stages.project import normalised, normalised_chunks
+from precompute.stats.enrichment import enrichment
+from precompute.stats.separability import cosine_distances
 from precompute.store import CATEGORICAL, SpaceKey, Store
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from precompute.backbones import classifier_name
 from precompute.errors import BackboneError
-from precompute.features import check_layer_names
+from precompute.nn.backbones import classifier_name
+from precompute.nn.features import check_layer_names
 from precompute.store import PENULTIMATE
 
 STAGES = "stages"

@@ -27,15 +27,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from precompute.backbones import Backbone, load_backbone
 from precompute.config import EmbedConfig, ModelConfig
-from precompute.device import describe, mixed_precision, pick_device, prepare_model
-from precompute.distributed import SINGLE, Shard, wait_for_all
 from precompute.errors import StoreError
-from precompute.features import LayerTap
-from precompute.image_dataset import ImageFileDataset
 from precompute.images import DecodeOptions
-from precompute.layers import resolve_layers
+from precompute.nn.backbones import Backbone, load_backbone
+from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
+from precompute.nn.distributed import SINGLE, Shard, wait_for_all
+from precompute.nn.features import LayerTap
+from precompute.nn.image_dataset import ImageFileDataset
+from precompute.nn.layers import resolve_layers
 from precompute.processes import die_with_parent
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
 

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from precompute.backbones import Backbone, load_backbone, replace_classifier
 from precompute.config import ModelConfig, TrainConfig
 from precompute.errors import StoreError
+from precompute.nn.backbones import Backbone, load_backbone, replace_classifier
 from precompute.store import Store
 
 MODEL_PREFIX = "finetuned-"

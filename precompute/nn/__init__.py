@@ -1,0 +1,1 @@
+"""Network code: backbones, layer taps, fine-tuning, devices and processes. Torch lives here."""

@@ -1,0 +1,1 @@
+"""Statistics on arrays: reducers, alignment, separability, enrichment, splits, quality checks."""
