@@ -20,7 +20,8 @@ from precompute.config import DatasetConfig, EmbedConfig, ModelConfig
 from precompute.images import DecodeOptions, open_rgb
 from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
 from precompute.nn.features import LayerTap
-from precompute.stages.embed import PretrainedSource, run_embed
+from precompute.nn.sources import PretrainedSource
+from precompute.stages.embed import run_embed
 from precompute.stages.ingest import run_ingest
 from precompute.store import PATH_COLUMN, Store
 

@@ -108,7 +108,7 @@ def knn_measure(store: Path, queries: int = 200) -> list[Row]:
     import faiss
 
     from precompute.stages.index import exact_neighbours, recall_at, without_own
-    from precompute.stages.project import normalised
+    from precompute.stats.vectors import normalised
     from precompute.store import Store
 
     opened = Store.open(store)

@@ -10,8 +10,9 @@ import numpy as np
 
 from bench.measures import Row, row
 from precompute.config import ProjectionConfig
-from precompute.stages.project import fit_and_place, normalised
+from precompute.stages.project import fit_and_place
 from precompute.stats.reducers import make_reducer
+from precompute.stats.vectors import normalised
 
 GOALS_MINUTES = {"umap": 10, "pca_umap": 10}
 

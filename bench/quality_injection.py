@@ -108,13 +108,13 @@ def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: 
                  ) -> list[Row]:
     import faiss
 
-    from precompute.stages.project import normalised
     from precompute.stats.quality_checks import (
         label_issues,
         near_duplicates,
         neighbour_probabilities,
         out_of_fold_probabilities,
     )
+    from precompute.stats.vectors import normalised
     from precompute.store import ID_COLUMN, PATH_COLUMN, Store, sample_id
 
     store = Store.open(store_root)

@@ -18,7 +18,8 @@ def ingest(store: Store, config: RunConfig, force: bool) -> Any:
 
 
 def embed(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.stages.embed import PretrainedSource, embed_in_every_process
+    from precompute.nn.sources import PretrainedSource
+    from precompute.stages.embed import embed_in_every_process
 
     return embed_in_every_process(store, config.embed, PretrainedSource(config.model), force,
                                   current_shard())

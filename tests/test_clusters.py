@@ -9,9 +9,9 @@ from scipy.spatial import procrustes
 from scipy.stats import fisher_exact
 
 from precompute.stages.cluster import by_size, choose_k
-from precompute.stages.project import normalised
 from precompute.stats.align import procrustes_alignment
 from precompute.stats.enrichment import enrichment
+from precompute.stats.vectors import normalised
 
 
 @pytest.mark.parametrize("blobs, sample", [(5, 1000), (3, 100)])

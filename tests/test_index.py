@@ -8,7 +8,7 @@ import numpy as np
 import precompute.stages.index
 from precompute.config import IndexConfig
 from precompute.stages.index import build_index, exact_limit, exact_neighbours, recall_at
-from precompute.stages.project import NORMALISE_CHUNK, normalised
+from precompute.stats.vectors import NORMALISE_CHUNK, normalised
 
 
 def clustered(count: int, dim: int, seed: int, draw: int = 0) -> np.ndarray:

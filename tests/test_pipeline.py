@@ -18,7 +18,8 @@ from PIL import Image
 from precompute.cli import main
 from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
-from precompute.stages.project import normalised, run_project
+from precompute.stages.project import run_project
+from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store
 
 SPACE = SpaceKey("pretrained", "penultimate")

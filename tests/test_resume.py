@@ -9,7 +9,8 @@ import numpy as np
 from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.info import describe_store
-from precompute.stages.embed import PretrainedSource, run_embed
+from precompute.nn.sources import PretrainedSource
+from precompute.stages.embed import run_embed
 from precompute.store import SpaceKey, Store
 from tests.helpers import kill_when, write_config
 

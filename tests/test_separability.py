@@ -20,7 +20,6 @@ from sklearn.preprocessing import StandardScaler
 
 from precompute.config import AnalysisConfig
 from precompute.stages.analyse import conditional_pairs
-from precompute.stages.project import normalised
 from precompute.stats.separability import (
     Grouping,
     Score,
@@ -32,6 +31,7 @@ from precompute.stats.separability import (
     probe_correct,
     silhouettes,
 )
+from precompute.stats.vectors import normalised
 
 K = 5
 

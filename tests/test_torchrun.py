@@ -15,7 +15,8 @@ from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
 from precompute.info import describe_store
 from precompute.nn.distributed import Shard
-from precompute.stages.embed import PretrainedSource, run_embed
+from precompute.nn.sources import PretrainedSource
+from precompute.stages.embed import run_embed
 from precompute.store import ID_COLUMN, SpaceKey, Store
 from tests.helpers import HEAD_TRAINING, write_config
 

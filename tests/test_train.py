@@ -29,9 +29,9 @@ from precompute.nn.backbones import file_id, load_backbone
 from precompute.nn.features import LayerTap
 from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource, backbone_stages, build_network
 from precompute.nn.image_dataset import ImageFileDataset
-from precompute.stages.project import normalised
 from precompute.stages.train import fit, run_train
 from precompute.stats.split import ensure_split, stratified_split
+from precompute.stats.vectors import normalised
 from precompute.store import MISSING, PATH_COLUMN, SpaceKey, Store
 from tests.helpers import HEAD_TRAINING, kill_when, sample_paintings, write_config
 

@@ -18,7 +18,7 @@ from precompute.nn.backbones import Backbone
 from precompute.nn.device import pick_device
 from precompute.nn.features import LayerTap
 from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource
-from precompute.stages.embed import ModelSource, PretrainedSource
+from precompute.nn.sources import ModelSource, PretrainedSource
 from precompute.store import SpaceKey, Store, read_json
 
 

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from precompute.config import AnalysisConfig
 from precompute.errors import ConfigError, StoreError
-from precompute.stages.project import normalised
 from precompute.stats.separability import (
     METRICS,
     Grouping,
@@ -33,6 +32,7 @@ from precompute.stats.separability import (
     probe_correct,
     silhouettes,
 )
+from precompute.stats.vectors import normalised
 from precompute.store import CATEGORICAL, MISSING, SpaceKey, Store
 
 log = logging.getLogger(__name__)

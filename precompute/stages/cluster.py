@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from precompute.config import ClusterConfig
 from precompute.errors import ConfigError
-from precompute.stages.project import normalised, normalised_chunks
 from precompute.stats.enrichment import enrichment
 from precompute.stats.separability import cosine_distances
+from precompute.stats.vectors import normalised, normalised_chunks
 from precompute.store import CATEGORICAL, SpaceKey, Store
 
 log = logging.getLogger(__name__)

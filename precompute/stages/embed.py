@@ -18,58 +18,31 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from precompute.config import EmbedConfig, ModelConfig
+from precompute.config import EmbedConfig
 from precompute.errors import StoreError
 from precompute.images import DecodeOptions
-from precompute.nn.backbones import Backbone, load_backbone
+from precompute.nn.backbones import Backbone
 from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
 from precompute.nn.distributed import SINGLE, Shard, wait_for_all
 from precompute.nn.features import LayerTap
 from precompute.nn.image_dataset import ImageFileDataset
 from precompute.nn.layers import resolve_layers
+from precompute.nn.sources import ModelSource
 from precompute.processes import die_with_parent
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-
-
-class ModelSource(Protocol):
-    """Where the embedding network comes from: a pretrained backbone or a fine-tuned checkpoint."""
-
-    key: str  # the model part of every SpaceKey it produces, e.g. "pretrained"
-
-    def recipe(self) -> dict[str, Any]:
-        """What identifies the network's weights (goes into every artifact's recipe)."""
-        ...
-
-    def load(self) -> Backbone:
-        """Build the network."""
-        ...
-
-
-@dataclass
-class PretrainedSource:
-    """The configured backbone with its pretrained weights."""
-
-    config: ModelConfig
-    key: str = "pretrained"
-
-    def recipe(self) -> dict[str, Any]:
-        return {"model": asdict(self.config)}
-
-    def load(self) -> Backbone:
-        return load_backbone(self.config)
 
 
 @dataclass

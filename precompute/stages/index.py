@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from precompute.config import IndexConfig
-from precompute.stages.project import normalised, normalised_chunks
+from precompute.stats.vectors import normalised, normalised_chunks
 from precompute.store import SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)

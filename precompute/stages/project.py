@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,10 +23,10 @@ from tqdm.auto import tqdm
 from precompute.config import ProjectionConfig
 from precompute.stats.align import procrustes_alignment
 from precompute.stats.reducers import make_reducer
+from precompute.stats.vectors import normalised
 from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
 
 log = logging.getLogger(__name__)
-NORMALISE_CHUNK = 65_536  # rows read and normalised at a time by the stages that read them all
 TRANSFORM_CHUNK = 50_000  # points placed per `transform` call above the fit sample
 
 
@@ -42,22 +41,6 @@ class ProjectSummary:
             return f"project: up to date ({self.up_to_date} projections)"
         timing = ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
         return f"project: {len(self.made)} made, {self.up_to_date} up to date ({timing})"
-
-
-def normalised(embeddings: np.ndarray) -> np.ndarray:
-    """float32 rows scaled to unit length (zero rows stay zero)."""
-    vectors = np.array(embeddings, dtype=np.float32)  # one copy, scaled in place
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))  # no squared copy (8 GB at 1M × 2048)
-    vectors /= np.maximum(norms, 1e-12)[:, None]
-    return vectors
-
-
-def normalised_chunks(embeddings: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """Each run of NORMALISE_CHUNK rows of `embeddings` (memory-mapped or not), normalised,
-    with the row it starts at: a stage that reads every row never holds a normalised copy of
-    them all (8 GB at 1M × 2048)."""
-    for start in range(0, len(embeddings), NORMALISE_CHUNK):
-        yield start, normalised(embeddings[start:start + NORMALISE_CHUNK])
 
 
 def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:

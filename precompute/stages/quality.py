@@ -18,7 +18,6 @@ import pandas as pd
 
 from precompute.config import RunConfig
 from precompute.errors import ConfigError
-from precompute.stages.project import NORMALISE_CHUNK, normalised_chunks
 from precompute.stats.quality_checks import (
     conflicting_duplicates,
     issue_table,
@@ -29,6 +28,7 @@ from precompute.stats.quality_checks import (
     outliers,
     split_leaks,
 )
+from precompute.stats.vectors import NORMALISE_CHUNK, normalised_chunks
 from precompute.store import (
     CATEGORICAL,
     ID_COLUMN,

@@ -50,9 +50,9 @@ from precompute.nn.finetuned import (
     model_key,
 )
 from precompute.nn.image_dataset import ImageFileDataset
+from precompute.nn.sources import PretrainedSource
 from precompute.processes import die_with_parent
 from precompute.stages.embed import (
-    PretrainedSource,
     embed_in_every_process,
     embedding_recipe,
     storable,
