@@ -56,6 +56,7 @@ class ExplorerData:
     methods: dict[SpaceKey, list[str]]  # feature space → projection methods
     dask: str | None = None  # the map's image is aggregated through this Dask scheduler
     quality: pd.DataFrame | None = None  # quality/issues.parquet, when the stage has run
+    trust: dict[tuple[SpaceKey, str], dict[str, float]] = field(default_factory=dict)
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -80,6 +81,12 @@ class ExplorerData:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def best_method(self, space: SpaceKey) -> str:
+        """The map of `space` that keeps the most of its neighbours (the first method when
+        none is scored)."""
+        return max(self.methods[space],
+                   key=lambda method: self.trust[space, method].get("neighbour_preservation", -1))
 
     def column(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """One attribute of every image; `cluster` is that of the given feature space."""
@@ -282,7 +289,9 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
     methods = {space: store.projection_methods(space) for space in store.spaces()}
     if any(store.meta(store.clusters_path(space)) for space in methods):
         kinds[CLUSTER] = CATEGORICAL
-    return ExplorerData(store, table, kinds, methods, dask, issues)
+    trust = {(space, method): store.meta(store.projection_path(space, method)).get("trust", {})
+             for space, names in methods.items() for method in names}
+    return ExplorerData(store, table, kinds, methods, dask, issues, trust)
 
 
 def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -221,7 +221,8 @@ def page_template(**content) -> pn.template.BaseTemplate:
 
 
 def new_state(data: ExplorerData) -> ExplorerState:
-    """A session state showing the first feature space, its first method, the first attribute."""
+    """A session state showing the default feature space, its map that keeps the most
+    neighbours, and the first attribute."""
     state = ExplorerState()
     spaces = {space_label(s): str(s) for s in data.spaces}
     state.param.space.objects = spaces
@@ -246,12 +247,21 @@ def space_label(space: SpaceKey) -> str:
     return f"{space.model} · {space.layer}"
 
 
+def method_label(method: str, trust: dict[str, float]) -> str:
+    """How a map is named in the selector: its method and the share of neighbours it keeps."""
+    name = METHOD_LABELS.get(method, method)
+    kept = trust.get("neighbour_preservation")
+    return name if kept is None else f"{name} · keeps {kept:.0%} of neighbours"
+
+
 def _follow_space(data: ExplorerData, state: ExplorerState) -> None:
-    """Offer the methods the current space has, keeping the chosen one when possible."""
-    methods = data.methods[SpaceKey.parse(state.space)]
-    state.param.method.objects = {METHOD_LABELS.get(m, m): m for m in methods}
+    """Offer the maps the current space has, keeping the chosen method when possible, else
+    the one that keeps the most neighbours."""
+    space = SpaceKey.parse(state.space)
+    methods = data.methods[space]
+    state.param.method.objects = {method_label(m, data.trust[space, m]): m for m in methods}
     if state.method not in methods:
-        state.method = methods[0]
+        state.method = data.best_method(space)
 
 
 def message_page(heading: str, body_html: str) -> pn.template.BaseTemplate:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from precompute.store import FORMAT_VERSION, Store, read_json
+from precompute.store import FORMAT_VERSION, SpaceKey, Store, read_json
 
 
 def describe_store(store: Store) -> dict[str, Any]:
-    """Counts, attributes, feature spaces, projections, indexes, thumbnails, the test metrics
+    """Counts, attributes, feature spaces, projections (with their trust scores), indexes,
+    thumbnails, the test metrics
     of fine-tuned models, clusters and separability scores of `store`, and the work that
     interrupted runs left unfinished."""
     images = store.meta(store.images_path)
@@ -40,7 +41,8 @@ def describe_store(store: Store) -> dict[str, Any]:
             "shape": [embeddings["count"], embeddings["dim"]],
             "backbone": embeddings["backbone"],
             "weights": embeddings["weights"],
-            "projections": store.projection_methods(space),
+            "projections": {method: projection_trust(store, space, method)
+                            for method in store.projection_methods(space)},
             "index": index["kind"] if index else None,
         }
     for model in store.finetuned_models():
@@ -60,6 +62,14 @@ def describe_store(store: Store) -> dict[str, Any]:
     info["separability"] = separability_summary(store)
     info["unfinished"] = unfinished_work(store)
     return info
+
+
+def projection_trust(store: Store, space: SpaceKey, method: str) -> dict[str, float]:
+    """How far a map keeps its layer's neighbourhoods: the scores in its sidecar (none for a
+    map made before maps were scored, until the project stage runs again)."""
+    trust = store.meta(store.projection_path(space, method)).get("trust", {})
+    return {key: trust[key] for key in ("neighbour_preservation", "trustworthiness")
+            if key in trust}
 
 
 def unfinished_work(store: Store) -> list[dict[str, Any]]:

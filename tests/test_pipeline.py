@@ -20,7 +20,7 @@ from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.stages.project import run_project
 from precompute.stats.vectors import normalised
-from precompute.store import SpaceKey, Store
+from precompute.store import SpaceKey, Store, sidecar_path, write_json
 
 SPACE = SpaceKey("pretrained", "penultimate")
 # The default layers of efficientnet_lite0, shallow to deep, and their widths.
@@ -80,6 +80,21 @@ def test_projections_are_reproducible_with_the_same_seed(built_store, tmp_path):
         assert np.allclose(store.load_projection(space, method), coords, atol=1e-4), method
 
 
+def test_a_map_made_before_trust_scores_is_scored_without_being_remade(built_store, tmp_path):
+    store = Store(shutil.copytree(built_store, tmp_path / "store"))
+    path = store.projection_path(SPACE, "umap")
+    meta = store.meta(path)
+    trust = meta.pop("trust")
+    write_json(sidecar_path(path), meta)  # as the project stage wrote it before scores
+    reducer = store.reducer_path(SPACE, "umap").read_bytes()
+    summary = run_project(store, ProjectionConfig(methods=["umap"], seed=0), spaces=[SPACE])
+    assert (summary.made, summary.up_to_date, summary.scored) == ([], 1, 1)
+    assert "1 scored" in summary.line()
+    rescored = store.meta(path)
+    assert rescored["trust"] == trust and rescored["seconds"] == meta["seconds"]
+    assert store.reducer_path(SPACE, "umap").read_bytes() == reducer
+
+
 def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_store,
                                                                           tmp_path):
     """At millions of images UMAP and t-SNE are fitted on a sample; every other image is placed
@@ -131,7 +146,13 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
     assert info["attributes"]["title"]["kind"] == "text"
     layer = info["layers"]["pretrained/penultimate"]
     assert layer["shape"] == [66, 1280]
-    assert layer["projections"] == ["pca", "pca_tsne", "tsne", "umap"]
+    assert list(layer["projections"]) == ["pca", "pca_tsne", "tsne", "umap"]
+    for method, trust in layer["projections"].items():
+        assert 0 <= trust["neighbour_preservation"] <= 1, method
+        assert 0.5 <= trust["trustworthiness"] <= 1, method  # a map no better than chance: 0.5
+    # t-SNE keeps local neighbourhoods that a linear map of 1,280 dimensions cannot
+    assert (layer["projections"]["tsne"]["neighbour_preservation"]
+            > layer["projections"]["pca"]["neighbour_preservation"])
     assert layer["index"] == "IndexFlatIP"
     assert info["thumbnails"] == 66 and info["format_version"] == 1
     assert info["unfinished"] == []  # a finished build leaves nothing to continue

@@ -8,6 +8,11 @@ With `align`, each layer's map is moved (rotation/reflection, uniform scale, tra
 the map of the same method of its model's reference layer, the penultimate, so a selection stays
 roughly in place as the user switches layers. The sidecar's `alignment` holds the transform
 from the reducer's output to the stored coordinates.
+
+Each map is scored against its layer's full space (neighbour preservation and trustworthiness on
+a seeded sample, stats/map_trust.py); the sidecar's `trust` holds the scores, so the explorer
+can say how far a map keeps its layer's neighbourhoods. A map made before scores existed is
+scored without being remade.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import logging
 import pickle
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from precompute.config import ProjectionConfig
 from precompute.stats.align import procrustes_alignment
+from precompute.stats.map_trust import map_trust, score_sample
 from precompute.stats.reducers import make_reducer
 from precompute.stats.vectors import normalised
 from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
@@ -34,13 +41,16 @@ TRANSFORM_CHUNK = 50_000  # points placed per `transform` call above the fit sam
 class ProjectSummary:
     made: list[str] = field(default_factory=list)
     up_to_date: int = 0
+    scored: int = 0  # up-to-date maps that had no trust scores yet
     seconds: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
+        scored = f", {self.scored} scored" if self.scored else ""
         if not self.made:
-            return f"project: up to date ({self.up_to_date} projections)"
+            return f"project: up to date ({self.up_to_date} projections{scored})"
         timing = ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
-        return f"project: {len(self.made)} made, {self.up_to_date} up to date ({timing})"
+        return (f"project: {len(self.made)} made, {self.up_to_date} up to date{scored} "
+                f"({timing})")
 
 
 def reference_space(spaces: list[SpaceKey], space: SpaceKey) -> SpaceKey:
@@ -72,6 +82,26 @@ def fit_and_place(reducer, embeddings: np.ndarray, fit_sample: int, seed: int,
             coords[rows] = reducer.transform(normalised(embeddings[rows]))
             bar.update(len(rows))
     return coords
+
+
+def trust_record(embeddings: np.ndarray, coords: np.ndarray, seed: int) -> dict[str, Any]:
+    """A map's trust scores for its sidecar, measured on a seeded sample of its images."""
+    rows = score_sample(len(embeddings), seed)
+    return map_trust(embeddings[rows], np.asarray(coords)[rows]).record()
+
+
+def add_missing_trust(store: Store, space: SpaceKey, method: str, embeddings: np.ndarray,
+                      seed: int) -> bool:
+    """Score a finished map made before maps were scored, keeping its sidecar otherwise as
+    it was; whether it needed it."""
+    path = store.projection_path(space, method)
+    meta = store.meta(path)
+    if "trust" in meta:
+        return False
+    kept = {key: value for key, value in meta.items() if key not in ("recipe", "written")}
+    trust = trust_record(embeddings, store.load_projection(space, method), seed)
+    store.commit(path, meta["recipe"], **kept, trust=trust)
+    return True
 
 
 def run_project(
@@ -106,6 +136,8 @@ def run_project(
                 recipe["fit_sample"] = config.fit_sample  # below it, fitted on every point
             if not force and store.is_current(path, recipe):
                 summary.up_to_date += 1
+                summary.scored += add_missing_trust(store, space, method, embeddings,
+                                                    config.seed)
                 continue
             began = time.perf_counter()
             reducer = make_reducer(
@@ -121,11 +153,13 @@ def run_project(
                 coords = fit.apply(coords)
                 alignment = {"to": str(reference), **fit.record()}
             seconds = time.perf_counter() - began
+            trust = trust_record(embeddings, coords, config.seed)
             store.write_array(path, coords)
             with atomic_path(store.reducer_path(space, method)) as tmp:
                 tmp.write_bytes(pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
             store.commit(
-                path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment
+                path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment,
+                trust=trust,
             )
             summary.made.append(f"{space}:{method}")
             summary.seconds[f"{space}:{method}"] = seconds

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from explorer.data import load_explorer_data
-from explorer.page import default_space
+from explorer.page import default_space, method_label
 from precompute.store import SpaceKey
 
 # Where the map's plot frame is on the page, and the data range it shows (Bokeh's own views).
@@ -77,8 +77,8 @@ class ExplorerPage:
     def __init__(self, page, url: str, store):
         self.page, self.url = page, url
         self.data = load_explorer_data(str(store.resolve()))
-        space = default_space(self.data.spaces)  # where a session opens: its first method
-        self.space, self.method = str(space), self.data.methods[space][0]
+        space = default_space(self.data.spaces)  # where a session opens: its map that keeps
+        self.space, self.method = str(space), self.data.best_method(space)  # most neighbours
 
     # ------------------------------------------------------------------ navigation
     def open(self, query: str = "") -> ExplorerPage:
@@ -149,6 +149,11 @@ class ExplorerPage:
         self.page.mouse.down()
         self.page.mouse.move(*opposite, steps=12)
         self.page.mouse.up()
+
+    def choose_method(self, method: str) -> None:
+        """Show the current space's map by `method`, chosen by its label in the selector."""
+        space = SpaceKey.parse(self.space)
+        self.choose("fse-method", label=method_label(method, self.data.trust[space, method]))
 
     def choose(self, css_class: str, value: str | None = None, label: str | None = None) -> None:
         select = self.page.locator(f".{css_class} select")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from explorer.data import load_explorer_data
+from explorer.page import default_space, method_label
 from tests.browser.explorer_page import map_pixels
 from tests.browser.server import ARTIFACTS, panel_server
 
@@ -59,12 +61,31 @@ def test_map_shows_points_and_colour_by_artist_changes_the_legend(served_store, 
     assert changed_pixels(by_style, by_artist) > 200, "recolouring should change the map"
 
 
-def test_switching_the_projection_redraws_the_map(served_store, page):
-    pca = open_explorer(page, served_store)
-    page.locator(".fse-method select").select_option(label="UMAP")
-    umap = map_after_change(page, pca)
-    assert changed_pixels(pca, umap) > 200
-    assert coloured_pixels(umap) > 500
+def test_the_page_opens_on_the_map_that_keeps_the_most_neighbours(built_store, served_store,
+                                                                    page):
+    data = load_explorer_data(str(built_store))
+    space = default_space(data.spaces)
+    kept = {m: data.trust[space, m]["neighbour_preservation"] for m in data.methods[space]}
+    best = max(kept, key=kept.get)
+    assert space.model != "pretrained" and space.layer == "penultimate"
+    assert best != "pca", "t-SNE and UMAP keep more neighbours than a linear map"
+    open_explorer(page, served_store)
+    shown = page.locator(".fse-method select")
+    assert shown.input_value() == method_label(best, data.trust[space, best])
+    assert f"keeps {kept[best]:.0%} of neighbours" in shown.input_value()
+    options = shown.locator("option").all_inner_texts()
+    assert sorted(options) == sorted(method_label(m, data.trust[space, m]) for m in kept)
+
+
+def test_switching_the_projection_redraws_the_map(built_store, served_store, page):
+    data = load_explorer_data(str(built_store))
+    space = default_space(data.spaces)
+    first = open_explorer(page, served_store)
+    page.locator(".fse-method select").select_option(
+        label=method_label("pca", data.trust[space, "pca"]))
+    pca = map_after_change(page, first)
+    assert changed_pixels(first, pca) > 200
+    assert coloured_pixels(pca) > 500
 
 
 def test_without_a_built_store_the_page_says_how_to_build_it(tmp_path, page):

@@ -84,7 +84,7 @@ def test_selection_is_kept_when_the_method_and_colour_change(explorer):
     explorer.lasso(vertices)
     assert explorer.selected_count() == len(expected)
     before = explorer.map_pixels()
-    explorer.choose("fse-method", label="UMAP")
+    explorer.choose_method("pca" if explorer.method != "pca" else "umap")
     explorer.choose("fse-color-by", "artist")
     explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
     explorer.page.wait_for_timeout(1_500)
@@ -154,7 +154,8 @@ def test_export_holds_the_selected_images(explorer):
     exported = pd.read_csv(download.value.path())
     ids = explorer.data.table[ID_COLUMN].iloc[expected]
     assert sorted(exported[ID_COLUMN]) == sorted(ids)
-    assert {"image_path", "style", "artist", "pca_x", "pca_y"} <= set(exported.columns)
+    shown = explorer.method  # the coordinates of the map on screen
+    assert {"image_path", "style", "artist", f"{shown}_x", f"{shown}_y"} <= set(exported.columns)
 
 
 def test_the_view_lives_in_the_url(explorer, browser):
