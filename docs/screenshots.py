@@ -26,12 +26,25 @@ def main() -> None:
         page.set_default_timeout(60_000)
         page.goto(url, wait_until="networkidle")
         page.locator(".fse-legend-value").first.wait_for()
-        page.locator(".fse-method select").select_option(label="UMAP")
-        page.wait_for_timeout(4_000)
+        page.wait_for_timeout(4_000)  # the map that keeps the most neighbours
         page.screenshot(path=DOCS / "screenshot.png")
         page.locator(".fse-color-by select").select_option("artist")
         page.wait_for_timeout(4_000)
         page.screenshot(path=DOCS / "screenshot-artist.png")
+        legend, search = page.locator(".fse-legend-row"), page.locator(".fse-legend-search")
+        search.fill("rembrandt")
+        legend.filter(has_text="rembrandt").first.click()
+        search.fill("monet")
+        legend.filter(has_text="claude-monet").first.click(modifiers=["Shift"])
+        page.wait_for_timeout(4_000)
+        page.screenshot(path=DOCS / "screenshot-isolated.png")
+        for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(2_000)
+            page.screenshot(path=ARTIFACTS / f"isolated-{width}x{height}.png")
+        page.set_viewport_size({"width": 1400, "height": 860})
+        legend.filter(has_text="claude-monet").first.click()  # back to one, then to all
+        legend.filter(has_text="claude-monet").first.click()
         for tab in ("Layers", "Metrics", "Quality"):
             page.get_by_text(tab, exact=True).click()
             page.locator(".fse-tabs").scroll_into_view_if_needed()

@@ -12,7 +12,8 @@ from precompute.store import MISSING
 GREY_OTHER = "#9e9e9e"
 GREY_MISSING = "#d0d0d0"
 GREY_FILTERED = "#e4e4e4"
-FADED_ALPHA = 90  # points outside the selection fade to at most this alpha (of 255)
+FADED_GREY = "#bbbbbb"  # points behind a selection or an isolated legend value
+FADED_ALPHA = 90  # and their alpha at most (of 255)
 NUMERIC_CMAP = list(colorcet.palette["bmy"])
 TOP_CATEGORIES = 48  # categories coloured individually; the rest share the grey of OTHER
 

@@ -39,7 +39,8 @@ class MapPanel(pn.viewable.Viewer):
         self._hover_due: object | None = None  # the pending look-up's timeout callback
         self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
         layers = hv.streams.Params(
-            state, ["space", "method", "color_by", "selection", "mask", "hide_filtered"]
+            state, ["space", "method", "color_by", "selection", "mask", "hide_filtered",
+                    "isolated"]
         )
         # Starting at the extent shown, HoloViews' own first range event is answered from the
         # DynamicMap's memo: a session's first document holds one render, not two.
@@ -91,14 +92,14 @@ class MapPanel(pn.viewable.Viewer):
                                  min_height=520)
 
     # ------------------------------------------------------------------ rendering
-    def _render(self, space, method, color_by, selection, mask, hide_filtered,
+    def _render(self, space, method, color_by, selection, mask, hide_filtered, isolated,
                 x_range=None, y_range=None, width=None, height=None, scale=1.0):
         width, height = (int(width * scale), int(height * scale)) if width and height else (
             DEFAULT_SIZE)
         request = MapRequest(
             space, method, color_by, tuple(x_range or EXTENT), tuple(y_range or EXTENT),
             max(width, 1), max(height, 1), selection=selection, mask=mask,
-            hide_filtered=hide_filtered,
+            hide_filtered=hide_filtered, isolated=tuple(isolated),
         )
         return render_map(self.data, request)
 

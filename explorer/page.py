@@ -15,7 +15,7 @@ from explorer.access import session_allowed
 from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.data import ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
-from explorer.legend import LEGEND_CSS, legend_html
+from explorer.legend import LEGEND_CSS, Legend, legend_content, toggled
 from explorer.location import build_hint
 from explorer.map_panel import MapPanel
 from explorer.metrics_view import metrics_panel
@@ -70,9 +70,10 @@ class Explorer(pn.viewable.Viewer):
     def _legend_and_filters(self) -> list[pn.viewable.Viewable]:
         state = self.state
         return [
-            pn.pane.HTML(pn.bind(legend_html, self.data, state.param.color_by,
-                                 state.param.space),
-                         css_classes=["fse-legend"], sizing_mode="stretch_width"),
+            Legend(self._pick_legend_value,
+                   content=pn.bind(legend_content, self.data, state.param.color_by,
+                                   state.param.space, state.param.isolated),
+                   css_classes=["fse-legend"], sizing_mode="stretch_width", margin=(0, 10)),
             rule(),
             pn.pane.HTML("<b>Filter</b>"),
             filters_panel(self.data, state),
@@ -82,6 +83,9 @@ class Explorer(pn.viewable.Viewer):
                 sizing_mode="stretch_width",
             ),
         ]
+
+    def _pick_legend_value(self, value: str, additive: bool) -> None:
+        self.state.isolated = toggled(self.state.isolated, value, additive)
 
     def hover_card(self) -> pn.pane.HTML:
         """The image under the cursor, at any zoom."""
@@ -231,6 +235,7 @@ def new_state(data: ExplorerData) -> ExplorerState:
     state.color_by = data.colour_attributes[0]
     _follow_space(data, state)
     state.param.watch(lambda _event: _follow_space(data, state), "space")
+    state.param.watch(lambda _event: setattr(state, "isolated", []), "color_by")
     return state
 
 

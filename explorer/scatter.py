@@ -18,6 +18,7 @@ import xarray as xr
 
 from explorer.colours import (
     FADED_ALPHA,
+    FADED_GREY,
     GREY_FILTERED,
     NUMERIC_CMAP,
     TOP_CATEGORIES,
@@ -51,6 +52,7 @@ class MapRequest:
     selection: np.ndarray | None = None
     mask: np.ndarray | None = None  # rows inside the filter
     hide_filtered: bool = False
+    isolated: tuple[str, ...] = ()  # values of `color_by` in colour, the rest dimmed
     glyph_limit: int = GLYPH_LIMIT
 
 
@@ -70,9 +72,27 @@ def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
 
 
 def is_whole_map(request: MapRequest) -> bool:
-    """Whether `request` shows every point at the full extent, with no selection or filter."""
+    """Whether `request` shows every point at the full extent, with no selection, filter or
+    isolated value."""
     return ((request.selection is None or not len(request.selection)) and request.mask is None
+            and not request.isolated
             and request.x_range == EXTENT and request.y_range == EXTENT)
+
+
+def highlighted_rows(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
+    """The rows drawn in colour over the others' grey: the selection's, those of the isolated
+    values of a categorical colouring, or the selected rows among the isolated values when
+    there are both. None when every point is drawn in colour."""
+    selection = request.selection if request.selection is not None and len(
+        request.selection) else None
+    colouring = _colouring(data, request)
+    if not request.isolated or colouring.numeric:
+        return selection
+    space = SpaceKey.parse(request.space)
+    categories = data.colour_values(request.color_by, TOP_CATEGORIES, space).cat.categories
+    wanted = [code for code, name in enumerate(categories) if str(name) in request.isolated]
+    rows = np.flatnonzero(np.isin(colouring.codes, wanted))
+    return rows if selection is None else np.intersect1d(rows, selection, assume_unique=True)
 
 
 def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
@@ -92,8 +112,9 @@ def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
             image = tf.stack(grey, image)
     else:
         image = _mix(both)
-    if request.selection is not None and len(request.selection):
-        rows = request.selection
+    highlighted = highlighted_rows(data, request)
+    if highlighted is not None:
+        rows = highlighted
         if request.hide_filtered and request.mask is not None:
             rows = rows[request.mask[rows]]
         mask = None if request.mask is None else request.mask[rows]
@@ -105,7 +126,7 @@ def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
         else:
             selected = _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
         image = tf.stack(
-            tf.shade(both["count"], cmap=["#bbbbbb"], min_alpha=FADED_ALPHA // 2,
+            tf.shade(both["count"], cmap=[FADED_GREY], min_alpha=FADED_ALPHA // 2,
                      alpha=FADED_ALPHA),
             selected,
         )
@@ -226,9 +247,11 @@ def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         colours = np.array([key[c] for c in values.iloc[rows]], dtype=object)
     colours = np.where(inside, colours, GREY_FILTERED)
     alpha = np.where(inside, 0.9, 0.35)
-    if request.selection is not None and len(request.selection):
-        chosen = np.isin(rows, request.selection)
-        alpha = np.where(chosen, 1.0, 0.15)
+    highlighted = highlighted_rows(data, request)
+    if highlighted is not None:  # the others grey, as in the image
+        chosen = np.isin(rows, highlighted)
+        colours = np.where(chosen, colours, FADED_GREY)
+        alpha = np.where(chosen, 1.0, FADED_ALPHA / 255)
     glyphs = glyph_layer(frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows], colours,
                          alpha)
     empty = hv.RGB(np.zeros((1, 1, 4), dtype=np.uint8), bounds=EMPTY_RGB_BOUNDS)

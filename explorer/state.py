@@ -17,6 +17,8 @@ class ExplorerState(param.Parameterized):
     space = param.Selector(objects=[], doc="feature space shown, as model/layer")
     method = param.Selector(objects=[], doc="2D projection method")
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
+    isolated = param.List(default=[], item_type=str,
+                          doc="values of the colour-by attribute shown in colour (none: all)")
     selection = param.Array(default=NO_ROWS, doc="selected rows (sorted, unique)")
     focus = param.Integer(default=None, allow_None=True, doc="row whose neighbours are shown")
     neighbours = param.Array(default=NO_ROWS, doc="focus and its nearest rows, focus first")

@@ -1,5 +1,6 @@
-"""The view in the URL: feature space, method, colour, filters, viewport, selection and focus
-live in the query string (through Panel's `Location.sync`), so a view can be shared as a link."""
+"""The view in the URL: feature space, method, colour, isolated legend values, filters,
+viewport, selection and focus live in the query string (through Panel's `Location.sync`), so a
+view can be shared as a link."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class ViewLink(param.Parameterized):
     space = param.Parameter(default=None)
     method = param.Parameter(default=None)
     color = param.Parameter(default=None)
+    isolate = param.Parameter(default=None)
     filters = param.Parameter(default=None)
     search = param.Parameter(default=None)
     hide = param.Parameter(default=None)
@@ -83,8 +85,8 @@ def link_to_url(state: ExplorerState, count: int) -> ViewLink | None:
 
     state.param.watch(
         follow,
-        ["space", "method", "color_by", "filters", "search", "hide_filtered", "x_range",
-         "y_range", "focus"],
+        ["space", "method", "color_by", "isolated", "filters", "search", "hide_filtered",
+         "x_range", "y_range", "focus"],
     )
     state.param.watch(follow_selection, "selection")
     follow()
@@ -107,6 +109,7 @@ def link_values(state: ExplorerState) -> dict[str, object]:
         "space": state.space,
         "method": state.method,
         "color": state.color_by,
+        "isolate": json.dumps(state.isolated) if state.isolated else None,
         "filters": json.dumps(filters) if filters else None,
         "search": state.search or None,
         "hide": state.hide_filtered or None,
@@ -143,6 +146,8 @@ def apply_link(link: ViewLink, state: ExplorerState, count: int) -> None:
     state.param.update(**changes)
     if link.method in _choices(state.param.method):  # the space's methods are known now
         state.method = link.method
+    if isinstance(link.isolate, list):  # after the colour, whose change clears it
+        state.isolated = [str(value) for value in link.isolate]
 
 
 def _choices(parameter: param.Selector) -> list:

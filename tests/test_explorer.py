@@ -152,6 +152,34 @@ def test_the_image_fades_everything_but_the_selection(built_store, attribute):
     assert 0 < strong.sum() < painted.sum() / 2, "only the selected points keep full colour"
 
 
+def test_an_isolated_value_keeps_its_colour_and_the_rest_fade(built_store):
+    """In the image drawn at large sizes (and in the glyphs), the points of the values
+    isolated in the legend are drawn in colour over the others' faded grey; with a selection,
+    only the selected points among them."""
+    from explorer.scatter import MapRequest, highlighted_rows, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    extent = (-1.05, 1.05)
+    request = MapRequest(str(SPACE), "pca", "style", extent, extent, 200, 150, glyph_limit=0)
+    styles = data.table["style"].astype(str)
+    baroque = np.flatnonzero(styles == "Baroque")
+    isolated = dataclasses.replace(request, isolated=("Baroque",))
+    assert highlighted_rows(data, isolated).tolist() == baroque.tolist()
+    both = dataclasses.replace(isolated, selection=np.arange(30))
+    assert highlighted_rows(data, both).tolist() == baroque[baroque < 30].tolist()
+    assert highlighted_rows(data, dataclasses.replace(request, color_by="year",
+                                                      isolated=("1900",))) is None
+
+    def strong(overlay_request):
+        image = render_map(data, overlay_request).get(0)
+        return int((image.dimension_values("A", flat=False) >= 120).sum())
+
+    assert 0 < strong(isolated) < strong(request) / 4, "one style of 11 keeps full colour"
+    glyphs = render_map(data, dataclasses.replace(isolated, glyph_limit=1_000)).get(1)
+    alpha = glyphs.dimension_values("alpha")
+    assert (alpha == 1.0).sum() == len(baroque) and (alpha < 0.5).sum() == 66 - len(baroque)
+
+
 def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):
     from explorer.scatter import MapRequest, map_image, render_map
 
