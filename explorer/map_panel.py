@@ -24,6 +24,15 @@ HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under i
 MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "query": "#6a00d8"}
 HOVER_COLOUR = "#111111"
 RING = {"size": 14, "line_width": 2.5, "fill_alpha": 0}  # how every marker ring is drawn
+# Beside the side panel (280-420 px) the map takes the rest of the width, at least 640 px (half of
+# a 1280-px window), and the window's height less the header and the tab bar (so the tabs stay
+# in view at 1280x720). A window too narrow for both (below NARROW) puts the panel under the map
+# and the map leaves room for it on screen, so the card of a hovered point stays in view.
+NARROW = "(max-width: 1250px)"
+MAP_CSS = f"""
+:host {{ flex: 1 1 640px; min-width: 450px; height: max(420px, calc(100vh - 150px)); }}
+@media {NARROW} {{ :host {{ height: max(360px, calc(100vh - 440px)); }} }}
+"""
 
 
 class MapPanel(pn.viewable.Viewer):
@@ -69,7 +78,7 @@ class MapPanel(pn.viewable.Viewer):
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
         self.plot = (base * markers).opts(
             hv.opts.RGB(
-                responsive=True, min_height=520, xaxis=None, yaxis=None,
+                responsive=True, xaxis=None, yaxis=None,
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
                 tools=["tap", "box_select", "lasso_select"],
                 default_tools=["pan", "wheel_zoom", "reset"],
@@ -88,8 +97,8 @@ class MapPanel(pn.viewable.Viewer):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.pane.HoloViews(self.plot, sizing_mode="stretch_both", css_classes=["fse-map"],
-                                 min_height=520)
+        return pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", css_classes=["fse-map"],
+                                 stylesheets=[MAP_CSS])
 
     # ------------------------------------------------------------------ rendering
     def _render(self, space, method, color_by, selection, mask, hide_filtered, isolated,

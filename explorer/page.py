@@ -17,7 +17,7 @@ from explorer.data import ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
 from explorer.legend import LEGEND_CSS, Legend, legend_content, toggled
 from explorer.location import build_hint
-from explorer.map_panel import MapPanel
+from explorer.map_panel import NARROW, MapPanel
 from explorer.metrics_view import metrics_panel
 from explorer.neighbours import follow_focus, neighbours_panel
 from explorer.quality_view import QUALITY_CSS, quality_panel
@@ -32,6 +32,10 @@ from precompute.store import PENULTIMATE, SpaceKey
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
 CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS]
+SIDE_CSS = f"""
+:host {{ flex: 1 1 280px; max-width: 420px; height: max(420px, calc(100vh - 150px)); }}
+@media {NARROW} {{ :host {{ height: 280px; max-width: none; }} }}
+"""  # beside the map as tall as it, or below it (explorer/map_panel.py)
 
 
 class Explorer(pn.viewable.Viewer):
@@ -102,9 +106,10 @@ class Explorer(pn.viewable.Viewer):
     def main(self) -> list[pn.viewable.Viewable]:
         """The map with the hover card and neighbours beside it, the selection below; all but
         the map once the page has loaded."""
-        side = built_after_load(self._side, width=420, scroll=True, css_classes=["fse-side"])
+        side = built_after_load(self._side, scroll=True, css_classes=["fse-side"],
+                                sizing_mode="stretch_width", stylesheets=[SIDE_CSS])
         tabs = built_after_load(self._tabs, sizing_mode="stretch_width")
-        return [pn.Row(self.map, side, sizing_mode="stretch_width", height=640), tabs]
+        return [pn.FlexBox(self.map, side, flex_wrap="wrap", sizing_mode="stretch_width"), tabs]
 
     def _side(self) -> list[pn.viewable.Viewable]:
         return [

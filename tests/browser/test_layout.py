@@ -1,0 +1,39 @@
+"""The page at the window sizes people use: the map keeps at least half the width, every
+selection tool in view, and the tabs (and, when the side panel moves under the map, the hover
+card) on screen without scrolling."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.explorer_page import ExplorerPage
+from tests.browser.server import ARTIFACTS
+
+pytestmark = pytest.mark.browser
+
+TOOLS = ("Pan", "Lasso Select", "Box Select", "Wheel Zoom", "Reset")
+
+
+@pytest.mark.parametrize("width, height", [(1500, 950), (1280, 720), (900, 900)])
+def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served_store,
+                                                                 built_store, width, height):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        ExplorerPage(page, served_store, built_store).open()
+        page.screenshot(path=ARTIFACTS / f"layout-{width}x{height}.png")
+        plot = page.locator(".fse-map").bounding_box()
+        assert plot["width"] >= width / 2, f"the map is {plot['width']:.0f} px wide"
+        assert plot["height"] >= 0.6 * plot["width"], "the map should be about square"
+        for title in TOOLS:
+            tool = page.locator(f".fse-map [title='{title}']").first
+            assert tool.is_visible(), f"{title} is hidden at {width} px"
+            box = tool.bounding_box()
+            assert box["x"] + box["width"] <= width and box["y"] >= 0
+        tabs = page.locator(".fse-tabs").bounding_box()
+        assert tabs["y"] + 30 <= height, "the tab bar should be on screen"
+        hover = page.get_by_text("Under the cursor", exact=True).bounding_box()
+        assert hover["y"] + 60 <= height, "the hover card should be on screen"
+    finally:
+        context.close()
