@@ -33,6 +33,15 @@ def category_colours(categories: list[str]) -> dict[str, str]:
     return colours
 
 
+def label_ink(shares: np.ndarray, dark_at_top: bool) -> list[str]:
+    """Text colours readable on heatmap cells at `shares` (0-1 along the colour map): white on
+    the dark end, near-black on the light end. `dark_at_top`: the map's high end is dark
+    (Blues), not light (viridis)."""
+    shares = np.nan_to_num(np.asarray(shares, dtype=float))
+    dark = shares > 0.5 if dark_at_top else shares < 0.6
+    return np.where(dark, "#ffffff", "#1a1a1a").tolist()
+
+
 def numeric_span(values: pd.Series) -> tuple[float, float]:
     """The range the colour bar spans: the attribute's minimum and maximum."""
     present = values.dropna()

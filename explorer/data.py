@@ -35,6 +35,7 @@ from precompute.store import (
 OTHER = "(other)"  # the colour of categories beyond the top N
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
 QUALITY, NO_ISSUE = "quality", "none"  # each image's most serious quality flag
+CONFIDENCE = " confidence"  # ends the name of a fine-tuned model's confidence attribute (a share)
 DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
 PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
 SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
@@ -57,6 +58,7 @@ class ExplorerData:
     dask: str | None = None  # the map's image is aggregated through this Dask scheduler
     quality: pd.DataFrame | None = None  # quality/issues.parquet, when the stage has run
     trust: dict[tuple[SpaceKey, str], dict[str, float]] = field(default_factory=dict)
+    shares: frozenset[str] = frozenset()  # numeric attributes shown as percentages
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -230,7 +232,9 @@ class ExplorerData:
         described = {}
         for attribute, kind in self.kinds.items():
             value = self.column(attribute, space).iloc[int(row)]
-            if kind == NUMERIC:
+            if kind == NUMERIC and attribute in self.shares:
+                described[attribute] = MISSING if pd.isna(value) else f"{value:.0%}"
+            elif kind == NUMERIC:
                 described[attribute] = MISSING if pd.isna(value) else f"{value:g}"
             else:
                 described[attribute] = str(value)
@@ -278,10 +282,12 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
     for attribute, kind in kinds.items():
         if kind == CATEGORICAL:
             table[attribute] = table[attribute].astype("category")
+    shares = set()
     for model in store.finetuned_models():
         columns, prediction_kinds = prediction_attributes(store, model)
         table = pd.concat([table, columns], axis=1)
         kinds.update(prediction_kinds)
+        shares |= {name for name in columns if name.endswith(CONFIDENCE)}
     issues = quality_issues(store)
     if issues is not None:
         table[QUALITY] = quality_column(issues, table[ID_COLUMN])
@@ -291,7 +297,7 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
         kinds[CLUSTER] = CATEGORICAL
     trust = {(space, method): store.meta(store.projection_path(space, method)).get("trust", {})
              for space, names in methods.items() for method in names}
-    return ExplorerData(store, table, kinds, methods, dask, issues, trust)
+    return ExplorerData(store, table, kinds, methods, dask, issues, trust, frozenset(shares))
 
 
 def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -305,11 +311,11 @@ def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[
         correct_name(target): pd.Categorical(
             np.where(predictions["correct"].to_numpy(dtype=bool), "yes", "no"),
             categories=["no", "yes"]),
-        f"{target} confidence": predictions["confidence"].astype(np.float64),
+        confidence_name(target): predictions["confidence"].astype(np.float64),
         split_name(target): predictions["split"].astype(str).astype("category"),
     })
     kinds = {name: CATEGORICAL for name in columns}
-    kinds[f"{target} confidence"] = NUMERIC
+    kinds[confidence_name(target)] = NUMERIC
     return columns, kinds
 
 
@@ -333,6 +339,10 @@ def quality_column(issues: pd.DataFrame, ids: pd.Series) -> pd.Series:
 
 def predicted_name(target: str) -> str:
     return f"predicted {target}"
+
+
+def confidence_name(target: str) -> str:
+    return f"{target}{CONFIDENCE}"
 
 
 def correct_name(target: str) -> str:

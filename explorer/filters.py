@@ -1,5 +1,5 @@
-"""Filters: keep images with chosen attribute values and matching a text search; the rest are
-dimmed or hidden on the map."""
+"""Filters: keep images with chosen attribute values and matching a text search (applied as the
+user types); the rest are dimmed or hidden on the map."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import panel as pn
 
 from explorer.data import CLUSTER, ExplorerData
 from explorer.state import ExplorerState
-from precompute.store import CATEGORICAL, SpaceKey
+from precompute.store import CATEGORICAL, TEXT, SpaceKey
 
 MAX_OPTIONS = 1_000  # attributes with more values than this get no value filter
+SEARCH_PAUSE_MS = 300  # the search box applies what was typed after this pause
 
 
 def escaped_options(values) -> dict[str, str]:
@@ -34,6 +35,36 @@ def follow_filters(data: ExplorerData, state: ExplorerState) -> None:
 
     state.param.watch(update, ["filters", "search", "space"])
     update()
+
+
+def search_placeholder(data: ExplorerData) -> str:
+    """What the search box looks in, named from the store's own columns: its text columns,
+    then its categories."""
+    searched = [a for a in data.attributes_of(TEXT) + data.attributes_of(CATEGORICAL)
+                if a != CLUSTER]
+    return ", ".join(searched[:3]) + (", …" if len(searched) > 3 else "")
+
+
+def search_as_typed(box: pn.widgets.TextInput, state: ExplorerState) -> None:
+    """Search as the user types: each keystroke's text is applied once typing has paused for
+    SEARCH_PAUSE_MS (at once outside a server), and Enter applies it at once."""
+    pending: list[object] = []
+
+    def apply() -> None:
+        pending.clear()
+        state.search = box.value_input or ""
+
+    def typed(_event) -> None:
+        document = pn.state.curdoc
+        if document is None or document.session_context is None:
+            apply()
+            return
+        for callback in pending:
+            document.remove_timeout_callback(callback)
+        pending[:] = [document.add_timeout_callback(apply, SEARCH_PAUSE_MS)]
+
+    box.param.watch(typed, "value_input")
+    box.param.watch(lambda event: setattr(state, "search", event.new), "value")
 
 
 def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
@@ -62,10 +93,10 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             state.param.watch(follow_space, "space")
         choosers.append(chooser)
     search = pn.widgets.TextInput(
-        name="Search text", value=state.search, placeholder="title, artist, … (Enter)",
+        name="Search text", value=state.search, placeholder=search_placeholder(data),
         css_classes=["fse-search"], sizing_mode="stretch_width",
     )
-    search.param.watch(lambda event: setattr(state, "search", event.new), "value")
+    search_as_typed(search, state)
     hide = pn.widgets.Switch.from_param(state.param.hide_filtered, name="hide")
     count = pn.pane.HTML(css_classes=["fse-match-count"], sizing_mode="stretch_width")
 

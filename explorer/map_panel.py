@@ -12,18 +12,23 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Range1d
 
 from explorer.data import ExplorerData
+from explorer.plot_hooks import page_scrolls_over
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 from explorer.state import ExplorerState
 from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
 HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under it is shown
-MARKER_COLOURS = {"focus": "#d62728", "neighbour": "#ff7f0e", "query": "#6a00d8"}
-HOVER_COLOUR = "#111111"
-RING = {"size": 14, "line_width": 2.5, "fill_alpha": 0}  # how every marker ring is drawn
+# Every marker is black, which no category's colour is (the palette's darkest grey is #505646):
+# a wide ring on the clicked point, narrower ones on its neighbours, a star on an upload, a
+# dotted ring under the cursor.
+MARKER_INK = "#000000"
+MARKER_SIZES = {"focus": 18, "neighbour": 12, "query": 16}
+RING = {"line_width": 2.5, "fill_alpha": 0, "line_color": MARKER_INK}  # how every ring is drawn
+HOVER_RING = {**RING, "size": 14, "line_dash": "dotted"}
 # Beside the side panel (280-420 px) the map takes the rest of the width, at least 640 px (half of
 # a 1280-px window), and the window's height less the header and the tab bar (so the tabs stay
 # in view at 1280x720). A window too narrow for both (below NARROW) puts the panel under the map
@@ -47,6 +52,7 @@ class MapPanel(pn.viewable.Viewer):
         self._pointer: tuple[float | None, float | None] = (None, None)
         self._hover_due: object | None = None  # the pending look-up's timeout callback
         self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
+        self._ranges: dict[str, tuple[Range1d, Range1d]] = {}  # each figure's x and y range
         layers = hv.streams.Params(
             state, ["space", "method", "color_by", "selection", "mask", "hide_filtered",
                     "isolated"]
@@ -75,6 +81,7 @@ class MapPanel(pn.viewable.Viewer):
         )
         self.param.watch(self._move_ring, "hovered")
         state.param.watch(lambda _event: setattr(self, "hovered", None), ["space", "method"])
+        state.param.watch(self._show_all_if_empty, ["space", "method"])
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
         self.plot = (base * markers).opts(
             hv.opts.RGB(
@@ -82,15 +89,16 @@ class MapPanel(pn.viewable.Viewer):
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
                 tools=["tap", "box_select", "lasso_select"],
                 default_tools=["pan", "wheel_zoom", "reset"],
-                active_tools=["wheel_zoom", "pan"], toolbar="above",
-                hooks=[weak_hook(self._add_ring)],
+                active_tools=["pan"], toolbar="above",
+                hooks=[weak_hook(self._add_ring), page_scrolls_over],
             ),
             hv.opts.Points(
                 "Glyphs", color="colour", alpha="alpha", size=7, line_color="white",
                 line_width=0.5,
             ),
             hv.opts.Points(
-                "Markers", color="kind", cmap=MARKER_COLOURS, show_legend=False, **RING,
+                "Markers", show_legend=False, **RING,
+                size=hv.dim("kind").categorize(MARKER_SIZES),
                 marker=hv.dim("kind").categorize({"query": "star"}, default="circle"),
             ),
             hv.opts.Overlay(show_legend=False),
@@ -133,8 +141,9 @@ class MapPanel(pn.viewable.Viewer):
         figure = plot.state
         if figure.id not in self._rings:
             source = ColumnDataSource(self._ring_data())
-            figure.scatter("x", "y", source=source, line_color=HOVER_COLOUR, **RING)
+            figure.scatter("x", "y", source=source, **HOVER_RING)
             self._rings[figure.id] = source
+            self._ranges[figure.id] = (figure.x_range, figure.y_range)
 
     def _ring_data(self) -> dict[str, list[float]]:
         if self.hovered is None:
@@ -151,6 +160,25 @@ class MapPanel(pn.viewable.Viewer):
                 source.data = dict(data)
 
         pn.state.execute(move)  # at once under the document's lock, else on its next tick
+
+    # ------------------------------------------------------------------ viewport
+    def _show_all_if_empty(self, _event: param.parameterized.Event) -> None:
+        """A zoomed viewport kept across a change of map may hold none of the new map's
+        points: then show the whole map."""
+        x_range, y_range = self.state.x_range, self.state.y_range
+        if not x_range or not y_range or (tuple(x_range), tuple(y_range)) == (EXTENT, EXTENT):
+            return
+        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
+        if len(points.in_box(x_range[0], y_range[0], x_range[1], y_range[1])):
+            return
+
+        def show_all() -> None:
+            for x_axis, y_axis in self._ranges.values():
+                x_axis.update(start=EXTENT[0], end=EXTENT[1])
+                y_axis.update(start=EXTENT[0], end=EXTENT[1])
+
+        self.state.param.update(x_range=EXTENT, y_range=EXTENT)
+        pn.state.execute(show_all)
 
     # ------------------------------------------------------------------ events
     def nearest(self, x: float | None, y: float | None) -> int | None:

@@ -13,7 +13,9 @@ import pandas as pd
 import panel as pn
 
 from explorer.cards import placeholder
+from explorer.colours import label_ink
 from explorer.data import ExplorerData, correct_name, predicted_name, split_name
+from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
 from precompute.store import PENULTIMATE, SpaceKey
 
@@ -71,13 +73,16 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str) -> pn.Co
         title=f"{target}: test images by true and predicted class",
     )
     hv.streams.Tap(source=heatmap, x=None, y=None).add_subscriber(clicked)
-    counts = hv.Labels(cells[cells["count"] > 0], kdims=["predicted", "true"],
-                       vdims=["text"]).opts(text_font_size="8pt", text_color="#222")
+    counted = cells[cells["count"] > 0].assign(
+        ink=lambda cells: label_ink(cells["share"], dark_at_top=True))
+    counts = hv.Labels(counted, kdims=["predicted", "true"],
+                       vdims=["text", "ink"]).opts(text_font_size="8pt", text_color="ink")
     return pn.Column(
         pn.Row(pn.pane.HTML(scores_html(model, target, metrics), sizing_mode="stretch_width"),
                show_mistakes, sizing_mode="stretch_width"),
         pn.Row(
-            pn.pane.HoloViews(heatmap * counts, sizing_mode="stretch_width",
+            pn.pane.HoloViews((heatmap * counts).opts(hv.opts.Overlay(hooks=[page_scrolls_over])),
+                              sizing_mode="stretch_width",
                               min_height=320 + 12 * len(labels),
                               css_classes=["fse-confusion"]),
             pn.pane.HTML(per_class_html(metrics), width=420, css_classes=["fse-per-class"]),

@@ -11,7 +11,9 @@ import pandas as pd
 import panel as pn
 
 from explorer.cards import placeholder
+from explorer.colours import label_ink
 from explorer.data import ExplorerData
+from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
 
 METRICS = {"kNN accuracy": "knn", "linear probe accuracy": "probe", "silhouette": "silhouette"}
@@ -45,8 +47,12 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         chosen["space"] = chosen["space"].astype(str)
         chosen["text"] = [f"{v:.2f}\n({b:.2f})" for v, b in
                           zip(chosen["value"], chosen["baseline"], strict=True)]
+        low, high = chosen["value"].min(), chosen["value"].max()
+        chosen["ink"] = label_ink((chosen["value"] - low) / max(high - low, 1e-9),
+                                  dark_at_top=False)
         # HoloViews reshapes key columns; pandas' Arrow-backed strings cannot be reshaped.
-        return chosen.astype({"space": object, "attribute": object, "text": object})
+        return chosen.astype({"space": object, "attribute": object, "text": object,
+                              "ink": object})
 
     def heatmap(metric_name: str, among: str) -> hv.HeatMap:
         label = next(k for k, v in METRICS.items() if v == metric_name)
@@ -59,7 +65,7 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
 
     def labels(metric_name: str, among: str) -> hv.Labels:
         return hv.Labels(cells(metric_name, among), kdims=["space", "attribute"],
-                         vdims=["text"]).opts(text_color="white", text_font_size="9pt")
+                         vdims=["text", "ink"]).opts(text_color="ink", text_font_size="9pt")
 
     def clicked(x=None, y=None) -> None:
         if x is None or y is None:
@@ -86,7 +92,8 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
     grid = hv.DynamicMap(pn.bind(heatmap, metric, condition))
     # The tap must come from the heatmap itself: over an overlay it would go to the labels.
     hv.streams.Tap(source=grid, x=None, y=None).add_subscriber(clicked)
-    plot = grid * hv.DynamicMap(pn.bind(labels, metric, condition))
+    plot = (grid * hv.DynamicMap(pn.bind(labels, metric, condition))).opts(
+        hv.opts.Overlay(hooks=[page_scrolls_over]))  # the overlay's hooks reach its figure
     return pn.Column(
         pn.Row(metric, condition),
         pn.pane.HoloViews(plot, sizing_mode="stretch_width", min_height=280,

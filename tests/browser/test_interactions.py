@@ -212,6 +212,8 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
     explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
     expect(explorer.page.locator(".fse-space select option:checked")).to_have_text(
         space_label(target))
+    expect(explorer.page.locator(".fse-color-by select")).to_have_value("artist")
+    expect(explorer.page.locator(".fse-space select")).to_have_value(space_label(target))
     assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
     explorer.page.locator(".fse-map").scroll_into_view_if_needed()
     explorer.page.wait_for_timeout(1_500)
