@@ -1,11 +1,13 @@
-"""Select the images with one attribute value (a cluster, a style, an artist), and show which
-attribute values a selected cluster over-represents (the cluster stage's enrichment test)."""
+"""Select the images with one attribute value (a cluster, a style, an artist), show which
+attribute values a selected cluster over-represents (the cluster stage's enrichment test), and
+write each cluster's most over-represented value at its centre on the map."""
 
 from __future__ import annotations
 
 import html
 
 import numpy as np
+import pandas as pd
 import panel as pn
 
 from explorer.data import ExplorerData
@@ -14,6 +16,7 @@ from precompute.store import CATEGORICAL, SpaceKey
 
 DOMINANT_SHARE = 0.8  # a selection this much inside one cluster shows that cluster's enrichment
 ENRICHMENT_ROWS = 10
+SIGNIFICANT_Q = 0.05  # a cluster's label names only values over-represented at this q or lower
 
 
 def select_by_value(data: ExplorerData, state: ExplorerState) -> pn.Row:
@@ -69,3 +72,30 @@ def enrichment_html(data: ExplorerData, space: SpaceKey, rows: np.ndarray) -> st
         f"{body}</table></div>"
     )
 
+
+
+def cluster_label_table(data: ExplorerData, space: SpaceKey, method: str,
+                        attribute: str) -> pd.DataFrame:
+    """x, y and text of each cluster of `space` on its `method` map: at the median of its
+    points, the value of `attribute` it over-represents most significantly (with "+N" when N
+    more are as significant), or of the first attribute the cluster stage tested when it did
+    not test `attribute`. Clusters that over-represent nothing get no label."""
+    meta = data.store.meta(data.store.clusters_path(space))
+    if meta is None or not meta["attributes"]:
+        return pd.DataFrame({"x": [], "y": [], "text": []})
+    tested = attribute if attribute in meta["attributes"] else meta["attributes"][0]
+    frame = data.frame(space, method)
+    codes = data.clusters(space).cat.codes.to_numpy()
+    rows = []
+    for cluster in range(len(meta["sizes"])):
+        records = [r for r in meta["enrichment"] if r["cluster"] == cluster
+                   and r["attribute"] == tested and r["q_value"] <= SIGNIFICANT_Q]
+        if not records:
+            continue
+        best = min(records, key=lambda r: (r["q_value"], -r["count"]))
+        ties = sum(r["q_value"] == best["q_value"] for r in records) - 1
+        members = codes == cluster
+        rows.append({"x": float(np.median(frame["x"].to_numpy()[members])),
+                     "y": float(np.median(frame["y"].to_numpy()[members])),
+                     "text": best["value"] + (f" +{ties}" if ties else "")})
+    return pd.DataFrame(rows, columns=["x", "y", "text"])

@@ -14,6 +14,7 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource, Range1d
 
+from explorer.clusters_view import cluster_label_table
 from explorer.data import ExplorerData
 from explorer.plot_hooks import page_scrolls_over
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
@@ -79,11 +80,15 @@ class MapPanel(pn.viewable.Viewer):
             self._markers,
             streams=[hv.streams.Params(state, ["space", "method", "neighbours", "query_point"])],
         )
+        labels = hv.DynamicMap(
+            self._cluster_labels,
+            streams=[hv.streams.Params(state, ["space", "method", "color_by", "cluster_labels"])],
+        )
         self.param.watch(self._move_ring, "hovered")
         state.param.watch(lambda _event: setattr(self, "hovered", None), ["space", "method"])
         state.param.watch(self._show_all_if_empty, ["space", "method"])
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
-        self.plot = (base * markers).opts(
+        self.plot = (base * labels * markers).opts(
             hv.opts.RGB(
                 responsive=True, xaxis=None, yaxis=None,
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
@@ -101,6 +106,9 @@ class MapPanel(pn.viewable.Viewer):
                 size=hv.dim("kind").categorize(MARKER_SIZES),
                 marker=hv.dim("kind").categorize({"query": "star"}, default="circle"),
             ),
+            hv.opts.Labels("ClusterLabels", text_font_size="11pt", text_font_style="bold",
+                           text_color="#111111", background_fill_color="#ffffff",
+                           background_fill_alpha=0.75),
             hv.opts.Overlay(show_legend=False),
         )
 
@@ -130,6 +138,12 @@ class MapPanel(pn.viewable.Viewer):
             x, y, kinds = [*x, query_point[0]], [*y, query_point[1]], [*kinds, "query"]
         table = pd.DataFrame({"x": x, "y": y, "kind": kinds})
         return hv.Points(table, kdims=["x", "y"], vdims=["kind"], group="Markers")
+
+    def _cluster_labels(self, space, method, color_by, cluster_labels):
+        """Each cluster's most over-represented value at its centre, when asked for."""
+        table = (cluster_label_table(self.data, SpaceKey.parse(space), method, color_by)
+                 if cluster_labels else pd.DataFrame({"x": [], "y": [], "text": []}))
+        return hv.Labels(table, kdims=["x", "y"], vdims=["text"], group="ClusterLabels")
 
     # ------------------------------------------------------------------ hover ring
     # The ring on the hovered point is a Bokeh glyph of its own, not a HoloViews layer: every

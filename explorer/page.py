@@ -13,7 +13,7 @@ import param
 
 from explorer.access import session_allowed
 from explorer.cards import CARD_CSS, image_card, placeholder
-from explorer.data import ExplorerData, load_explorer_data, store_ready
+from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
 from explorer.legend import LEGEND_CSS, Legend, legend_content, toggled
 from explorer.location import build_hint
@@ -78,6 +78,9 @@ class Explorer(pn.viewable.Viewer):
                    content=pn.bind(legend_content, self.data, state.param.color_by,
                                    state.param.space, state.param.isolated),
                    css_classes=["fse-legend"], sizing_mode="stretch_width", margin=(0, 10)),
+            *([pn.widgets.Checkbox.from_param(
+                state.param.cluster_labels, name="Label each cluster with what it over-represents",
+                css_classes=["fse-cluster-labels"])] if CLUSTER in self.data.kinds else []),
             rule(),
             pn.pane.HTML("<b>Filter</b>"),
             filters_panel(self.data, state),

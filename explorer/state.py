@@ -17,6 +17,8 @@ class ExplorerState(param.Parameterized):
     space = param.Selector(objects=[], doc="feature space shown, as model/layer")
     method = param.Selector(objects=[], doc="2D projection method")
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
+    cluster_labels = param.Boolean(default=False,
+                                   doc="write each cluster's most over-represented value on it")
     isolated = param.List(default=[], item_type=str,
                           doc="values of the colour-by attribute shown in colour (none: all)")
     selection = param.Array(default=NO_ROWS, doc="selected rows (sorted, unique)")
