@@ -45,6 +45,13 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 860})
         legend.filter(has_text="claude-monet").first.click()  # back to one, then to all
         legend.filter(has_text="claude-monet").first.click()
+        page.locator(".fse-color-by select").select_option("style")
+        page.goto(url + "?view=[-0.6,-0.1,0.2,0.7]", wait_until="networkidle")
+        page.locator(".fse-legend-value").first.wait_for()
+        page.wait_for_timeout(5_000)  # zoomed in on one corner: the paintings themselves
+        page.screenshot(path=DOCS / "screenshot-images.png")
+        page.goto(url, wait_until="networkidle")
+        page.locator(".fse-legend-value").first.wait_for()
         for tab in ("Layers", "Metrics", "Quality"):
             page.get_by_text(tab, exact=True).click()
             page.locator(".fse-tabs").scroll_into_view_if_needed()

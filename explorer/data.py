@@ -9,6 +9,7 @@ has shown many projections keeps those last used, not all of them.
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
 PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
 SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
 COLOURINGS_KEPT = 32  # attributes as colour channels, counts and clusters (N values each)
+THUMBNAILS_KEPT = 2_000  # decoded thumbnails drawn on the map (at most 96² × 3 bytes each)
 T = TypeVar("T")
 
 
@@ -59,6 +61,7 @@ class ExplorerData:
     quality: pd.DataFrame | None = None  # quality/issues.parquet, when the stage has run
     trust: dict[tuple[SpaceKey, str], dict[str, float]] = field(default_factory=dict)
     shares: frozenset[str] = frozenset()  # numeric attributes shown as percentages
+    has_thumbnails: bool = False  # the thumbs stage has run
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -66,6 +69,7 @@ class ExplorerData:
     _clusters: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
     _indexes: BoundedCache[object] = _kept(SPACES_KEPT)
     _reducers: BoundedCache[object] = _kept(SPACES_KEPT)
+    _thumbnails: BoundedCache[np.ndarray] = _kept(THUMBNAILS_KEPT)
     _derived: dict[object, BoundedCache] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ what there is
@@ -227,6 +231,20 @@ class ExplorerData:
         data = base64.b64encode(self.store.read_thumbnail(int(row))).decode("ascii")
         return f"data:image/jpeg;base64,{data}"
 
+    def thumbnail_pixels(self, row: int, side: int) -> np.ndarray:
+        """The image's thumbnail scaled to fit a `side` × `side` square, as RGB pixels
+        (uint8); decoded once per process for each size."""
+
+        def decode() -> np.ndarray:
+            from PIL import Image  # only when a view is drawn with its images
+
+            with Image.open(io.BytesIO(self.store.read_thumbnail(int(row)))) as image:
+                small = image.convert("RGB")
+                small.thumbnail((side, side))
+                return np.asarray(small)
+
+        return self._thumbnails.get((int(row), side), decode)
+
     def describe(self, row: int, space: SpaceKey | None = None) -> dict[str, str]:
         """The image's attributes as display strings (not yet HTML-escaped)."""
         described = {}
@@ -297,7 +315,8 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
         kinds[CLUSTER] = CATEGORICAL
     trust = {(space, method): store.meta(store.projection_path(space, method)).get("trust", {})
              for space, names in methods.items() for method in names}
-    return ExplorerData(store, table, kinds, methods, dask, issues, trust, frozenset(shares))
+    return ExplorerData(store, table, kinds, methods, dask, issues, trust, frozenset(shares),
+                        has_thumbnails=store.meta(store.thumbs_path) is not None)
 
 
 def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -98,7 +98,7 @@ class MapPanel(pn.viewable.Viewer):
                 hooks=[weak_hook(self._add_ring), page_scrolls_over],
             ),
             hv.opts.Points(
-                "Glyphs", color="colour", alpha="alpha", size=7, line_color="white",
+                "Glyphs", color="colour", alpha="alpha", size="size", line_color="white",
                 line_width=0.5,
             ),
             hv.opts.Points(

@@ -1,6 +1,7 @@
 """The map: a server-side rasterized scatter of one projection (datashader: canvas → aggregate →
 shade → spread), coloured by an attribute, with the selection on top and points outside the
-filter dimmed or hidden. When the viewport holds few enough points they are drawn as real glyphs.
+filter dimmed or hidden. When the viewport holds few enough points they are drawn as real glyphs,
+and when it holds fewer still, as their images (explorer/thumbnail_map.py).
 The image aggregates a table held in memory, or one built by Dask workers when the store was
 opened with a scheduler (explorer/dask_points.py).
 """
@@ -29,12 +30,14 @@ from explorer.colours import (
 from explorer.data import CLUSTER, ExplorerData
 from explorer.geometry import sorted_slice
 from explorer.point_table import OUTSIDE, Colouring, filtered
+from explorer.thumbnail_map import THUMBNAIL_LIMIT, thumbnail_image
 from precompute.store import NUMERIC, SpaceKey
 
 MAP_EXTENT = 1.05  # every projection is scaled into [-1, 1]; the view shows a small margin
 EXTENT = (-MAP_EXTENT, MAP_EXTENT)  # the whole map's range on either axis
 DEFAULT_SIZE = (800, 600)
 GLYPH_LIMIT = 3_000  # at most this many points in view: draw real glyphs instead of an image
+GLYPH_SIZE = 7  # px across a glyph in the whole map's view; it grows as the view zooms in
 EMPTY_RGB_BOUNDS = (-MAP_EXTENT, -MAP_EXTENT, MAP_EXTENT, MAP_EXTENT)
 
 
@@ -226,7 +229,9 @@ def _shade_numeric(aggregate, values: pd.Series):
 
 
 def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
-    """Few points in view: draw each as a glyph, in its colour."""
+    """Few points in view: draw each as a glyph in its colour, growing as the view zooms in;
+    zoomed in on at most THUMBNAIL_LIMIT, draw their images instead (the whole map stays an
+    overview of colours)."""
     space = SpaceKey.parse(request.space)
     frame = data.frame(space, request.method)
     values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
@@ -246,22 +251,33 @@ def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         key = category_colours(list(values.cat.categories))
         colours = np.array([key[c] for c in values.iloc[rows]], dtype=object)
     colours = np.where(inside, colours, GREY_FILTERED)
-    alpha = np.where(inside, 0.9, 0.35)
+    x, y = frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows]
     highlighted = highlighted_rows(data, request)
+    zoomed = (request.x_range, request.y_range) != (EXTENT, EXTENT)
+    if data.has_thumbnails and zoomed and len(rows) <= THUMBNAIL_LIMIT:
+        rgba = thumbnail_image(data, rows, x, y, colours, highlighted, request.x_range,
+                               request.y_range, request.width, request.height)
+        bounds = (request.x_range[0], request.y_range[0], request.x_range[1],
+                  request.y_range[1])
+        return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])
+    alpha = np.where(inside, 0.9, 0.35)
     if highlighted is not None:  # the others grey, as in the image
         chosen = np.isin(rows, highlighted)
         colours = np.where(chosen, colours, FADED_GREY)
         alpha = np.where(chosen, 1.0, FADED_ALPHA / 255)
-    glyphs = glyph_layer(frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows], colours,
-                         alpha)
+    zoom = (EXTENT[1] - EXTENT[0]) / (request.x_range[1] - request.x_range[0])
+    size = float(np.clip(GLYPH_SIZE * zoom ** 0.4, GLYPH_SIZE, 2.5 * GLYPH_SIZE))
+    glyphs = glyph_layer(x, y, colours, alpha, size)
     empty = hv.RGB(np.zeros((1, 1, 4), dtype=np.uint8), bounds=EMPTY_RGB_BOUNDS)
     return hv.Overlay([empty, glyphs])
 
 
-def glyph_layer(x, y, colours, alpha) -> hv.Points:
-    """Points drawn one by one (styled as `Points.Glyphs` by the map)."""
-    table = pd.DataFrame({"x": x, "y": y, "colour": colours, "alpha": alpha})
-    return hv.Points(table, kdims=["x", "y"], vdims=["colour", "alpha"], group="Glyphs")
+def glyph_layer(x, y, colours, alpha, size: float = GLYPH_SIZE) -> hv.Points:
+    """Points drawn one by one (styled as `Points.Glyphs` by the map), `size` px across."""
+    table = pd.DataFrame({"x": x, "y": y, "colour": colours, "alpha": alpha,
+                          "size": np.full(len(x), size)})
+    return hv.Points(table, kdims=["x", "y"], vdims=["colour", "alpha", "size"],
+                     group="Glyphs")
 
 
 def empty_glyphs() -> hv.Points:

@@ -180,6 +180,33 @@ def test_an_isolated_value_keeps_its_colour_and_the_rest_fade(built_store):
     assert (alpha == 1.0).sum() == len(baroque) and (alpha < 0.5).sum() == 66 - len(baroque)
 
 
+def test_zoomed_in_on_few_points_the_map_draws_their_images_framed_in_their_colour(
+        built_store):
+    from explorer.colours import category_colours
+    from explorer.point_table import rgb
+    from explorer.scatter import EXTENT, MapRequest, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    whole = MapRequest(str(SPACE), "pca", "style", EXTENT, EXTENT, 400, 300)
+    assert len(render_map(data, whole).get(1)) == 66, "the whole map stays an overview of dots"
+    coords = data.coords(SPACE, "pca")
+    row = int(np.argmin(np.abs(coords[:, 0]) + np.abs(coords[:, 1])))  # near the centre
+    x, y = coords[row]
+    view = dataclasses.replace(whole, x_range=(x - 0.5, x + 0.5), y_range=(y - 0.5, y + 0.5))
+    overlay = render_map(data, view)
+    assert len(overlay.get(1)) == 0, "images, not glyphs"
+    rgba = overlay.get(0).data
+    assert rgba.shape == (300, 400, 4)
+    ys, xs = np.nonzero(rgba[..., 3])
+    assert len(ys) > 24 * 24, "at least one image is drawn"
+    distinct = len(np.unique(rgba[ys, xs, :3], axis=0))
+    assert distinct > 200, "photographs, not a palette of dots"
+    frame = category_colours(list(data.table["style"].cat.categories))
+    borders = {tuple(rgb(frame[s])) for s in data.table["style"].astype(str)}
+    edge = [tuple(p) for p in rgba[ys, xs, :3][:50]]  # top rows of the first image: its frame
+    assert any(p in borders for p in edge)
+
+
 def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):
     from explorer.scatter import MapRequest, map_image, render_map
 
