@@ -73,17 +73,22 @@ def enrichment_html(data: ExplorerData, space: SpaceKey, rows: np.ndarray) -> st
     )
 
 
-
 def cluster_label_table(data: ExplorerData, space: SpaceKey, method: str,
                         attribute: str) -> pd.DataFrame:
     """x, y and text of each cluster of `space` on its `method` map: at the median of its
     points, the value of `attribute` it over-represents most significantly (with "+N" when N
-    more are as significant), or of the first attribute the cluster stage tested when it did
+    more have the same p-value), or of the first attribute the cluster stage tested when it did
     not test `attribute`. Clusters that over-represent nothing get no label."""
     meta = data.store.meta(data.store.clusters_path(space))
     if meta is None or not meta["attributes"]:
         return pd.DataFrame({"x": [], "y": [], "text": []})
     tested = attribute if attribute in meta["attributes"] else meta["attributes"][0]
+    return data.derived(("cluster labels", space, method, tested),
+                        lambda: _label_table(data, space, method, tested, meta))
+
+
+def _label_table(data: ExplorerData, space: SpaceKey, method: str, tested: str,
+                 meta: dict) -> pd.DataFrame:
     frame = data.frame(space, method)
     codes = data.clusters(space).cat.codes.to_numpy()
     rows = []
@@ -92,8 +97,8 @@ def cluster_label_table(data: ExplorerData, space: SpaceKey, method: str,
                    and r["attribute"] == tested and r["q_value"] <= SIGNIFICANT_Q]
         if not records:
             continue
-        best = min(records, key=lambda r: (r["q_value"], -r["count"]))
-        ties = sum(r["q_value"] == best["q_value"] for r in records) - 1
+        best = min(records, key=lambda r: (r["p_value"], -r["count"]))
+        ties = sum(r["p_value"] == best["p_value"] for r in records) - 1
         members = codes == cluster
         rows.append({"x": float(np.median(frame["x"].to_numpy()[members])),
                      "y": float(np.median(frame["y"].to_numpy()[members])),

@@ -72,6 +72,7 @@ class Legend(ReactiveHTML):
             entries.append(make('div', 'fse-legend-note', note));
           }
           search.style.display = legend.searchable ? 'block' : 'none';
+          if (!legend.searchable) search.value = '';  // a hidden box must not hide rows
           self.find();""",
         "find": """
           const wanted = search.value.trim().toLowerCase();
@@ -86,7 +87,7 @@ class Legend(ReactiveHTML):
 
     def _picked(self, event) -> None:
         value = (event.data.get("target") or {}).get("value")
-        if value:  # a click between the rows has none
+        if value is not None:  # a click between the rows has none
             additive = any(event.data.get(key) for key in ("shiftKey", "ctrlKey", "metaKey"))
             self._on_pick(value, additive)
 
@@ -97,6 +98,15 @@ def toggled(isolated: Sequence[str], value: str, additive: bool) -> list[str]:
     if additive:
         return [v for v in isolated if v != value] if value in isolated else [*isolated, value]
     return [] if list(isolated) == [value] else [value]
+
+
+def legend_values(data: ExplorerData, attribute: str, space: str) -> list[str]:
+    """The values the legend of `attribute` lists, which are the values that can be isolated
+    (none for a numeric attribute)."""
+    if data.kinds[attribute] == NUMERIC:
+        return []
+    values = data.colour_values(attribute, TOP_CATEGORIES, SpaceKey.parse(space))
+    return [str(category) for category in values.cat.categories]
 
 
 def legend_content(data: ExplorerData, attribute: str, space: str,
@@ -116,8 +126,9 @@ def legend_content(data: ExplorerData, attribute: str, space: str,
     distinct = len(data.value_counts(attribute, key))
     notes = [f"{distinct} values; the {TOP_CATEGORIES} most frequent are coloured"
              ] if distinct > TOP_CATEGORIES else []
-    notes.append(f"Showing {', '.join(isolated)}; click it again to show all, shift-click to add"
-                 if isolated else "Click a value to isolate it on the map; shift-click adds one")
+    notes.append(f"Showing {', '.join(isolated)}; shift-click one to remove it, click the last "
+                 "again to show all" if isolated
+                 else "Click a value to isolate it on the map; shift-click adds one")
     return {"title": attribute, "rows": rows, "notes": notes,
             "searchable": len(rows) > SEARCHABLE}
 

@@ -30,10 +30,11 @@ MARKER_INK = "#000000"
 MARKER_SIZES = {"focus": 18, "neighbour": 12, "query": 16}
 RING = {"line_width": 2.5, "fill_alpha": 0, "line_color": MARKER_INK}  # how every ring is drawn
 HOVER_RING = {**RING, "size": 14, "line_dash": "dotted"}
-# Beside the side panel (280-420 px) the map takes the rest of the width, at least 640 px (half of
-# a 1280-px window), and the window's height less the header and the tab bar (so the tabs stay
-# in view at 1280x720). A window too narrow for both (below NARROW) puts the panel under the map
-# and the map leaves room for it on screen, so the card of a hovered point stays in view.
+# Beside the side panel (280-420 px) the map takes the rest of the width from a basis of 640 px
+# (half of a 1280-px window; never under 450), and the window's height less the header and the
+# tab bar (so the tabs stay in view at 1280x720). A window too narrow for both (below NARROW)
+# puts the panel under the map, and the map leaves room for it on screen, so the card of a
+# hovered point stays in view.
 NARROW = "(max-width: 1250px)"
 MAP_CSS = f"""
 :host {{ flex: 1 1 640px; min-width: 450px; height: max(420px, calc(100vh - 150px)); }}
@@ -192,6 +193,7 @@ class MapPanel(pn.viewable.Viewer):
                 y_axis.update(start=EXTENT[0], end=EXTENT[1])
 
         self.state.param.update(x_range=EXTENT, y_range=EXTENT)
+        self.range.event(x_range=EXTENT, y_range=EXTENT)
         pn.state.execute(show_all)
 
     # ------------------------------------------------------------------ events

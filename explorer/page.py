@@ -15,7 +15,7 @@ from explorer.access import session_allowed
 from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
-from explorer.legend import LEGEND_CSS, Legend, legend_content, toggled
+from explorer.legend import LEGEND_CSS, Legend, legend_content, legend_values, toggled
 from explorer.location import build_hint
 from explorer.map_panel import NARROW, MapPanel
 from explorer.metrics_view import metrics_panel
@@ -55,6 +55,9 @@ class Explorer(pn.viewable.Viewer):
         follow_filters(self.data, self.state)
         follow_focus(self.data, self.state)
         link_to_url(self.state, len(self.data))
+        # a link may name values this store's legend does not list
+        listed = legend_values(self.data, self.state.color_by, self.state.space)
+        self.state.isolated = [v for v in self.state.isolated if v in listed]
         self.map = MapPanel(self.data, self.state)
 
     def controls(self) -> list[pn.viewable.Viewable]:
@@ -244,7 +247,15 @@ def new_state(data: ExplorerData) -> ExplorerState:
     _follow_space(data, state)
     state.param.watch(lambda _event: _follow_space(data, state), "space")
     state.param.watch(lambda _event: setattr(state, "isolated", []), "color_by")
+    state.param.watch(lambda _event: _forget_other_clusters(state), "space")
     return state
+
+
+def _forget_other_clusters(state: ExplorerState) -> None:
+    """Each space has its own clusters ("cluster 3" of one is not that of another): isolated
+    clusters are cleared when the space changes."""
+    if state.color_by == CLUSTER:
+        state.isolated = []
 
 
 def default_space(spaces: list[SpaceKey]) -> SpaceKey:

@@ -255,8 +255,8 @@ def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     highlighted = highlighted_rows(data, request)
     zoomed = (request.x_range, request.y_range) != (EXTENT, EXTENT)
     if data.has_thumbnails and zoomed and len(rows) <= THUMBNAIL_LIMIT:
-        rgba = thumbnail_image(data, rows, x, y, colours, highlighted, request.x_range,
-                               request.y_range, request.width, request.height)
+        rgba = thumbnail_image(data, rows, x, y, colours, inside, highlighted,
+                               request.x_range, request.y_range, request.width, request.height)
         bounds = (request.x_range[0], request.y_range[0], request.x_range[1],
                   request.y_range[1])
         return hv.Overlay([hv.RGB(rgba, bounds=bounds, vdims=list("RGBA")), empty_glyphs()])

@@ -30,17 +30,18 @@ def thumbnail_side(columns: np.ndarray, lines: np.ndarray, width: int, height: i
 
 
 def thumbnail_image(data: ExplorerData, rows: np.ndarray, x: np.ndarray, y: np.ndarray,
-                    colours: np.ndarray, highlighted: np.ndarray | None,
+                    colours: np.ndarray, inside: np.ndarray, highlighted: np.ndarray | None,
                     x_range: tuple[float, float], y_range: tuple[float, float],
                     width: int, height: int) -> np.ndarray:
     """An RGBA image (rows from the top) of the view: the thumbnail of each of `rows` centred
-    on its point (`x`, `y` in map coordinates), framed in its colour (`colours`, hex); with
-    `highlighted` (a selection, isolated values) the other images are faded and drawn first."""
+    on its point (`x`, `y` in map coordinates), framed in its colour (`colours`, hex). The
+    images outside the filter (`inside` false) and, with `highlighted` (a selection, isolated
+    values), the others are faded and drawn first."""
     canvas = np.zeros((height, width, 4), dtype=np.uint8)
     columns = (np.asarray(x) - x_range[0]) / (x_range[1] - x_range[0]) * width
     lines = (y_range[1] - np.asarray(y)) / (y_range[1] - y_range[0]) * height
     side = thumbnail_side(columns, lines, width, height)
-    strong = np.ones(len(rows), dtype=bool) if highlighted is None else np.isin(rows, highlighted)
+    strong = inside if highlighted is None else inside & np.isin(rows, highlighted)
     for i in np.argsort(strong, kind="stable"):  # faded first, the highlighted on top
         pixels = data.thumbnail_pixels(int(rows[i]), side - 2 * FRAME)
         framed = np.empty((pixels.shape[0] + 2 * FRAME, pixels.shape[1] + 2 * FRAME, 4),
@@ -53,8 +54,8 @@ def thumbnail_image(data: ExplorerData, rows: np.ndarray, x: np.ndarray, y: np.n
 
 
 def _paste(canvas: np.ndarray, tile: np.ndarray, centre_x: int, centre_y: int) -> None:
-    """`tile` over `canvas` centred at (centre_x, centre_y), clipped to the canvas; a faded
-    tile is blended over what lies beneath."""
+    """`tile` over `canvas` centred at (centre_x, centre_y), clipped to the canvas, composited
+    "over" what lies beneath (a faded tile keeps its colours, lighter, over the background)."""
     top, left = centre_y - tile.shape[0] // 2, centre_x - tile.shape[1] // 2
     y0, x0 = max(top, 0), max(left, 0)
     y1 = min(top + tile.shape[0], canvas.shape[0])
@@ -64,5 +65,8 @@ def _paste(canvas: np.ndarray, tile: np.ndarray, centre_x: int, centre_y: int) -
     part = tile[y0 - top:y1 - top, x0 - left:x1 - left]
     below = canvas[y0:y1, x0:x1]
     alpha = part[..., 3:4].astype(np.float32) / 255
-    below[..., :3] = (part[..., :3] * alpha + below[..., :3] * (1 - alpha)).astype(np.uint8)
-    below[..., 3] = np.maximum(below[..., 3], part[..., 3])
+    beneath = below[..., 3:4].astype(np.float32) / 255 * (1 - alpha)
+    total = alpha + beneath
+    colour = (part[..., :3] * alpha + below[..., :3] * beneath) / np.maximum(total, 1e-6)
+    below[..., :3] = colour.astype(np.uint8)
+    below[..., 3:4] = (total * 255).round().astype(np.uint8)

@@ -10,9 +10,8 @@ from precompute.store import FORMAT_VERSION, SpaceKey, Store, read_json
 
 def describe_store(store: Store) -> dict[str, Any]:
     """Counts, attributes, feature spaces, projections (with their trust scores), indexes,
-    thumbnails, the test metrics
-    of fine-tuned models, clusters and separability scores of `store`, and the work that
-    interrupted runs left unfinished."""
+    thumbnails, the test metrics of fine-tuned models, clusters and separability scores of
+    `store`, and the work that interrupted runs left unfinished."""
     images = store.meta(store.images_path)
     info: dict[str, Any] = {
         "store": str(store.root.resolve()),

@@ -205,6 +205,9 @@ def test_zoomed_in_on_few_points_the_map_draws_their_images_framed_in_their_colo
     borders = {tuple(rgb(frame[s])) for s in data.table["style"].astype(str)}
     edge = [tuple(p) for p in rgba[ys, xs, :3][:50]]  # top rows of the first image: its frame
     assert any(p in borders for p in edge)
+    outside = dataclasses.replace(view, mask=np.zeros(len(data), dtype=bool))
+    faded = render_map(data, outside).get(0).data
+    assert 0 < faded[..., 3].max() < 255, "images outside the filter are faded"
 
 
 def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):

@@ -17,7 +17,8 @@ from precompute.stats.vectors import normalised
 
 NEIGHBOURS = 10
 SCORE_SAMPLE = 10_000  # images scored per map, at most
-ROWS_AT_ONCE = 512  # similarity rows held at a time: 512 × 10,000 float32 = 20 MB
+ROWS_AT_ONCE = 512  # rows scored at a time: at 10,000 images about 120 MB of work arrays
+SCORE_STREAM = 1  # the sample's random stream, apart from the fit sample's
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ def score_sample(count: int, seed: int, size: int = SCORE_SAMPLE) -> np.ndarray:
     """The sorted rows a map is scored on: all of them up to `size`, else a seeded sample."""
     if count <= size:
         return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+    # A stream of its own: drawn from `seed` alone it would repeat the fit sample's draw, so
+    # above the fit sample no placed point would ever be scored.
+    rng = np.random.default_rng([seed, SCORE_STREAM])
+    return np.sort(rng.choice(count, size, replace=False))
 
 
 def map_trust(embeddings: np.ndarray, coords: np.ndarray, k: int = NEIGHBOURS) -> MapTrust:
@@ -70,6 +74,7 @@ def map_trust(embeddings: np.ndarray, coords: np.ndarray, k: int = NEIGHBOURS) -
         # An intruder's rank in the full space: 1 + how many images are more similar.
         intruder_similarity = np.take_along_axis(similar, map_near, axis=1)
         ranks = 1 + (similar[:, None, :] > intruder_similarity[:, :, None]).sum(axis=2)
-        penalty += float(((ranks - k) * ~stays).sum())
+        # a tie at the k-th neighbour can rank an intruder inside the k: no penalty, not less
+        penalty += float((np.maximum(ranks - k, 0) * ~stays).sum())
     trust = 1.0 - 2.0 / (count * k * (2.0 * count - 3.0 * k - 1.0)) * penalty
     return MapTrust(kept / (count * k), trust, k, count)

@@ -102,3 +102,8 @@ def test_a_long_legend_can_be_searched(explorer):
     shown = [row.inner_text().split("\n")[0] for row in rows.all() if row.is_visible()]
     assert shown and all(wanted.lower() in value.lower() for value in shown)
     assert len(shown) < rows.count()
+    explorer.choose("fse-color-by", "style")  # a short legend: no box, and every value shown
+    explorer.page.locator(".fse-legend-title").get_by_text("style", exact=True).wait_for()
+    explorer.page.wait_for_timeout(300)
+    assert not search.is_visible()
+    assert all(row.is_visible() for row in rows.all()) and rows.count() == 11
