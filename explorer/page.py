@@ -23,7 +23,7 @@ from explorer.neighbours import follow_focus, neighbours_panel
 from explorer.quality_view import QUALITY_CSS, quality_panel
 from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
-from explorer.separability_view import separability_panel
+from explorer.separability_view import SEPARABILITY_CSS, separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
 from explorer.url_state import link_to_url
 from explorer.why import why_panel
@@ -31,7 +31,7 @@ from precompute.store import PENULTIMATE, SpaceKey
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
-CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS]
+CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS, SEPARABILITY_CSS]
 SIDE_CSS = f"""
 :host {{ flex: 1 1 280px; max-width: 420px; height: max(420px, calc(100vh - 150px)); }}
 @media {NARROW} {{ :host {{ height: 280px; max-width: none; }} }}

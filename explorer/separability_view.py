@@ -18,6 +18,11 @@ from explorer.state import ExplorerState
 
 METRICS = {"kNN accuracy": "knn", "linear probe accuracy": "probe", "silhouette": "silhouette"}
 ALL_IMAGES = "all images"
+SEPARABILITY_CSS = """
+.fse-score-help { font-size: 13px; color: #333; }
+.fse-score-help dt { font-weight: 600; margin-top: 4px; }
+.fse-score-help dd { margin: 0 0 0 16px; color: #555; }
+"""
 
 
 def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
@@ -101,8 +106,36 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         detail,
         pn.pane.HTML(placeholder(scope_note(data)), sizing_mode="stretch_width",
                      css_classes=["fse-sep-scope"]),
+        pn.pane.HTML(score_definitions(data), sizing_mode="stretch_width",
+                     css_classes=["fse-sep-help"]),
         sizing_mode="stretch_width",
     )
+
+
+def score_definitions(data: ExplorerData) -> str:
+    """What each score in the heatmap means, with the settings the analysis stage used."""
+    recipes = data.store.meta(data.store.separability_path())["recipe"]
+    settings = next(iter(recipes.values()), {}).get("analysis", {})
+    k, folds = int(settings.get("knn", 10)), int(settings.get("folds", 5))
+    shuffles = int(settings.get("shuffles", 20))
+    terms = {
+        "kNN accuracy": f"the share of images whose {k} nearest neighbours (cosine, in the "
+                        "layer's full space, the image itself left out) vote for its own value",
+        "linear probe accuracy": "the share of images a logistic regression on the layer's "
+                                 f"standardised features labels right, each image predicted by "
+                                 f"a model that did not see it ({folds}-fold cross-validation)",
+        "silhouette": "how much nearer each image is to its own value's images than to the "
+                      "nearest other value's (cosine distance; −1 to 1, 0: no separation)",
+        "baseline (in brackets)": f"the same score with the labels shuffled ({shuffles} times): "
+                                  "what chance gives; a layer separates an attribute as far as "
+                                  "its score rises above this",
+        "“among images of one A”": "B scored within each value of A only, so a B that merely "
+                                   "comes along with A scores at its baseline",
+    }
+    rows = "".join(f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>"
+                   for term, text in terms.items())
+    return f"<details class='fse-score-help'><summary>What the scores mean</summary><dl>{rows}" \
+           "</dl></details>"
 
 
 def scope_note(data: ExplorerData) -> str:

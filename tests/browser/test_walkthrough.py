@@ -93,3 +93,16 @@ def test_switching_method_shows_the_whole_map_when_the_zoomed_view_would_be_empt
         "() => decodeURIComponent(window.location.search).includes('view=[-1.05,1.05,-1.05,1.05]')"
         " || decodeURIComponent(window.location.search.replaceAll('+', ' '))"
         ".includes('view=[-1.05, 1.05, -1.05, 1.05]')")
+
+
+def test_every_score_in_the_layers_tab_is_defined(explorer):
+    explorer.page.get_by_text("Layers", exact=True).click()
+    help_box = explorer.page.locator(".fse-score-help")
+    help_box.locator("summary").click()
+    terms = help_box.locator("dt").all_inner_texts()
+    assert {"kNN accuracy", "linear probe accuracy", "silhouette",
+            "baseline (in brackets)"} <= set(terms)
+    meta = explorer.data.store.meta(explorer.data.store.separability_path())
+    k = next(iter(meta["recipe"].values()))["analysis"]["knn"]
+    assert f"{k} nearest neighbours" in help_box.locator("dd").first.inner_text()
+    assert help_box.locator("dd").first.is_visible()
