@@ -79,16 +79,16 @@ def cluster_label_table(data: ExplorerData, space: SpaceKey, method: str,
     points, the value of `attribute` it over-represents most significantly (with "+N" when N
     more have the same p-value), or of the first attribute the cluster stage tested when it did
     not test `attribute`. Clusters that over-represent nothing get no label."""
+    return data.derived(("cluster labels", space, method, attribute),
+                        lambda: _label_table(data, space, method, attribute))
+
+
+def _label_table(data: ExplorerData, space: SpaceKey, method: str,
+                 attribute: str) -> pd.DataFrame:
     meta = data.store.meta(data.store.clusters_path(space))
     if meta is None or not meta["attributes"]:
         return pd.DataFrame({"x": [], "y": [], "text": []})
     tested = attribute if attribute in meta["attributes"] else meta["attributes"][0]
-    return data.derived(("cluster labels", space, method, tested),
-                        lambda: _label_table(data, space, method, tested, meta))
-
-
-def _label_table(data: ExplorerData, space: SpaceKey, method: str, tested: str,
-                 meta: dict) -> pd.DataFrame:
     frame = data.frame(space, method)
     codes = data.clusters(space).cat.codes.to_numpy()
     rows = []

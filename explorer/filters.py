@@ -7,6 +7,7 @@ import html
 
 import panel as pn
 
+from explorer.after_pause import AfterPause
 from explorer.data import CLUSTER, ExplorerData
 from explorer.state import ExplorerState
 from precompute.store import CATEGORICAL, TEXT, SpaceKey
@@ -48,22 +49,8 @@ def search_placeholder(data: ExplorerData) -> str:
 def search_as_typed(box: pn.widgets.TextInput, state: ExplorerState) -> None:
     """Search as the user types: each keystroke's text is applied once typing has paused for
     SEARCH_PAUSE_MS (at once outside a server), and Enter applies it at once."""
-    pending: list[object] = []
-
-    def apply() -> None:
-        pending.clear()
-        state.search = box.value_input or ""
-
-    def typed(_event) -> None:
-        document = pn.state.curdoc
-        if document is None or document.session_context is None:
-            apply()
-            return
-        for callback in pending:
-            document.remove_timeout_callback(callback)
-        pending[:] = [document.add_timeout_callback(apply, SEARCH_PAUSE_MS)]
-
-    box.param.watch(typed, "value_input")
+    apply = AfterPause(lambda: setattr(state, "search", box.value_input or ""), SEARCH_PAUSE_MS)
+    box.param.watch(lambda _event: apply(), "value_input")
     box.param.watch(lambda event: setattr(state, "search", event.new), "value")
 
 

@@ -14,6 +14,7 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource, Range1d
 
+from explorer.after_pause import AfterPause
 from explorer.clusters_view import cluster_label_table
 from explorer.data import ExplorerData
 from explorer.plot_hooks import page_scrolls_over
@@ -52,7 +53,7 @@ class MapPanel(pn.viewable.Viewer):
         super().__init__(**params)
         self.data, self.state = data, state
         self._pointer: tuple[float | None, float | None] = (None, None)
-        self._hover_due: object | None = None  # the pending look-up's timeout callback
+        self._look_up_hover = AfterPause(self._apply_hover, HOVER_SETTLE_MS)
         self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
         self._ranges: dict[str, tuple[Range1d, Range1d]] = {}  # each figure's x and y range
         layers = hv.streams.Params(
@@ -214,16 +215,9 @@ class MapPanel(pn.viewable.Viewer):
         point at every step: looking up every move queued seconds of refreshes ahead of the
         lasso (docs/benchmarks.md)."""
         self._pointer = (x, y)
-        document = pn.state.curdoc
-        if document is None or document.session_context is None:
-            self._apply_hover()
-            return
-        if self._hover_due is not None:
-            document.remove_timeout_callback(self._hover_due)
-        self._hover_due = document.add_timeout_callback(self._apply_hover, HOVER_SETTLE_MS)
+        self._look_up_hover()
 
     def _apply_hover(self) -> None:
-        self._hover_due = None
         row = self.nearest(*self._pointer)
         if row != self.hovered:
             self.hovered = row
