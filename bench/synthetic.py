@@ -40,7 +40,7 @@ from precompute.store import (  # noqa: E402
     fingerprint,
 )
 
-SPACE = SpaceKey("synthetic", "penultimate")
+SPACE = SpaceKey("synthetic/pretrained", "penultimate")
 METHOD = "umap"
 CHUNK = 250_000
 SAMPLE_IMAGES = REPO / "sample_data" / "wikiart"

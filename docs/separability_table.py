@@ -1,6 +1,6 @@
 """Print a store's separability table as Markdown (the tables in docs/results.md).
 
-    python docs/separability_table.py STORE [--model pretrained]
+    python docs/separability_table.py STORE [--model efficientnet_lite0/pretrained]
 
 One table per metric: a row per feature space in store order (shallow to deep), a column per
 attribute ("B | A" is B within each value of A), each cell
@@ -24,12 +24,13 @@ NAMES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store")
-    parser.add_argument("--model", help="only the spaces of this model, e.g. finetuned-style")
+    parser.add_argument("--model", help="only the spaces of this model, e.g. "
+                        "efficientnet_lite0/finetuned-style-head")
     args = parser.parse_args()
     store = Store.open(args.store)
     table = store.read_separability()
     meta = store.meta(store.separability_path())
-    spaces = [s for s in meta["spaces"] if not args.model or s.split("/")[0] == args.model]
+    spaces = [s for s in meta["spaces"] if not args.model or s.rpartition("/")[0] == args.model]
     table = table.assign(column=[f"{a} \\| {g}" if g else a for a, g in
                                  zip(table["attribute"], table["given"], strict=True)])
     columns = list(dict.fromkeys(table["column"]))

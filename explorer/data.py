@@ -36,7 +36,6 @@ from precompute.store import (
 OTHER = "(other)"  # the colour of categories beyond the top N
 CLUSTER = "cluster"  # an attribute whose values depend on the feature space shown
 QUALITY, NO_ISSUE = "quality", "none"  # each image's most serious quality flag
-CONFIDENCE = " confidence"  # ends the name of a fine-tuned model's confidence attribute (a share)
 DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
 PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
 SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
@@ -147,13 +146,8 @@ class ExplorerData:
         """Where a new embedding of `space` lands on the `method` map: the stored reducer's
         own `transform` (PCA, UMAP, openTSNE), applied to the unit-length vector."""
 
-        def unpickle() -> object:
-            import pickle
-
-            with open(self.store.reducer_path(space, method), "rb") as handle:
-                return pickle.load(handle)  # written by our own project stage
-
-        reducer = self._reducers.get((space, method), unpickle)
+        reducer = self._reducers.get((space, method),
+                                     lambda: self.store.load_reducer(space, method))
         unit = vector.astype(np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
         x, y = self.to_map(space, method, reducer.transform(unit.reshape(1, -1)))[0]
         return float(x), float(y)
@@ -301,11 +295,12 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
         if kind == CATEGORICAL:
             table[attribute] = table[attribute].astype("category")
     shares = set()
-    for model in store.finetuned_models():
-        columns, prediction_kinds = prediction_attributes(store, model)
+    for model, tag in run_tags(store).items():
+        columns, prediction_kinds = prediction_attributes(store, model, tag)
+        columns = columns.drop(columns=[c for c in columns if c in table])  # one split a target
         table = pd.concat([table, columns], axis=1)
-        kinds.update(prediction_kinds)
-        shares |= {name for name in columns if name.endswith(CONFIDENCE)}
+        kinds.update({name: prediction_kinds[name] for name in columns})
+        shares |= {name for name, kind in prediction_kinds.items() if kind == NUMERIC}
     issues = quality_issues(store)
     if issues is not None:
         table[QUALITY] = quality_column(issues, table[ID_COLUMN])
@@ -319,22 +314,38 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
                         has_thumbnails=store.meta(store.thumbs_path) is not None)
 
 
-def prediction_attributes(store: Store, model: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A fine-tuned model's per-image predictions as attributes, so the map can be coloured,
+def run_tags(store: Store) -> dict[str, str]:
+    """Each finished training run and what tells its prediction attributes apart: nothing
+    when it is its target's only run, else ` · <backbone> <mode or run name>`."""
+    targets = {model: store.meta(store.predictions_path(model))["target"]
+               for model in store.finetuned_models()}
+    tags = {}
+    for model, target in targets.items():
+        backbone, _, run = model.partition("/")
+        several = sum(t == target for t in targets.values()) > 1
+        tags[model] = f" · {backbone} {run.removeprefix(f'finetuned-{target}-')}" if several \
+            else ""
+    return tags
+
+
+def prediction_attributes(store: Store, model: str, tag: str = ""
+                          ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A training run's per-image predictions as attributes, so the map can be coloured,
     filtered and selected by them: `predicted <target>`, `<target> correct` (yes/no),
-    `<target> confidence` and `<target> split` (train/val/test/unlabelled)."""
+    `<target> confidence` (each ending in the run's `tag`) and `<target> split`
+    (train/val/test/unlabelled)."""
     target = store.meta(store.predictions_path(model))["target"]
     predictions = pd.read_parquet(store.predictions_path(model))
     columns = pd.DataFrame({
-        predicted_name(target): predictions["predicted"].astype(str).astype("category"),
-        correct_name(target): pd.Categorical(
+        predicted_name(target, tag): predictions["predicted"].astype(str).astype("category"),
+        correct_name(target, tag): pd.Categorical(
             np.where(predictions["correct"].to_numpy(dtype=bool), "yes", "no"),
             categories=["no", "yes"]),
-        confidence_name(target): predictions["confidence"].astype(np.float64),
+        confidence_name(target, tag): predictions["confidence"].astype(np.float64),
         split_name(target): predictions["split"].astype(str).astype("category"),
     })
     kinds = {name: CATEGORICAL for name in columns}
-    kinds[confidence_name(target)] = NUMERIC
+    kinds[confidence_name(target, tag)] = NUMERIC
     return columns, kinds
 
 
@@ -356,16 +367,16 @@ def quality_column(issues: pd.DataFrame, ids: pd.Series) -> pd.Series:
                      index=ids.index)
 
 
-def predicted_name(target: str) -> str:
-    return f"predicted {target}"
+def predicted_name(target: str, tag: str = "") -> str:
+    return f"predicted {target}{tag}"
 
 
-def confidence_name(target: str) -> str:
-    return f"{target}{CONFIDENCE}"
+def confidence_name(target: str, tag: str = "") -> str:
+    return f"{target} confidence{tag}"
 
 
-def correct_name(target: str) -> str:
-    return f"{target} correct"
+def correct_name(target: str, tag: str = "") -> str:
+    return f"{target} correct{tag}"
 
 
 def split_name(target: str) -> str:

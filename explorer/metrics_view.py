@@ -1,6 +1,7 @@
-"""How well each fine-tuned model recognises its target, on the test split: the headline
-scores, the confusion matrix (click a cell to select those test images on the map) and the
-per-class table. Computed by the train stage with scikit-learn; read here from the store."""
+"""How well each training run recognises its target, on images it never trained on: the runs
+side by side (the table `precompute compare` prints), then the chosen run's headline scores,
+confusion matrix (click a cell to select those images on the map) and per-class table.
+Computed by the train stage with scikit-learn; read here from the store."""
 
 from __future__ import annotations
 
@@ -14,27 +15,60 @@ import panel as pn
 
 from explorer.cards import placeholder
 from explorer.colours import label_ink
-from explorer.data import ExplorerData, correct_name, predicted_name, split_name
+from explorer.data import ExplorerData, correct_name, predicted_name, run_tags, split_name
 from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
+from precompute.compare import runs_table
 from precompute.store import PENULTIMATE, SpaceKey
 
 TEST = "test"
 
 
 def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
-    """One section per fine-tuned model in the store."""
-    models = data.store.finetuned_models()
-    if not models:
+    """The runs compared, and the details of one (the most accurate first)."""
+    runs = runs_table(data.store)
+    if runs.empty:
         return pn.pane.HTML(placeholder(
             "No fine-tuned model in this store: name a `[train] target` in the config and run "
             "`precompute train --store DIR`."))
-    return pn.Column(*(model_metrics(data, state, model) for model in models),
-                     sizing_mode="stretch_width")
+    tags = run_tags(data.store)
+    if len(runs) == 1:
+        return model_metrics(data, state, runs["run"][0], tags[runs["run"][0]])
+    chosen = pn.widgets.Select(name="Run", options=list(runs["run"]), value=runs["run"][0],
+                               width=420, css_classes=["fse-run-select"])
+    return pn.Column(
+        pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"]),
+        chosen,
+        pn.bind(lambda model: model_metrics(data, state, model, tags[model]), chosen),
+        sizing_mode="stretch_width",
+    )
 
 
-def model_metrics(data: ExplorerData, state: ExplorerState, model: str) -> pn.Column:
-    """Scores, confusion matrix and per-class table of one fine-tuned model."""
+def runs_html(runs: pd.DataFrame) -> str:
+    """The runs side by side: accuracy and weighted F1 (± their spread over the folds), macro
+    F1, training time and speed."""
+
+    def spread(mean: float, std: float, folds: int) -> str:
+        return f"{mean:.3f} ± {std:.3f}" if folds > 1 else f"{mean:.3f}"
+
+    body = "".join(
+        f"<tr><td>{html.escape(r.run)}</td><td>{html.escape(r.target)}</td>"
+        f"<td>{r.images:,}{' out of fold' if r.folds > 1 else ' test'}</td>"
+        f"<td>{spread(r.accuracy, r.accuracy_std, r.folds)}</td>"
+        f"<td>{spread(r.f1_weighted, r.f1_weighted_std, r.folds)}</td>"
+        f"<td>{r.f1_macro:.3f}</td><td>{r.train_seconds:.1f} s</td>"
+        f"<td>{r.images_per_s:,.0f}</td><td>{html.escape(r.device)}</td></tr>"
+        for r in runs.itertuples(index=False)
+    )
+    return ("<table class='fse-counts fse-runs-table'><tr><th>run</th><th>target</th>"
+            "<th>images scored</th><th>accuracy</th><th>weighted F1</th><th>macro F1</th>"
+            f"<th>training</th><th>images/s</th><th>device</th></tr>{body}</table>")
+
+
+def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str = ""
+                  ) -> pn.Column:
+    """Scores, confusion matrix and per-class table of one training run, whose prediction
+    attributes end in `tag`."""
     meta = data.store.meta(data.store.predictions_path(model))
     target, metrics = meta["target"], meta["metrics"]
     cells = confusion_cells(metrics["confusion"])
@@ -45,7 +79,7 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str) -> pn.Co
         if x is None or y is None:
             return
         truth, predicted = str(y), str(x)
-        rows = confused_rows(data, target, truth, predicted)
+        rows = confused_rows(data, target, truth, predicted, tag)
         state.select(rows)
         detail.object = (
             f"<div class='fse-confusion-cell'>{len(rows):,} test images of "
@@ -57,7 +91,7 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str) -> pn.Co
         name="Colour the map by correct / wrong", css_classes=["fse-show-mistakes"], width=260)
 
     def colour_by_correctness(_event) -> None:
-        changes = {"color_by": correct_name(target)}
+        changes = {"color_by": correct_name(target, tag)}
         space = str(SpaceKey(model, PENULTIMATE))
         if space in map(str, data.spaces):
             changes["space"] = space
@@ -108,11 +142,13 @@ def confusion_cells(confusion: dict[str, Any]) -> pd.DataFrame:
     return cells.astype({"true": object, "predicted": object, "text": object})
 
 
-def confused_rows(data: ExplorerData, target: str, truth: str, predicted: str) -> np.ndarray:
-    """Rows of the test images whose `target` is `truth` and whose prediction is `predicted`."""
+def confused_rows(data: ExplorerData, target: str, truth: str, predicted: str, tag: str = ""
+                  ) -> np.ndarray:
+    """Rows of the test images whose `target` is `truth` and whose prediction (by the run
+    whose attributes end in `tag`) is `predicted`."""
     table = data.table
     chosen = ((table[split_name(target)] == TEST) & (table[target].astype(str) == truth)
-              & (table[predicted_name(target)].astype(str) == predicted))
+              & (table[predicted_name(target, tag)].astype(str) == predicted))
     return np.flatnonzero(chosen.to_numpy())
 
 
@@ -121,12 +157,21 @@ def scores_html(model: str, target: str, metrics: dict[str, Any]) -> str:
     small = metrics.get("too_small") or []
     note = (f" Too small to test (trained on only): {html.escape(', '.join(map(str, small)))}."
             if small else "")
-    return (
-        f"<div class='fse-scores'><b>{html.escape(model)}</b> recognising "
-        f"<b>{html.escape(target)}</b> on {metrics['test_count']:,} test images: accuracy "
-        f"<b>{metrics['accuracy']:.3f}</b> · weighted F1 <b>{metrics['f1_weighted']:.3f}</b> · "
-        f"macro F1 <b>{metrics['f1_macro']:.3f}</b>.{note}</div>"
-    )
+    folds = metrics.get("folds", 1)
+    if folds > 1:
+        scored = (f"every one of {metrics['test_count']:,} labelled images, each predicted by "
+                  f"the model of the one of {folds} folds that never trained on it")
+        scores = (f"accuracy <b>{metrics['accuracy']:.3f} ± {metrics['accuracy_std']:.3f}</b> · "
+                  f"weighted F1 <b>{metrics['f1_weighted']:.3f} ± "
+                  f"{metrics['f1_weighted_std']:.3f}</b> · macro F1 "
+                  f"<b>{metrics['f1_macro']:.3f}</b> (mean ± standard deviation over the folds)")
+    else:
+        scored = f"{metrics['test_count']:,} test images"
+        scores = (f"accuracy <b>{metrics['accuracy']:.3f}</b> · weighted F1 "
+                  f"<b>{metrics['f1_weighted']:.3f}</b> · macro F1 "
+                  f"<b>{metrics['f1_macro']:.3f}</b>")
+    return (f"<div class='fse-scores'><b>{html.escape(model)}</b> recognising "
+            f"<b>{html.escape(target)}</b> on {scored}: {scores}.{note}</div>")
 
 
 def per_class_html(metrics: dict[str, Any]) -> str:

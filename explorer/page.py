@@ -262,7 +262,7 @@ def default_space(spaces: list[SpaceKey]) -> SpaceKey:
     """The space a session opens on: a fine-tuned model's penultimate layer when there is one
     (the feature space the demo is about), else the pretrained penultimate, else the first."""
     penultimate = [s for s in spaces if s.layer == PENULTIMATE]
-    finetuned = [s for s in penultimate if s.model != "pretrained"]
+    finetuned = [s for s in penultimate if not s.pretrained]
     return (finetuned or penultimate or spaces)[0]
 
 

@@ -15,6 +15,7 @@ from explorer.colours import label_ink
 from explorer.data import ExplorerData
 from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
+from precompute.store import SpaceKey
 
 METRICS = {"kNN accuracy": "knn", "linear probe accuracy": "probe", "silhouette": "silhouette"}
 ALL_IMAGES = "all images"
@@ -139,14 +140,18 @@ def score_definitions(data: ExplorerData) -> str:
 
 
 def scope_note(data: ExplorerData) -> str:
-    """Which images the scores were computed on, with a warning when fine-tuned spaces were
-    scored on the images they were trained on. Plain text: the caller escapes it."""
-    split = data.store.meta(data.store.separability_path()).get("split", "")
+    """Which images the scores were computed on: every image for a pretrained space, the
+    images its model never trained on for a fine-tuned one (as the analyse stage recorded),
+    with a warning where training images were scored. Plain text: the caller escapes it."""
+    meta = data.store.meta(data.store.separability_path())
+    split = meta.get("split", "")
     if split:
         target, _, part = split.partition("/")
         return f"Scored on the {part} images of the {target} split."
-    if any(space.model != "pretrained" for space in data.spaces):
-        return ("Scored on every image, the fine-tuned model's training images included, so "
-                "its scores for the attribute it learned are optimistic; "
-                "[analysis] split = \"TARGET/test\" scores held-out images only.")
-    return "Scored on every image."
+    by_model = {SpaceKey.parse(space).model: scored
+                for space, scored in meta.get("scored", {}).items()
+                if not SpaceKey.parse(space).pretrained}
+    notes = [f"{model}: {scored}." for model, scored in by_model.items()]
+    if any("including the ones its model trained on" in scored for scored in by_model.values()):
+        notes.append("Scores on training images are optimistic.")
+    return " ".join(["Pretrained spaces are scored on every image.", *notes])

@@ -1,4 +1,5 @@
-"""The `precompute` command: run every stage (`all`), one stage, or describe a store (`info`)."""
+"""The `precompute` command: run every stage (`all`), one stage, describe a store (`info`) or
+compare its training runs (`compare`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             print(json.dumps(_info(Path(args.store)), indent=2))
             return 0
+        if args.command == "compare":
+            from precompute.compare import format_table, runs_table
+
+            print(format_table(runs_table(Store.open(args.store))))
+            return 0
         store = Store.create(args.store)
+        store.record_writer()
         config = resolve_config(store, args.config)
         names = list(STAGES) if args.command == "all" else [args.command]
         from tqdm.contrib.logging import logging_redirect_tqdm
@@ -102,6 +109,8 @@ def _parser(stages: list[str]) -> argparse.ArgumentParser:
         sub.add_argument("--force", action="store_true", help="redo work that is up to date")
     info = commands.add_parser("info", help="print a JSON description of a store")
     info.add_argument("store", help="store folder")
+    compare = commands.add_parser("compare", help="print the store's training runs side by side")
+    compare.add_argument("store", help="store folder")
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import tomllib
 import typing
 from dataclasses import field
@@ -23,7 +24,7 @@ from pydantic.dataclasses import dataclass
 from precompute.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
-TRAIN_MODES = ("head", "last", "full")
+TRAIN_MODES = ("linear", "head", "last", "full")
 OPTIMIZERS = ("adamw", "sgd")
 AUGMENTATIONS = ("random_resized_crop", "hflip", "color_jitter", "autocontrast", "equalize")
 PROJECTION_METHODS = ("pca", "tsne", "umap", "pca_tsne", "pca_umap")  # precompute/stats/reducers.py
@@ -56,7 +57,9 @@ class DatasetConfig:
     manifest: str | None = None  # CSV or Parquet; without it the folder tree is walked
     path_column: str | None = None  # manifest column holding image paths (default "path")
     path_template: str | None = None  # e.g. "image_{imageid}_product_{productid}.jpg"
-    levels: Names = field(default_factory=list)  # attribute name per folder level (tree)
+    # per folder level: an attribute name (the folder name is its value), or a regex whose
+    # named groups are attributes, e.g. "^n\\d+-(?P<style>.+)$" reads style from "n0042-Baroque"
+    levels: Names = field(default_factory=list)
     filename_pattern: str | None = None  # regex with named groups, matched on the file stem
     category_tree: CategoryTreeConfig | None = None
     ignore_columns: Names = field(default_factory=list)
@@ -72,10 +75,13 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone whose feature space is mapped."""
+    """The backbone (or backbones) whose feature spaces are mapped."""
 
-    # a torchvision classification model name, or efficientnet_lite0
-    backbone: Annotated[str, Field(min_length=1)] = "resnet50"
+    # a torchvision classification model name, or efficientnet_lite0/1/2
+    backbone: Annotated[str, Field(min_length=1, pattern=r"^[^/]+$")] = "resnet50"
+    # several backbones side by side in one store; when given, `backbone` is not used
+    backbones: list[Annotated[str, Field(min_length=1, pattern=r"^[^/]+$")]] = field(
+        default_factory=list)
     # DEFAULT, a torchvision weights name, a local .pth file, or none
     weights: Annotated[str, Field(min_length=1)] = "DEFAULT"
     image_size: ImageSide | None = None  # None = the weights' own preprocessing size
@@ -87,6 +93,11 @@ class ModelConfig:
         ):
             raise ConfigError(f"weights = {self.weights!r}: no such file; give the path of a "
                               "local .pth file, DEFAULT, a torchvision weights name or none")
+
+    def each_backbone(self) -> list[ModelConfig]:
+        """One config per backbone to embed, each with a single `backbone`."""
+        names = list(dict.fromkeys(self.backbones)) or [self.backbone]
+        return [dataclasses.replace(self, backbone=name, backbones=[]) for name in names]
 
 
 @dataclass
@@ -110,8 +121,15 @@ class TrainConfig:
     """Fine-tuning the backbone on one attribute; its feature space is then mapped too."""
 
     target: Annotated[str, Field(pattern=r"^[^/]*$")] = ""  # attribute to learn; "" = none
-    # head (new head only), last (last N stages + head), full (everything)
+    # linear (logistic regression on the pretrained penultimate features), head (new head
+    # only), last (last N stages + head), full (everything)
     mode: Literal[TRAIN_MODES] = "head"
+    modes: list[Literal[TRAIN_MODES]] = field(default_factory=list)  # several; `mode` unused
+    # the run's name in the store; "" = finetuned-<target>-<mode>
+    name: Annotated[str, Field(pattern=r"^[^/]*$")] = ""
+    # 1: one train/validation/test split; k > 1: k stratified folds, one model each, and
+    # out-of-fold predictions for every labelled image
+    folds: Annotated[int, Field(ge=1, le=20)] = 1
     last_stages: Count = 2  # stages trained in mode "last"
     hidden: Workers = 256  # width of the new head's hidden layer; 0 = a single Linear
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
@@ -140,6 +158,25 @@ class TrainConfig:
                 "val_fraction and test_fraction must leave some images for training (got "
                 f"{self.val_fraction} and {self.test_fraction}; their sum must be below 1)"
             )
+        deep = sorted((set(self.modes) or {self.mode}) & {"last", "full"})
+        if self.folds > 1 and deep:
+            raise ConfigError(
+                f"folds = {self.folds} trains one model per fold in modes linear and head; mode "
+                f"{' and '.join(deep)} trains on one split: set folds = 1, or leave "
+                f"{' and '.join(deep)} out of modes")
+        if self.name and len(set(self.modes)) > 1:
+            raise ConfigError(f"name = {self.name!r} names one run, but modes = {self.modes} "
+                              "makes several; leave name out to name each run by its mode")
+
+    def each_mode(self) -> list[TrainConfig]:
+        """One config per training run, each with a single `mode`."""
+        modes = list(dict.fromkeys(self.modes)) or [self.mode]
+        return [dataclasses.replace(self, mode=mode, modes=[]) for mode in modes]
+
+    @property
+    def run(self) -> str:
+        """The run's name in the store (one mode): `finetuned-<target>-<mode>` by default."""
+        return self.name or f"finetuned-{self.target}-{self.mode}"
 
 
 MIN_FIT_SAMPLE = 10
@@ -213,9 +250,12 @@ class AnalysisConfig:
     bootstrap: Count = 1000  # resamples of the images for the intervals
     min_class_size: Annotated[int, Field(ge=2)] = 5  # smaller classes (within a stratum) left out
     sample: Annotated[int, Field(ge=MIN_FIT_SAMPLE)] = 5000  # rows analysed in a larger set
-    # "target/part", e.g. "style/test": only the images in that part of the fine-tuning split,
-    # so a fine-tuned model is not scored on the images it was trained on; "" = every image
+    # "target/part", e.g. "style/test": every space scored on that part of a fine-tuning split;
+    # "" = pretrained spaces on every image, fine-tuned ones on images their model never saw
     split: Annotated[str, Field(pattern=r"^([^/]+/(train|val|test))?$")] = ""
+    # true: score a fine-tuned space on every image, the ones its model trained on included
+    # (optimistic; by default only its test images, or with folds its out-of-fold embeddings)
+    training_images: bool = False
     seed: Seed = 0
 
 
@@ -224,7 +264,8 @@ class QualityConfig:
     """Data-quality checks on one feature space: near-duplicates, split leaks, likely label
     mistakes and outliers (precompute/stages/quality.py)."""
 
-    space: Annotated[str, Field(pattern=r"^([^/]+/[^/]+)?$")] = ""  # "" = pretrained/penultimate
+    # backbone/run/layer; "" = the first backbone's pretrained/penultimate
+    space: Annotated[str, Field(pattern=r"^([^/]+/[^/]+/[^/]+)?$")] = ""
     # cosine similarity from which two images count as near-duplicates (docs/results.md)
     duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
     neighbours: Count = 10  # neighbours searched per image (duplicates, outliers, label votes)
@@ -263,14 +304,17 @@ class RunConfig:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read a TOML config file and resolve its dataset paths against the file's folder."""
+    """Read a TOML config file (or a store's saved `config.json`) and resolve its dataset paths
+    against the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'TOML'} "
+                          f"({exc})") from exc
     config = RunConfig.from_dict(data, source=str(path))
     return _resolve_paths(config, path.parent.resolve())
 

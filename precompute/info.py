@@ -17,6 +17,7 @@ def describe_store(store: Store) -> dict[str, Any]:
         "store": str(store.root.resolve()),
         "format_version": (read_json(store.manifest_path) or {}).get("format_version",
                                                                      FORMAT_VERSION),
+        "written_by": (read_json(store.manifest_path) or {}).get("written_by", {}),
         "images": images["count"] if images else 0,
         "rejected": {
             "count": images["rejected"] if images else 0,
@@ -33,6 +34,7 @@ def describe_store(store: Store) -> dict[str, Any]:
             name: {"kind": kind, "values": int(table[name].nunique(dropna=True))}
             for name, kind in images["attributes"].items()
         }
+    scored = (store.meta(store.separability_path()) or {}).get("scored", {})
     for space in store.spaces():
         embeddings = store.meta(store.embeddings_path(space))
         index = store.meta(store.index_path(space))
@@ -43,14 +45,10 @@ def describe_store(store: Store) -> dict[str, Any]:
             "projections": {method: projection_trust(store, space, method)
                             for method in store.projection_methods(space)},
             "index": index["kind"] if index else None,
+            "separability_scored_on": scored.get(str(space)),
         }
     for model in store.finetuned_models():
-        predictions = store.meta(store.predictions_path(model))
-        metrics = predictions["metrics"]
-        info["metrics"][model] = {
-            "target": predictions["target"],
-            **{key: metrics[key] for key in ("accuracy", "f1_weighted", "f1_macro", "test_count")},
-        }
+        info["metrics"][model] = run_metrics(store, model)
     info["clusters"] = {
         str(space): {"k": meta["k"], "silhouette": meta["silhouette"], "method": meta["method"]}
         for space in store.spaces()
@@ -61,6 +59,18 @@ def describe_store(store: Store) -> dict[str, Any]:
     info["separability"] = separability_summary(store)
     info["unfinished"] = unfinished_work(store)
     return info
+
+
+def run_metrics(store: Store, model: str) -> dict[str, Any]:
+    """A training run's scores: accuracy and F1 on its test images, or with folds their mean
+    and standard deviation over the folds (every labelled image predicted out of fold)."""
+    predictions = store.meta(store.predictions_path(model))
+    metrics = predictions["metrics"]
+    keys = ["accuracy", "f1_weighted", "f1_macro", "folds", "test_count"]
+    if metrics.get("folds", 1) > 1:
+        keys += ["accuracy_std", "f1_weighted_std", "f1_macro_std"]
+    return {"target": predictions["target"], "mode": predictions["mode"],
+            **{key: metrics[key] for key in keys}}
 
 
 def projection_trust(store: Store, space: SpaceKey, method: str) -> dict[str, float]:
@@ -79,7 +89,7 @@ def unfinished_work(store: Store) -> list[dict[str, Any]]:
     for path in store.embed_progress_paths():
         progress = read_json(path) or {}
         start, stop = progress.get("recipe", {}).get("rows", (0, 0))
-        found.append({"stage": "embed", "model": path.parent.name,
+        found.append({"stage": "embed", "model": f"{path.parent.parent.name}/{path.parent.name}",
                       "file": str(path.relative_to(store.root)),
                       "rows_done": int(progress.get("rows_done", 0)), "rows": stop - start})
     for space, (complete, ranks) in store.unmerged_parts().items():

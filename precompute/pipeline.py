@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from precompute.config import RunConfig
@@ -17,12 +18,25 @@ def ingest(store: Store, config: RunConfig, force: bool) -> Any:
     return run_ingest(config.dataset, store, force=force)
 
 
+@dataclass
+class EachBackbone:
+    """The summaries of a stage run once per backbone."""
+
+    parts: list[Any]
+
+    def line(self) -> str:
+        return "\n".join(part.line() for part in self.parts)
+
+
 def embed(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.nn.sources import PretrainedSource
     from precompute.stages.embed import embed_in_every_process
 
-    return embed_in_every_process(store, config.embed, PretrainedSource(config.model), force,
-                                  current_shard())
+    return EachBackbone([
+        embed_in_every_process(store, config.embed, PretrainedSource(model), force,
+                               current_shard())
+        for model in config.model.each_backbone()
+    ])
 
 
 def quality(store: Store, config: RunConfig, force: bool) -> Any:

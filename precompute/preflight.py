@@ -15,7 +15,8 @@ def check_before_stages(config: RunConfig, names: list[str]) -> None:
     if set(names) & set(NETWORK_STAGES):
         from precompute.nn.backbones import check_backbone_name
 
-        check_backbone_name(config.model.backbone)
+        for model in config.model.each_backbone():
+            check_backbone_name(model.backbone)
 
 
 def check_after_ingest(store: Store, config: RunConfig) -> None:

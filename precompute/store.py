@@ -1,10 +1,12 @@
 """The store: the one module that knows the on-disk layout, its format version and its schema.
 
-Precompute writes through it and the explorer reads through it. Layout (format version 1):
+Precompute writes through it and the explorer reads through it. docs/store.md describes every
+file and column. Layout (format version 2):
 
-    store.json                         format version and who wrote the store
+    store.json                         format version, the writing package's and libraries' versions
     config.json                        the run config of the latest `precompute` run
-    images.parquet (+ images.json)     accepted images; row i is row i of every array below
+    images.parquet (+ images.json)     accepted images with their `sample_id`; row i is row i of
+                                       every array below
     rejected.parquet                   excluded files with the reason
     thumbs/part-NNNNN.bin + .spans.npy + thumbs.json   JPEG bytes; (start, length) per row
     spaces/<model>/<layer>/embeddings.npy (+ .json)        float16 by default, memory-mappable
@@ -12,12 +14,17 @@ Precompute writes through it and the explorer reads through it. Layout (format v
                                        rows, until the merge step joins them into embeddings.npy
     spaces/<model>/embed-progress[-RRRRR-of-WWWWW].json   rows done by an interrupted pass
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
+    spaces/<model>/<layer>/points.parquet (+ .json)     sample_id, <method>_x/_y, cluster
     spaces/<model>/<layer>/index.faiss (+ .json)
-    spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per image
+    spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per sample_id
     spaces/<model>/<layer>/separability.parquet (+ .json)       this space's rows of the table
-    splits/<target>.parquet (+ .json)              train/val/test split per target attribute
-    models/<model>/best.pt, last.pt, predictions.parquet (+ .json: metrics)   fine-tuned
+    splits/<target>.parquet (+ .json)              train/val/test part per sample_id
+    models/<model>/best.pt, last.pt, predictions.parquet (+ .json: metrics)   one training run
     analysis/separability.parquet (+ .json)        attribute × layer separability
+
+A model is `<backbone>/<run>`: `efficientnet_lite0/pretrained`, or a training run such as
+`efficientnet_lite0/finetuned-style-head`; a feature space is a model at one layer
+(`efficientnet_lite0/pretrained/_blocks.7`). Several backbones and runs live side by side.
 
 Every artifact has a JSON sidecar (`<name>.json`) holding the recipe that made it: the config
 section and the fingerprints of its inputs. The sidecar is written last, so an artifact counts as
@@ -33,6 +40,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +51,12 @@ import pandas as pd
 
 from precompute.errors import StoreError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PRETRAINED = "pretrained"  # the run name of a backbone's own weights
+# Libraries whose versions store.json records: they decide what the store's numbers are.
+RECORDED_VERSIONS = ("feature-space-explorer", "torch", "torchvision", "scikit-learn",
+                     "umap-learn", "openTSNE", "faiss-cpu", "faiss-gpu")
+REDUCER_LIBRARIES = ("scikit-learn", "umap-learn", "openTSNE")  # what a pickled reducer needs
 MISSING = "(missing)"  # the explicit value of a missing categorical attribute
 PENULTIMATE = "penultimate"  # the layer name of the classifier's input
 
@@ -64,9 +77,15 @@ CATEGORICAL, NUMERIC, TEXT = "categorical", "numeric", "text"
 THUMB_SHARD_ROWS = 10_000
 
 
+def model_name(backbone: str, run: str) -> str:
+    """A model's name: its backbone and its run, e.g. `efficientnet_lite0/pretrained`."""
+    return f"{backbone}/{run}"
+
+
 @dataclass(frozen=True, order=True)
 class SpaceKey:
-    """A feature space: the embeddings of one model at one layer, e.g. `pretrained/penultimate`."""
+    """A feature space: the embeddings of one model (`<backbone>/<run>`) at one layer, e.g.
+    `efficientnet_lite0/finetuned-style-head/penultimate`."""
 
     model: str
     layer: str
@@ -74,13 +93,27 @@ class SpaceKey:
     def __str__(self) -> str:
         return f"{self.model}/{self.layer}"
 
+    @property
+    def backbone(self) -> str:
+        return self.model.partition("/")[0]
+
+    @property
+    def run(self) -> str:
+        """`pretrained` or a training run's name."""
+        return self.model.partition("/")[2]
+
+    @property
+    def pretrained(self) -> bool:
+        return self.run == PRETRAINED
+
     @classmethod
     def parse(cls, text: str) -> SpaceKey:
-        """Read `model/layer`."""
-        model, sep, layer = text.partition("/")
-        if not sep or not model or not layer:
-            raise StoreError(f"feature space {text!r} is not of the form model/layer")
-        return cls(model, layer)
+        """Read `backbone/run/layer`."""
+        parts = text.split("/")
+        if len(parts) != 3 or not all(parts):
+            raise StoreError(f"feature space {text!r} is not of the form backbone/run/layer, "
+                             "e.g. efficientnet_lite0/pretrained/penultimate")
+        return cls(model_name(*parts[:2]), parts[2])
 
 
 def fingerprint(values: Sequence[str] | pd.Series) -> str:
@@ -149,7 +182,8 @@ class Store:
         if store.manifest_path.exists():
             return cls.open(root)
         store.root.mkdir(parents=True, exist_ok=True)
-        write_json(store.manifest_path, {"format_version": FORMAT_VERSION, "created": now()})
+        write_json(store.manifest_path, {"format_version": FORMAT_VERSION, "created": now(),
+                                         "written_by": library_versions()})
         return store
 
     @classmethod
@@ -166,9 +200,19 @@ class Store:
         if version != FORMAT_VERSION:
             raise StoreError(
                 f"store {store.root} has format version {version}; this program reads version "
-                f"{FORMAT_VERSION}. Rebuild it with `precompute all`."
+                f"{FORMAT_VERSION} (spaces named by backbone and run, tables keyed by sample_id)."
+                f" Rebuild it into a new folder with `precompute all --config "
+                f"{store.config_path} --store NEW_FOLDER`: its images and config are reused, "
+                "its models are trained again"
             )
         return store
+
+    def record_writer(self) -> None:
+        """Note in store.json the versions of the package and libraries now writing to it."""
+        manifest = read_json(self.manifest_path) or {}
+        if manifest.get("written_by") != library_versions():
+            write_json(self.manifest_path, {**manifest, "written_by": library_versions(),
+                                            "updated": now()})
 
     @staticmethod
     def exists(root: str | Path) -> bool:
@@ -229,8 +273,13 @@ class Store:
         return self.space_dir(space) / "index.faiss"
 
     def clusters_path(self, space: SpaceKey) -> Path:
-        """Cluster label per image (column `cluster`) of one feature space."""
+        """Cluster label per image (columns `sample_id`, `cluster`) of one feature space."""
         return self.space_dir(space) / "clusters.parquet"
+
+    def points_path(self, space: SpaceKey) -> Path:
+        """One table per space for other tools: `sample_id`, `<method>_x`, `<method>_y` for
+        every projection, and `cluster` once clustered."""
+        return self.space_dir(space) / "points.parquet"
 
     def separability_part_path(self, space: SpaceKey) -> Path:
         """One feature space's rows of the separability table (the whole table is rebuilt from
@@ -242,16 +291,19 @@ class Store:
         return self.root / "models" / model
 
     def split_path(self, target: str) -> Path:
-        """The train/val/test split of one target attribute (column `split`, image order)."""
+        """The train/val/test split of one target attribute (columns `sample_id`, `split`,
+        image order)."""
         return self.root / "splits" / f"{target}.parquet"
 
-    def checkpoint_path(self, model: str, which: str = "best") -> Path:
-        """`best` (lowest validation loss) or `last` (resume point) checkpoint of a model."""
-        return self.model_dir(model) / f"{which}.pt"
+    def checkpoint_path(self, model: str, which: str = "best", fold: int = 0) -> Path:
+        """`best` (lowest validation loss) or `last` (resume point) checkpoint of a training
+        run, or of its model for fold `fold` (1 … k) when it trains one per fold."""
+        folder = self.model_dir(model) / f"fold-{fold}" if fold else self.model_dir(model)
+        return folder / f"{which}.pt"
 
     def predictions_path(self, model: str) -> Path:
-        """Per-image predictions of a fine-tuned model (image order); its sidecar holds the
-        test-split metrics."""
+        """Per-image predictions of a training run (`sample_id`, `split`, `predicted`,
+        `confidence`, `correct`; image order); its sidecar holds the metrics."""
         return self.model_dir(model) / "predictions.parquet"
 
     def quality_path(self) -> Path:
@@ -334,26 +386,28 @@ class Store:
         return pd.read_parquet(self.rejected_path)
 
     def spaces(self) -> list[SpaceKey]:
-        """Feature spaces with complete embeddings: by model, then each model's layers from
-        shallow to deep (the `depth` in their sidecars; by name where a sidecar has none)."""
+        """Feature spaces with complete embeddings: by backbone, the pretrained model first,
+        then each model's layers from shallow to deep (the `depth` in their sidecars; by name
+        where a sidecar has none)."""
         found = []
-        for path in (self.root / "spaces").glob("*/*/embeddings.npy"):
+        for path in (self.root / "spaces").glob("*/*/*/embeddings.npy"):
             meta = self.meta(path)
             if meta is not None:
-                space = SpaceKey(path.parent.parent.name, path.parent.name)
-                found.append((space.model, meta.get("depth", float("inf")), space.layer, space))
+                space = SpaceKey(_model_of(path.parent.parent), path.parent.name)
+                found.append((space.backbone, not space.pretrained, space.run,
+                              meta.get("depth", float("inf")), space.layer, space))
         return [space for *_, space in sorted(found)]
 
     def embed_progress_paths(self) -> list[Path]:
         """The progress files of interrupted embedding passes (`embed_progress_path`), sorted."""
-        return sorted((self.root / "spaces").glob("*/embed-progress*.json"))
+        return sorted((self.root / "spaces").glob("*/*/embed-progress*.json"))
 
     def unmerged_parts(self) -> dict[SpaceKey, tuple[int, int]]:
         """Layers whose torchrun parts are not merged yet: (parts complete, ranks). A part is
         complete with its sidecar; it grows as `<part>.npy.partial` while its rank runs."""
         found = {}
-        for folder in sorted((self.root / "spaces").glob("*/*/parts")):
-            space = SpaceKey(folder.parent.parent.name, folder.parent.name)
+        for folder in sorted((self.root / "spaces").glob("*/*/*/parts")):
+            space = SpaceKey(_model_of(folder.parent.parent), folder.parent.name)
             names = [p.name for p in folder.glob("embeddings-*-of-*.npy*")]
             if names and self.meta(self.embeddings_path(space)) is None:
                 complete = sum(self.meta(p) is not None
@@ -363,13 +417,14 @@ class Store:
         return found
 
     def models_with_checkpoints(self) -> list[str]:
-        """Fine-tuned models that have a `last` checkpoint (finished or not), sorted."""
-        return sorted(path.parent.name for path in (self.root / "models").glob("*/last.pt"))
+        """Training runs that have a `last` checkpoint (finished or not), sorted."""
+        return sorted(_model_of(path.parent) for path in (self.root / "models").glob("*/*/last.pt"))
 
     def finetuned_models(self) -> list[str]:
-        """Fine-tuned models with complete predictions and metrics, sorted."""
+        """Training runs with complete predictions and metrics, sorted."""
         return sorted(
-            path.parent.name for path in (self.root / "models").glob("*/predictions.parquet")
+            _model_of(path.parent)
+            for path in (self.root / "models").glob("*/*/predictions.parquet")
             if self.meta(path) is not None
         )
 
@@ -393,6 +448,22 @@ class Store:
         if self.meta(path) is None:
             raise StoreError(f"{self.root} has no {method} projection of {space}")
         return np.load(path, mmap_mode="r")
+
+    def load_reducer(self, space: SpaceKey, method: str) -> Any:
+        """The fitted reducer of a projection, refused when the libraries that pickled it are
+        not the installed ones (a pickle of another version can fail or place points wrongly)."""
+        meta = self.meta(self.projection_path(space, method))
+        if meta is None:
+            raise StoreError(f"{self.root} has no {method} projection of {space}")
+        written, installed = meta.get("reducer_written_by", {}), library_versions()
+        changed = [f"{name} {written.get(name, '?')} (installed: {installed.get(name, 'none')})"
+                   for name in REDUCER_LIBRARIES if written.get(name) != installed.get(name)]
+        if changed:
+            raise StoreError(
+                f"the {method} reducer of {space} was saved by {', '.join(changed)}; run "
+                f"`precompute project --store {self.root} --force` to refit it with these")
+        with open(self.reducer_path(space, method), "rb") as handle:
+            return pickle.load(handle)  # written by our own project stage
 
     def read_clusters(self, space: SpaceKey) -> pd.DataFrame:
         """Cluster of every image of `space` (column `cluster`, image order); the sidecar
@@ -419,6 +490,23 @@ class Store:
         with open(bin_path, "rb") as handle:
             handle.seek(start)
             return handle.read(length)
+
+
+def _model_of(folder: Path) -> str:
+    """The model named by a `<backbone>/<run>` folder."""
+    return model_name(folder.parent.name, folder.name)
+
+
+def library_versions() -> dict[str, str]:
+    """The installed versions of the package and the libraries that shape a store's numbers
+    (read from the installed metadata, so nothing is imported)."""
+    from importlib import metadata
+
+    found = {}
+    for name in RECORDED_VERSIONS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
 
 
 def jsonable(data: Any) -> Any:

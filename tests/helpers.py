@@ -55,8 +55,10 @@ def copy_tree(paths: list[Path], destination: Path) -> Path:
     return destination
 
 
-def write_config(path: Path, root: Path, batch_size: int = 16, extra: str = "") -> Path:
-    """A run config for a `Style/artist_title.jpg` tree with the offline backbone."""
+def write_config(path: Path, root: Path, batch_size: int = 16, extra: str = "",
+                 model: str = "", embed: str = "") -> Path:
+    """A run config for a `Style/artist_title.jpg` tree with the offline backbone; `model`
+    and `embed` are more lines for those sections, `extra` more sections."""
     path.write_text(
         f"""
 [dataset]
@@ -66,11 +68,13 @@ filename_pattern = '^(?P<artist>[^_]+)_(?P<title>.*?)(?:-(?P<year>\\d{{4}}))?$'
 
 [model]
 backbone = "efficientnet_lite0"
+{model}
 
 [embed]
 batch_size = {batch_size}
 workers = 2
 progress_every_s = 0
+{embed}
 
 [thumbnails]
 size = 96
@@ -81,10 +85,12 @@ size = 96
     return path
 
 
-# A head fine-tuned on style: the trained hidden layer is a 32-d feature space.
+# A head fine-tuned on style: the trained hidden layer is a 32-d feature space. Two test
+# paintings per style (6 each), so its space can be scored on images it never trained on.
 HEAD_TRAINING = """
 [train]
 target = "style"
+test_fraction = 0.34
 hidden = 32
 epochs = 30
 patience = 4

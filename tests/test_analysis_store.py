@@ -19,10 +19,11 @@ from precompute.stages.analyse import run_analyse
 from precompute.store import SpaceKey, Store, read_json
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
-SPACES = [SpaceKey("pretrained", layer) for layer in LAYERS]
+SPACES = [SpaceKey("efficientnet_lite0/pretrained", layer) for layer in LAYERS]
 # Every space of the store, as it lists them: the fine-tuned head's first (models by name).
-ALL_SPACES = [SpaceKey("finetuned-style", "penultimate"), *SPACES]
-REFERENCE = "pretrained/penultimate"
+FINETUNED = SpaceKey("efficientnet_lite0/finetuned-style-head", "penultimate")
+ALL_SPACES = [*SPACES, FINETUNED]
+REFERENCE = "efficientnet_lite0/pretrained/penultimate"
 
 
 def test_each_layer_map_is_aligned_onto_the_penultimate_map_of_the_same_method(built_store):
@@ -48,7 +49,8 @@ def test_every_layer_has_clusters_and_the_attribute_values_they_over_represent(b
     for space in ALL_SPACES:
         clusters = pd.read_parquet(store.clusters_path(space))
         meta = store.meta(store.clusters_path(space))
-        assert list(clusters.columns) == ["cluster"] and clusters["cluster"].dtype == np.int32
+        assert list(clusters.columns) == ["sample_id", "cluster"]
+        assert clusters["cluster"].dtype == np.int32
         assert len(clusters) == 66
         assert meta["method"] == "kmeans"
         assert sorted(clusters["cluster"].unique()) == list(range(meta["k"]))
@@ -76,9 +78,13 @@ def test_the_separability_table_scores_every_attribute_in_every_layer(built_stor
     )
     assert list(matrix.index) == ["artist", "style"]
     assert set(matrix.columns) == {str(s) for s in ALL_SPACES}
-    assert (matrix == 3).all().all()  # knn, probe, silhouette in every cell
+    assert (matrix[[str(s) for s in SPACES]] == 3).all().all()  # knn, probe, silhouette
     style = unconditional[unconditional["attribute"] == "style"]
-    assert (style["n"] == 66).all() and (style["classes"] == 11).all()
+    pretrained = style[style["space"] != str(FINETUNED)]
+    assert (pretrained["n"] == 66).all() and (pretrained["classes"] == 11).all()
+    # the fine-tuned space is scored on its test images only, never on its training images
+    tests = int((pd.read_parquet(store.split_path("style"))["split"] == "test").sum())
+    assert (style.loc[style["space"] == str(FINETUNED), "n"] == tests).all() and tests < 66
     assert ((style["low"] <= style["value"]) & (style["value"] <= style["high"])).all()
     conditional = table[table["given"] != ""]
     assert ("artist", "style") in set(zip(conditional["attribute"], conditional["given"],
@@ -106,7 +112,7 @@ def test_analyse_redoes_only_the_layer_whose_scores_are_missing(built_store):
     store = Store.open(built_store)
     config = RunConfig.from_dict(read_json(store.config_path)).analysis
     before = store.read_separability()
-    space = SpaceKey("pretrained", "_blocks.7")
+    space = SpaceKey("efficientnet_lite0/pretrained", "_blocks.7")
     store.invalidate(store.separability_part_path(space))
 
     summary = run_analyse(store, config)
@@ -140,8 +146,8 @@ def test_scores_can_be_limited_to_the_held_out_part_of_a_fine_tuning_split(built
     copy.commit(copy.split_path("style"), {"target": "style"})
     config = AnalysisConfig(split="style/test", min_class_size=2, shuffles=2, probe_shuffles=1,
                             bootstrap=50, conditional=[])
-    penultimate = SpaceKey("pretrained", "penultimate")
-    assert "optimistic" in scope_note(load_explorer_data(str(copy.root)))
+    penultimate = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
+    assert "never trained on" in scope_note(load_explorer_data(str(copy.root)))
 
     summary = run_analyse(copy, config, spaces=[penultimate])
     assert summary.made == [REFERENCE]

@@ -69,7 +69,7 @@ def out_of_range(hint: Any) -> Any:
         if isinstance(c, annotated_types.MinLen):
             return [] if origin is list else ""
         if getattr(c, "pattern", None):
-            return "no/such/value"
+            return "no/such/value/here"
     if origin is Literal:
         return "nonsense"
     if origin is list:

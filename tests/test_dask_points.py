@@ -21,7 +21,7 @@ from explorer.point_table import Colouring
 from explorer.scatter import EXTENT, MapRequest, map_aggregate, render_map
 from precompute.store import SpaceKey
 
-SPACE = SpaceKey("pretrained", "penultimate")
+SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 METHOD = "pca"
 PARTITION_ROWS = 10  # 66 points: 7 partitions, the last one short
 WHOLE = (EXTENT, EXTENT)

@@ -16,7 +16,7 @@ from explorer.url_state import MAX_SELECTION_CHARS, decode_rows, encode_rows
 from precompute.store import SpaceKey
 from tests.browser.explorer_page import points_inside
 
-SPACE = SpaceKey("pretrained", "penultimate")
+SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 
 
 def test_lasso_rows_match_the_even_odd_rule_on_random_points():
@@ -122,7 +122,8 @@ def test_the_explorer_renders_outside_a_server_as_in_a_notebook(built_store):
     explorer = Explorer(store=str(built_store))
     root = pn.panel(explorer).get_root()
     assert root is not None and len(list(root.references())) > 50
-    assert explorer.state.space == "finetuned-style/penultimate"  # the fine-tuned space
+    # the fine-tuned space
+    assert explorer.state.space == "efficientnet_lite0/finetuned-style-head/penultimate"
 
 
 @pytest.mark.parametrize("attribute", ["style", "year"])
@@ -239,7 +240,7 @@ def test_predictions_are_attributes_and_confusion_cells_select_their_test_images
     from explorer.metrics_view import confused_rows, confusion_cells
 
     data = load_explorer_data(str(built_store.resolve()))
-    meta = data.store.meta(data.store.predictions_path("finetuned-style"))
+    meta = data.store.meta(data.store.predictions_path("efficientnet_lite0/finetuned-style-head"))
     assert data.kinds["predicted style"] == data.kinds["style correct"] == "categorical"
     assert data.kinds["style confidence"] == "numeric"
     table = data.table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -57,6 +58,36 @@ def test_sample_ids_are_stable_across_runs(small_tree, tmp_path):
     second, _, _ = ingest(config, tmp_path / "b")
     assert first[ID_COLUMN].is_unique
     assert first[ID_COLUMN].tolist() == second[ID_COLUMN].tolist()
+
+
+def test_a_level_pattern_reads_attributes_from_folder_names(tmp_path):
+    """`n0042-Baroque/` read as style = Baroque (and code = 0042), the way ImageNet-style
+    folders carry a code before the name."""
+    for number, path in enumerate(sample_paintings(per_style=2)):
+        target = tmp_path / "tree" / f"n{number // 2:04d}-{path.parent.name}" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    config = DatasetConfig(root=str(tmp_path / "tree"),
+                           levels=[r"^n(?P<code>\d+)-(?P<style>.+)$"])
+    images, rejected, meta = ingest(config, tmp_path)
+    assert len(images) == 22 and rejected.empty
+    folders = images[PATH_COLUMN].str.split("/").str[0]
+    assert meta["attributes"]["code"] == "numeric"
+    assert [f"n{int(c):04d}-{s}" for c, s in zip(images["code"], images["style"], strict=True)
+            ] == list(folders)
+    assert images["style"].nunique() == 11 and "Baroque" in set(images["style"])
+
+
+def test_an_added_image_is_noticed_and_workers_change_nothing(small_tree, tmp_path):
+    tree = shutil.copytree(small_tree, tmp_path / "tree")
+    store = Store.create(tmp_path / "store")
+    config = DatasetConfig(root=str(tree), levels=["style"], workers=2)
+    assert not run_ingest(config, store).skipped
+    assert run_ingest(dataclasses.replace(config, workers=1), store).skipped
+    extra = next(tree.glob("Baroque/*.jpg"))
+    shutil.copy2(extra, extra.with_name("copy_" + extra.name))
+    again = run_ingest(config, store)
+    assert not again.skipped and again.accepted == 67
 
 
 def test_csv_manifest_with_path_template_and_category_tree(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from precompute.cli import main
-from precompute.store import Store
+from precompute.store import Store, sidecar_path
 from tests.helpers import kill_when, write_config
 
 
@@ -63,7 +63,9 @@ def test_a_build_killed_in_the_project_stage_keeps_its_finished_maps(built_store
     store = Store.open(store_dir)
     [first, *_] = store.spaces()
     pca = store.projection_path(first, "pca")
-    kill_when(["-q", "project", "--store", str(store_dir)], pca.exists, timeout=240)
+    # killed once the map is complete (its sidecar written), not between its array and sidecar
+    kill_when(["-q", "project", "--store", str(store_dir)], sidecar_path(pca).exists,
+              timeout=240)
     assert pca.exists(), "the run should have been killed after its first map"
     assert not all(store.projection_path(s, "umap").exists() for s in store.spaces())
     made = pca.stat().st_mtime_ns

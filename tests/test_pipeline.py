@@ -22,15 +22,15 @@ from precompute.stages.project import run_project
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, sidecar_path, write_json
 
-SPACE = SpaceKey("pretrained", "penultimate")
+SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 # The default layers of efficientnet_lite0, shallow to deep, and their widths.
 LAYERS = {"_blocks.3": 40, "_blocks.7": 80, "_blocks.11": 192, "penultimate": 1280}
-SPACES = [SpaceKey("pretrained", layer) for layer in LAYERS]
+SPACES = [SpaceKey("efficientnet_lite0/pretrained", layer) for layer in LAYERS]
 
 
 def test_store_holds_embeddings_all_four_projections_index_and_thumbnails(built_store):
     store = Store.open(built_store)
-    assert [s for s in store.spaces() if s.model == "pretrained"] == SPACES
+    assert [s for s in store.spaces() if s.pretrained] == SPACES
     for space in SPACES:
         embeddings = store.load_embeddings(space)
         assert embeddings.shape == (66, LAYERS[space.layer]), space
@@ -69,7 +69,8 @@ def test_same_style_paintings_are_closer_than_chance(built_store):
 def test_projections_are_reproducible_with_the_same_seed(built_store, tmp_path):
     store = Store.open(built_store)
     config = ProjectionConfig(methods=["pca", "umap", "pca_tsne"], seed=0)
-    aligned = SpaceKey("pretrained", "_blocks.7")  # a map aligned onto the penultimate's
+    # a map aligned onto the penultimate's
+    aligned = SpaceKey("efficientnet_lite0/pretrained", "_blocks.7")
     before = {
         (space, m): np.array(store.load_projection(space, m))
         for space in (SPACE, aligned) for m in config.methods
@@ -127,7 +128,7 @@ def test_a_second_run_skips_finished_work(built_store, capsys):
     assert main(["all", "--store", str(built_store)]) == 0
     printed = capsys.readouterr().out
     assert "ingest: up to date (66 images, 0 rejected)" in printed
-    assert "embed pretrained: up to date" in printed
+    assert "embed efficientnet_lite0/pretrained: up to date" in printed
     assert "project: up to date (20 projections)" in printed
     assert "index: up to date" in printed and "thumbs: up to date (66 thumbnails)" in printed
     assert "cluster: up to date (5 spaces)" in printed
@@ -144,7 +145,7 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
     assert info["rejected"] == {"count": 0, "reasons": {}}
     assert info["attributes"]["style"] == {"kind": "categorical", "values": 11}
     assert info["attributes"]["title"]["kind"] == "text"
-    layer = info["layers"]["pretrained/penultimate"]
+    layer = info["layers"]["efficientnet_lite0/pretrained/penultimate"]
     assert layer["shape"] == [66, 1280]
     assert list(layer["projections"]) == ["pca", "pca_tsne", "tsne", "umap"]
     for method, trust in layer["projections"].items():
@@ -154,7 +155,7 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
     assert (layer["projections"]["tsne"]["neighbour_preservation"]
             > layer["projections"]["pca"]["neighbour_preservation"])
     assert layer["index"] == "IndexFlatIP"
-    assert info["thumbnails"] == 66 and info["format_version"] == 1
+    assert info["thumbnails"] == 66 and info["format_version"] == 2
     assert info["unfinished"] == []  # a finished build leaves nothing to continue
 
 

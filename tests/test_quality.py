@@ -136,7 +136,7 @@ def test_info_counts_every_kind_and_outliers_are_scored(injected, capsys):
 
     quality = json.loads(capsys.readouterr().out)["quality"]
     issues = pd.read_parquet(store.quality_path())
-    assert quality == {"space": "pretrained/penultimate",
+    assert quality == {"space": "efficientnet_lite0/pretrained/penultimate",
                        **{k: int((issues["kind"] == k).sum())
                           for k in (SPLIT_LEAK, NEAR_DUPLICATE, LABEL_ISSUE, OUTLIER)}}
     outliers = issues[issues["kind"] == OUTLIER]

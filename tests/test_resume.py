@@ -14,7 +14,7 @@ from precompute.stages.embed import run_embed
 from precompute.store import SpaceKey, Store
 from tests.helpers import kill_when, write_config
 
-SPACE = SpaceKey("pretrained", "penultimate")
+SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 
 
 def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, built_store,
@@ -23,7 +23,7 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     store_dir = tmp_path / "store"
     assert main(["-q", "ingest", "--config", str(config), "--store", str(store_dir)]) == 0
     store = Store.open(store_dir)
-    progress = store.embed_progress_path("pretrained")
+    progress = store.embed_progress_path("efficientnet_lite0/pretrained")
 
     def rows_saved() -> int:
         return json.loads(progress.read_text())["rows_done"] if progress.exists() else 0
@@ -35,8 +35,8 @@ def test_killed_embedding_resumes_without_redoing_finished_batches(small_tree, b
     assert store.spaces() == []
     assert not store.embeddings_path(SPACE).exists()
     [unfinished] = describe_store(store)["unfinished"]
-    assert unfinished["stage"] == "embed" and unfinished["model"] == "pretrained"
-    assert unfinished["file"] == "spaces/pretrained/embed-progress.json"
+    assert unfinished["stage"] == "embed" and unfinished["model"] == "efficientnet_lite0/pretrained"
+    assert unfinished["file"] == "spaces/efficientnet_lite0/pretrained/embed-progress.json"
     assert rows_done <= unfinished["rows_done"] < unfinished["rows"] == 66
 
     summary = run_embed(

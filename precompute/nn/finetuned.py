@@ -16,16 +16,16 @@ from torch import nn
 from precompute.config import ModelConfig, TrainConfig
 from precompute.errors import StoreError
 from precompute.nn.backbones import Backbone, load_backbone, replace_classifier
-from precompute.store import Store
+from precompute.store import Store, model_name
 
-MODEL_PREFIX = "finetuned-"
 # A normalisation layer right after a convolution belongs to that convolution's stage.
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 
 
-def model_key(target: str) -> str:
-    """The model part of the fine-tuned network's feature spaces, e.g. `finetuned-style`."""
-    return f"{MODEL_PREFIX}{target}"
+def run_model(model: ModelConfig, train: TrainConfig) -> str:
+    """The store's name of one training run: `<backbone>/<run>`, e.g.
+    `efficientnet_lite0/finetuned-style-head`."""
+    return model_name(model.backbone, train.run)
 
 
 @dataclass
@@ -131,28 +131,29 @@ def load_trained_state(model: nn.Module, state: dict[str, torch.Tensor], source:
 
 @dataclass
 class FinetunedSource:
-    """The embedding source of a fine-tuned model: its best checkpoint in the store."""
+    """The embedding source of a training run (`key` = `<backbone>/<run>`): its best
+    checkpoint in the store, rebuilt from the recipe saved beside it. A run with k folds has
+    one checkpoint per fold (`folds` 1 … k); `load` builds the first."""
 
     store: Store
-    target: str
+    key: str
+    folds: tuple[int, ...] = (0,)  # 0: the run's one model
 
-    @property
-    def key(self) -> str:
-        return model_key(self.target)
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """The sidecar of the finished training run (its recipe, classes and checkpoint id)."""
-        meta = self.store.meta(self.store.checkpoint_path(self.key, "best"))
+    def checkpoint_meta(self, fold: int | None = None) -> dict[str, Any]:
+        """The sidecar of a finished training (its recipe, classes and checkpoint id)."""
+        fold = self.folds[0] if fold is None else fold
+        meta = self.store.meta(self.store.checkpoint_path(self.key, "best", fold))
         if meta is None:
             raise StoreError(
-                f"{self.store.root} has no finished training for {self.target!r}; "
-                "run `precompute train`"
+                f"{self.store.root} has no finished training run {self.key!r}"
+                + (f" (fold {fold})" if fold else "") + "; run `precompute train`"
             )
         return meta
 
     def recipe(self) -> dict[str, Any]:
-        meta = self.checkpoint_meta()
-        return {"checkpoint": meta["checkpoint"], "train": meta["recipe"]}
+        metas = [self.checkpoint_meta(fold) for fold in self.folds]
+        return {"checkpoint": [meta["checkpoint"] for meta in metas], "folds": list(self.folds),
+                "train": metas[0]["recipe"]}
 
     def load(self) -> Backbone:
         meta = self.checkpoint_meta()
@@ -161,12 +162,12 @@ class FinetunedSource:
         replace_classifier(
             backbone, len(meta["classes"]), recipe["train"]["hidden"], recipe["train"]["dropout"]
         )
-        path = self.store.checkpoint_path(self.key, "best")
+        path = self.store.checkpoint_path(self.key, "best", self.folds[0])
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         load_trained_state(backbone.model, checkpoint["model"], str(path))
         backbone.weights_id = (
-            f"{backbone.weights_id}, fine-tuned on {self.target} ({recipe['train']['mode']}): "
-            f"{meta['checkpoint']}"
+            f"{backbone.weights_id}, fine-tuned on {recipe['train']['target']} "
+            f"({recipe['train']['mode']}): {meta['checkpoint']}"
         )
         backbone.model.eval()
         return backbone

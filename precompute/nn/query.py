@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from precompute.config import RunConfig
+from precompute.config import ModelConfig
 from precompute.errors import StoreError
 from precompute.nn.backbones import Backbone
 from precompute.nn.device import pick_device
 from precompute.nn.features import LayerTap
-from precompute.nn.finetuned import MODEL_PREFIX, FinetunedSource
+from precompute.nn.finetuned import FinetunedSource
 from precompute.nn.sources import ModelSource, PretrainedSource
-from precompute.store import SpaceKey, Store, read_json
+from precompute.store import SpaceKey, Store
 
 
 @dataclass
@@ -75,34 +75,33 @@ def _last_feature_map(model: nn.Module, kept: list[torch.Tensor]):
             handle.remove()
 
 
-def model_source(store: Store, model: str) -> ModelSource:
-    """The network that made the store's `model` spaces."""
-    saved = read_json(store.config_path)
-    if saved is None:
-        raise StoreError(f"{store.root} has no config.json; rebuild it with `precompute all`")
-    config = RunConfig.from_dict(saved, source=str(store.config_path))
-    if model == "pretrained":
-        return PretrainedSource(config.model)
-    if model.startswith(MODEL_PREFIX):
-        return FinetunedSource(store, model.removeprefix(MODEL_PREFIX))
-    raise StoreError(f"{store.root}: no network is known for the model {model!r}")
+def model_source(store: Store, space: SpaceKey) -> ModelSource:
+    """The network that made `space`, from the recipe in its own sidecar (whichever config
+    ran last): the backbone and weights, or the training run's checkpoint."""
+    meta = store.meta(store.embeddings_path(space))
+    if meta is None:
+        raise StoreError(f"{store.root} has no complete embeddings for {space}")
+    recipe = meta["recipe"]
+    if "checkpoint" in recipe:
+        return FinetunedSource(store, space.model, tuple(recipe["folds"]))
+    return PretrainedSource(ModelConfig(**recipe["model"]))
 
 
 def load_query_model(store: Store, space: SpaceKey) -> QueryModel:
     """The network of `space`, tapped at its layer, on the best device available."""
-    backbone = model_source(store, space.model).load()
+    source = model_source(store, space)
+    backbone = source.load()
     device = pick_device("auto")
     backbone.model.to(device).eval()
     tap = LayerTap(backbone.model, [space.layer]).to(device).eval()
-    return QueryModel(backbone, tap, _class_names(store, space.model, backbone), device)
+    return QueryModel(backbone, tap, _class_names(source, backbone), device)
 
 
-def _class_names(store: Store, model: str, backbone: Backbone) -> list[str] | None:
+def _class_names(source: ModelSource, backbone: Backbone) -> list[str] | None:
     """What the network's outputs mean: the target's classes for a fine-tuned model, else
     ImageNet's class names when torchvision's weights carry them."""
-    if model.startswith(MODEL_PREFIX):
-        return [str(c) for c in FinetunedSource(store, model.removeprefix(MODEL_PREFIX))
-                .checkpoint_meta()["classes"]]
+    if isinstance(source, FinetunedSource):
+        return [str(c) for c in source.checkpoint_meta()["classes"]]
     return _torchvision_categories(backbone)
 
 

@@ -5,6 +5,11 @@ space's FAISS index, a cross-validated linear probe and the silhouette, each wit
 baseline and a bootstrap interval (see separability.py), unconditionally and for B within each
 value of A. Each space's rows are written as one artifact, so a new space (a fine-tuned model's)
 is analysed without redoing the others; the table the app reads is rebuilt from those parts.
+
+A fine-tuned space is scored only on images its model never trained on: the test part of its
+split, or with folds every image (each embedded by the model of the fold that held it out).
+`[analysis] training_images = true` scores every image anyway, with a warning; `split` picks
+one part of a split for every space.
 """
 
 from __future__ import annotations
@@ -74,8 +79,7 @@ def run_analyse(
     attributes = analysed_attributes(config, images["attributes"])
     table = store.read_images(attributes)
     pairs = conditional_pairs(config, table, attributes)
-    sample = analysed_rows(split_rows(store, config.split, len(table)), config.sample, config.seed)
-    groupings = plan_groupings(table, attributes, pairs, sample, config.min_class_size)
+    plans: dict[str, tuple[np.ndarray, dict]] = {}  # scored images → (sample, groupings)
 
     summary = AnalyseSummary()
     began = time.perf_counter()
@@ -85,10 +89,17 @@ def run_analyse(
         if not force and store.is_current(path, recipe):
             summary.up_to_date += 1
             continue
+        rows, scored = scored_rows(store, space, config, len(table))
+        if scored not in plans:
+            sample = analysed_rows(rows, config.sample, config.seed)
+            plans[scored] = sample, plan_groupings(table, attributes, pairs, sample,
+                                                   config.min_class_size)
+        sample, groupings = plans[scored]
         part_began = time.perf_counter()
         scores = score_space(store, space, groupings, sample, config)
         store.write_table(path, pd.DataFrame(scores, columns=COLUMNS))
-        store.commit(path, recipe, seconds=round(time.perf_counter() - part_began, 1))
+        store.commit(path, recipe, seconds=round(time.perf_counter() - part_began, 1),
+                     scored=scored, scored_images=int(len(sample)))
         summary.made.append(str(space))
     summary.seconds = time.perf_counter() - began
     summary.cells = write_matrix(store, images["recipe"], config, attributes, pairs, force)
@@ -165,6 +176,30 @@ def split_rows(store: Store, split: str, count: int) -> np.ndarray:
     return rows
 
 
+def scored_rows(
+    store: Store, space: SpaceKey, config: AnalysisConfig, count: int
+) -> tuple[np.ndarray, str]:
+    """The images a space is scored on, and a sentence that says which: every image for a
+    pretrained space, only the images its model never trained on for a fine-tuned one."""
+    if config.split:
+        target, _, part = config.split.partition("/")
+        return split_rows(store, config.split, count), f"the {part} images of the {target} split"
+    trained = store.meta(store.embeddings_path(space))["recipe"].get("train")
+    if trained is None:
+        return np.arange(count), "every image (a pretrained space: none was trained on)"
+    folds = trained["split"].get("folds", 1)
+    if folds > 1:
+        return np.arange(count), (f"every image, each embedded by the model of the one of "
+                                  f"{folds} folds that never trained on it")
+    target = trained["split"]["target"]
+    if config.training_images:
+        log.warning("analyse %s: scored on every image, including the ones its model trained "
+                    "on ([analysis] training_images = true): its scores are optimistic", space)
+        return np.arange(count), "every image, including the ones its model trained on"
+    return split_rows(store, f"{target}/test", count), (
+        f"the test images of the {target} split, which its model never trained on")
+
+
 def analysed_rows(rows: np.ndarray, sample: int, seed: int) -> np.ndarray:
     """`rows`, or a seeded random `sample` of them (ascending) when there are more; the same
     rows in every space, so spaces are compared on the same images."""
@@ -204,9 +239,12 @@ def plan_groupings(
 def part_recipe(
     store: Store, space: SpaceKey, images_recipe: dict, config: AnalysisConfig
 ) -> dict:
-    """What one space's scores depend on: its embeddings and index, the attributes, settings."""
+    """What one space's scores depend on: its embeddings and index, the attributes, settings
+    and the split that says which images it is scored on."""
     index = store.meta(store.index_path(space))
-    split = store.meta(store.split_path(config.split.partition("/")[0])) if config.split else None
+    trained = store.meta(store.embeddings_path(space))["recipe"].get("train")
+    target = config.split.partition("/")[0] or (trained["split"]["target"] if trained else "")
+    split = store.meta(store.split_path(target)) if target else None
     return {
         "embeddings": store.meta(store.embeddings_path(space))["recipe"],
         "index": index["recipe"] if index else None,
@@ -279,6 +317,7 @@ def write_matrix(
         )
     }
     recipe = {str(space): store.meta(path)["recipe"] for space, path in parts.items()}
+    scored = {str(space): store.meta(path).get("scored", "") for space, path in parts.items()}
     path = store.separability_path()
     if not force and store.is_current(path, recipe):
         return int(store.meta(path)["rows"])
@@ -298,5 +337,6 @@ def write_matrix(
         knn=config.knn,
         folds=config.folds,
         split=config.split,
+        scored=scored,
     )
     return len(table)

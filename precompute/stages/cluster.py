@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from precompute.config import ClusterConfig
 from precompute.errors import ConfigError
+from precompute.stages.points import write_points
 from precompute.stats.enrichment import enrichment
 from precompute.stats.separability import cosine_distances
 from precompute.stats.vectors import normalised, normalised_chunks
-from precompute.store import CATEGORICAL, SpaceKey, Store
+from precompute.store import CATEGORICAL, ID_COLUMN, SpaceKey, Store
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def run_cluster(
     images = store.images_meta()
     attributes = [name for name, kind in images["attributes"].items() if kind == CATEGORICAL]
     table = store.read_images(attributes)
+    ids = store.read_images([ID_COLUMN])[ID_COLUMN]
     summary = ClusterSummary()
     for space in spaces or store.spaces():
         path = store.clusters_path(space)
@@ -127,7 +129,7 @@ def run_cluster(
         )
         labels = by_size(np.concatenate([
             choice.model.predict(chunk) for _, chunk in normalised_chunks(embeddings)]))
-        columns = {"cluster": labels.astype(np.int32)}
+        columns = {ID_COLUMN: ids, "cluster": labels.astype(np.int32)}
         extra = {}
         if config.hdbscan:
             log.info("HDBSCAN of %s (%d points)", space, len(embeddings))
@@ -155,4 +157,6 @@ def run_cluster(
             seconds=round(time.perf_counter() - began, 1),
         )
         summary.made[str(space)] = choice.k
+    for space in spaces or store.spaces():
+        write_points(store, space)
     return summary

@@ -8,6 +8,7 @@ cannot be used are excluded with a reason in `rejected.parquet`; the run never s
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import os
@@ -68,14 +69,23 @@ class IngestSummary:
         )
 
 
+# Settings that change how fast ingestion runs, not what it finds.
+NOT_IN_RECIPE = ("workers",)
+
+
 def run_ingest(config: DatasetConfig, store: Store, force: bool = False) -> IngestSummary:
-    """Ingest the dataset described by `config` into `store` unless it is already there."""
-    recipe = asdict(config)
+    """Ingest the dataset described by `config` into `store` unless it is already there: same
+    settings and the same listing of candidate files (paths and attributes), so an added or
+    removed image, or an edited manifest, is noticed."""
+    candidates = list_manifest(config) if config.manifest else list_tree(config)
+    recipe = {
+        "dataset": {k: v for k, v in asdict(config).items() if k not in NOT_IN_RECIPE},
+        "listing": listing_fingerprint(candidates),
+    }
     if not force and store.is_current(store.images_path, recipe):
         meta = store.images_meta()
         return IngestSummary(meta["count"], meta["rejected"], meta["reasons"], skipped=True)
 
-    candidates = list_manifest(config) if config.manifest else list_tree(config)
     candidates, unlisted = _split_unlisted(candidates)
     options = DecodeOptions(config.max_pixels, config.crop_white_border)
     root = Path(config.root)
@@ -131,14 +141,22 @@ def run_ingest(config: DatasetConfig, store: Store, force: bool = False) -> Inge
 
 
 # ------------------------------------------------------------------------------ listing
+def listing_fingerprint(candidates: pd.DataFrame) -> str:
+    """A short hash of the candidate files and their attributes, in order."""
+    rows = pd.util.hash_pandas_object(candidates.astype("string"), index=False)
+    return hashlib.sha1(rows.to_numpy().tobytes()).hexdigest()[:16]
+
+
 def list_tree(config: DatasetConfig) -> pd.DataFrame:
     """Candidates from a folder tree: folder levels and file-name groups become attributes."""
     root = Path(config.root)
     if not root.is_dir():
         raise DatasetError(f"dataset.root {root} is not a folder")
-    pattern = _compile_pattern(config.filename_pattern)
+    pattern = _compile_pattern(config.filename_pattern, "dataset.filename_pattern")
+    levels = [(entry, _compile_pattern(entry, "dataset.levels") if "(?P<" in entry else None)
+              for entry in config.levels]
     extensions = {e.lower() for e in config.extensions}
-    rows, unmatched, skipped = [], 0, 0
+    rows, unmatched, unmatched_folders, skipped = [], 0, 0, 0
     for path in sorted(root.rglob("*")):
         if path.is_dir():
             continue
@@ -148,8 +166,15 @@ def list_tree(config: DatasetConfig) -> pd.DataFrame:
         relative = path.relative_to(root)
         folders = relative.parts[:-1]
         row = {PATH_COLUMN: relative.as_posix(), SOURCE_ROW: None}
-        for level, name in enumerate(config.levels):
-            row[name] = folders[level] if level < len(folders) else None
+        for level, (name, level_pattern) in enumerate(levels):
+            folder = folders[level] if level < len(folders) else None
+            if level_pattern is None:
+                row[name] = folder
+                continue
+            match = level_pattern.match(folder) if folder is not None else None
+            unmatched_folders += folder is not None and match is None
+            for group in level_pattern.groupindex:
+                row[group] = match.group(group) if match else None
         if pattern is not None:
             match = pattern.match(path.stem)
             unmatched += match is None
@@ -164,11 +189,15 @@ def list_tree(config: DatasetConfig) -> pd.DataFrame:
             unmatched,
             MISSING,
         )
+    if unmatched_folders:
+        log.warning("%d images are in folders that do not match their dataset.levels pattern; "
+                    "those attributes are %s", unmatched_folders, MISSING)
     if not rows:
         raise DatasetError(
             f"no files with extensions {', '.join(sorted(extensions))} under {root}"
         )
-    columns = [PATH_COLUMN, SOURCE_ROW, *config.levels, *(pattern.groupindex if pattern else [])]
+    level_columns = [c for name, lp in levels for c in (lp.groupindex if lp else [name])]
+    columns = [PATH_COLUMN, SOURCE_ROW, *level_columns, *(pattern.groupindex if pattern else [])]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
 
 
@@ -276,16 +305,16 @@ def _format_template(
     return pd.Series(paths, dtype="string")
 
 
-def _compile_pattern(pattern: str | None) -> re.Pattern[str] | None:
+def _compile_pattern(pattern: str | None, setting: str) -> re.Pattern[str] | None:
     if not pattern:
         return None
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(f"dataset.filename_pattern {pattern!r} is not a regex: {exc}") from exc
+        raise ConfigError(f"{setting} {pattern!r} is not a regex: {exc}") from exc
     if not compiled.groupindex:
         raise ConfigError(
-            f"dataset.filename_pattern {pattern!r} has no named groups such as (?P<artist>…)"
+            f"{setting} {pattern!r} has no named groups such as (?P<artist>…)"
         )
     return compiled
 

@@ -27,11 +27,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from precompute.config import ProjectionConfig
+from precompute.stages.points import write_points
 from precompute.stats.align import procrustes_alignment
 from precompute.stats.map_trust import map_trust, score_sample
 from precompute.stats.reducers import make_reducer
 from precompute.stats.vectors import normalised
-from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path
+from precompute.store import PENULTIMATE, SpaceKey, Store, atomic_path, library_versions
 
 log = logging.getLogger(__name__)
 TRANSFORM_CHUNK = 50_000  # points placed per `transform` call above the fit sample
@@ -159,8 +160,9 @@ def run_project(
                 tmp.write_bytes(pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
             store.commit(
                 path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment,
-                trust=trust,
+                trust=trust, reducer_written_by=library_versions(),
             )
             summary.made.append(f"{space}:{method}")
             summary.seconds[f"{space}:{method}"] = seconds
+        write_points(store, space)
     return summary

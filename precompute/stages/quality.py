@@ -34,11 +34,13 @@ from precompute.store import (
     ID_COLUMN,
     MISSING,
     PENULTIMATE,
+    PRETRAINED,
     QUALITY_KINDS,
     SpaceKey,
     Store,
     atomic_path,
     fingerprint,
+    model_name,
 )
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,12 @@ class QualitySummary:
         return f"quality: {found} in {self.space} ({self.seconds:.0f} s)"
 
 
-def quality_space(store: Store, space: str) -> SpaceKey:
-    """The space the checks run in: as configured, else the pretrained penultimate layer."""
-    key = SpaceKey.parse(space) if space else SpaceKey("pretrained", PENULTIMATE)
+def quality_space(store: Store, config: RunConfig) -> SpaceKey:
+    """The space the checks run in: as configured, else the first backbone's pretrained
+    penultimate layer."""
+    space = config.quality.space
+    first = config.model.each_backbone()[0].backbone
+    key = SpaceKey.parse(space) if space else SpaceKey(model_name(first, PRETRAINED), PENULTIMATE)
     if key not in store.spaces():
         raise ConfigError(f"[quality] space = {str(key)!r} is not in the store; spaces: "
                           f"{', '.join(map(str, store.spaces())) or '(none: run embed first)'}")
@@ -86,7 +91,7 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
     from precompute.stats.split import ensure_split
 
     quality = config.quality
-    space = quality_space(store, quality.space)
+    space = quality_space(store, config)
     images = store.images_meta()
     attributes = checked_attributes(config, images["attributes"])
     table = store.read_images([ID_COLUMN, *attributes])

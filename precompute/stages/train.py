@@ -1,5 +1,9 @@
-"""Train stage: fine-tune the backbone on one attribute, embed every image with the best
-checkpoint, and evaluate it on the test split.
+"""Train stage: for every backbone and training mode, fine-tune on one attribute, embed every
+image with the best checkpoint, and evaluate it on the test split (or out of fold).
+
+Each run (`<backbone>/finetuned-<target>-<mode>`) has its own checkpoints, spaces and
+predictions, so a second run never replaces a first. Mode "linear" fits a logistic regression
+(stages/linear.py) and makes no new space.
 
 Mode "head" trains the new head on the store's pretrained penultimate embeddings, computed once
 (no forward pass per epoch, so augmentation does not apply), and the fine-tuned penultimate
@@ -47,19 +51,29 @@ from precompute.nn.finetuned import (
     FinetunedSource,
     build_network,
     load_trained_state,
-    model_key,
+    run_model,
 )
 from precompute.nn.image_dataset import ImageFileDataset
-from precompute.nn.sources import PretrainedSource
+from precompute.nn.sources import PretrainedSource, pretrained_space
 from precompute.processes import die_with_parent
 from precompute.stages.embed import (
     embed_in_every_process,
     embedding_recipe,
     storable,
 )
-from precompute.stages.evaluate import EvaluationSummary, run_evaluate
+from precompute.stages.evaluate import EvaluationSummary, fold_numbers, fold_rows, run_evaluate
+from precompute.stages.linear import fit_linear
 from precompute.stats.split import TRAIN, VAL, Split, ensure_split
-from precompute.store import PATH_COLUMN, SpaceKey, Store, atomic_path, jsonable, sidecar_path
+from precompute.store import (
+    PATH_COLUMN,
+    PRETRAINED,
+    SpaceKey,
+    Store,
+    atomic_path,
+    jsonable,
+    model_name,
+    sidecar_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +101,7 @@ class Progress:
 class TrainSummary:
     target: str = ""
     model: str = ""
+    folds: int = 1
     epochs: int = 0
     best_epoch: int = 0
     resumed_from: int = 0
@@ -102,7 +117,10 @@ class TrainSummary:
         if not self.target:
             return "train: no [train] target in the config; nothing to train"
         if self.up_to_date:
-            done = f"up to date (best epoch {self.best_epoch} of {self.epochs})"
+            done = "up to date" if self.mode == "linear" else (
+                f"up to date (best epoch {self.best_epoch} of {self.epochs})")
+        elif self.mode == "linear":
+            done = f"logistic regression in {self.seconds:.1f} s"
         else:
             notes = [self.mode, f"best epoch {self.best_epoch}"]
             if self.stopped_early:
@@ -113,6 +131,8 @@ class TrainSummary:
                 f"{self.epochs} epochs in {self.seconds:.1f} s on {self.device} "
                 f"({', '.join(notes)})"
             )
+        if self.folds > 1 and not self.up_to_date:
+            done = f"{self.folds} folds, {done}"
         line = f"train {self.model}: {done}"
         if self.evaluation is not None:
             line += f"; {self.evaluation.line()}"
@@ -121,54 +141,99 @@ class TrainSummary:
         return line
 
 
+@dataclass
+class TrainStageSummary:
+    runs: list[TrainSummary]
+
+    def line(self) -> str:
+        if not self.runs:
+            return TrainSummary().line()
+        return "\n".join(run.line() for run in self.runs)
+
+
 def run_train(
     store: Store, config: RunConfig, force: bool = False, shard: Shard = SINGLE
+) -> TrainStageSummary:
+    """Every configured training run: each backbone × each mode, on the same split."""
+    if not config.train.target:
+        return TrainStageSummary([])
+    return TrainStageSummary([
+        run_one(store, dataclasses.replace(config, model=model, train=train), force, shard)
+        for model in config.model.each_backbone() for train in config.train.each_mode()
+    ])
+
+
+def run_one(
+    store: Store, config: RunConfig, force: bool = False, shard: Shard = SINGLE
 ) -> TrainSummary:
-    """Split, fine-tune, embed with the best checkpoint and evaluate; each step skips work that
-    is up to date and resumes where it stopped.
+    """One training run (one backbone, one mode): split, fine-tune (one model per fold), embed
+    with the best checkpoints and evaluate; each step skips work that is up to date and resumes
+    where it stopped.
 
     Under torchrun (`shard` of several, inside `distributed.process_group`) every process trains
     one replica with DistributedDataParallel on its share of each epoch and embeds its block of
     the images; the first process alone splits, writes checkpoints and evaluates."""
     train = config.train
-    if not train.target:
-        return TrainSummary()
+    key = run_model(config.model, train)
     if shard.is_main:
         split = ensure_split(store, train, force=force)
     wait_for_all(shard)
     if not shard.is_main:
         split = ensure_split(store, train)  # the one the first process saved
+    if train.mode == "linear":
+        summary = TrainSummary(train.target, key, folds=split.fold_count, mode=train.mode)
+        features = _head_features(store, config, shard)
+        if shard.is_main:
+            summary.evaluation = fit_linear(store, config, key, split, features, force=force)
+            summary.up_to_date = summary.evaluation.skipped
+            summary.seconds = store.meta(store.predictions_path(key))["train_seconds"]
+        return summary
     features = _head_features(store, config, shard) if train.mode == "head" else None
-    summary = fit(store, config, split, features, force=force, shard=shard)
+    summary = _over_folds([
+        fit(store, config, key, split.fold(fold, train.val_fraction, train.seed) if fold
+            else split, features, fold=fold, force=force, shard=shard)
+        for fold in fold_numbers(split)
+    ])
     wait_for_all(shard)  # best.pt is complete before any process embeds with it
-    source = FinetunedSource(store, train.target)
     if features is not None:
         # The frozen backbone's blocks are the pretrained ones: only the head's space is new.
         if shard.is_main:
-            _embed_through_head(store, source, features, config.embed.dtype, force=force)
+            _embed_through_head(store, key, split, features, config.embed.dtype, force=force)
     else:
+        source = FinetunedSource(store, key)
         layers = list(dict.fromkeys([PENULTIMATE, *config.embed.layers]))
         embed_config = dataclasses.replace(config.embed, layers=layers)
         log.info("%s", embed_in_every_process(store, embed_config, source, force, shard).line())
     if shard.is_main:
-        summary.evaluation = run_evaluate(store, split, summary.model, force=force)
+        summary.evaluation = run_evaluate(store, split, key, force=force)
     return summary
 
 
+def _over_folds(fits: list[TrainSummary]) -> TrainSummary:
+    """One summary of a run's trainings, one per fold (or just one)."""
+    return dataclasses.replace(
+        fits[-1], folds=len(fits), epochs=sum(f.epochs for f in fits),
+        seconds=sum(f.seconds for f in fits), up_to_date=all(f.up_to_date for f in fits),
+        resumed_from=max(f.resumed_from for f in fits),
+        stopped_early=any(f.stopped_early for f in fits),
+    )
+
+
 def fit(
-    store: Store, config: RunConfig, split: Split, features: torch.Tensor | None,
-    force: bool = False, shard: Shard = SINGLE,
+    store: Store, config: RunConfig, key: str, split: Split, features: torch.Tensor | None,
+    fold: int = 0, force: bool = False, shard: Shard = SINGLE,
 ) -> TrainSummary:
-    """Train the network until `epochs` or early stopping; leave the best checkpoint complete.
-    `features` (mode "head") are the pretrained penultimate embeddings the head learns from.
+    """Train run `key`'s network (of fold `fold`, 0 = no folds) on `split` until `epochs` or
+    early stopping; leave the best checkpoint complete. `features` (mode "head") are the
+    pretrained penultimate embeddings the head learns from.
 
     With a `shard` of several processes each trains a DistributedDataParallel replica on its
     share of every epoch (`batch_size` images per process and step) and validates on the whole
     validation set, so all take the same early-stopping and learning-rate decisions; the first
     process writes the checkpoints."""
     train = config.train
-    key = model_key(train.target)
-    best_path, last_path = store.checkpoint_path(key, "best"), store.checkpoint_path(key, "last")
+    best_path = store.checkpoint_path(key, "best", fold)
+    last_path = store.checkpoint_path(key, "last", fold)
     recipe = training_recipe(store, config, split, features)
     resume_recipe = {
         **recipe,
@@ -217,7 +282,8 @@ def fit(
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])
         progress = Progress(**checkpoint["progress"])
-        log.info("resuming training of %s after epoch %d", key, progress.epoch)
+        log.info("resuming training of %s%s after epoch %d", key, _fold_name(fold),
+                 progress.epoch)
     wait_for_all(shard)  # every process has read last.pt before the first one rewrites it
     # best.pt is about to change: it must not look complete until training ends.
     if shard.is_main:
@@ -225,8 +291,9 @@ def fit(
     summary.resumed_from = progress.epoch
 
     log.info(
-        "training %s on %d images (%d validation, %d classes) on %s; learning: %s",
-        key, len(split.rows(TRAIN)), len(split.rows(VAL)), len(classes), describe(device),
+        "training %s%s on %d images (%d validation, %d classes) on %s; learning: %s",
+        key, _fold_name(fold), len(split.rows(TRAIN)), len(split.rows(VAL)), len(classes),
+        describe(device),
         ", ".join(name or "whole network" for name in network.trainable),
     )
     while progress.epoch < train.epochs and not progress.stopped:
@@ -235,7 +302,8 @@ def fit(
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         began = time.perf_counter()
-        with tqdm(total=len(train_loader), desc=f"train {key} epoch {epoch}/{train.epochs}",
+        with tqdm(total=len(train_loader),
+                  desc=f"train {key}{_fold_name(fold)} epoch {epoch}/{train.epochs}",
                   unit="batch", leave=False, disable=not shard.is_main) as bar:
             train_loss = _train_one_epoch(
                 network, replica, train_loader, labels, criterion, optimizer, scaler, device, bar
@@ -294,6 +362,7 @@ def fit(
         stopped_early=progress.stopped,
         history=progress.history,
         seconds=round(progress.seconds, 2),
+        images_seen=progress.epoch * len(split.rows(TRAIN)),
         device=describe(device),
         trainable=network.trainable,
         augmentation=[] if features is not None else list(train.augment),
@@ -317,9 +386,13 @@ def training_recipe(
         "decode": images["decode"],
     }
     if features is not None:
-        pretrained = store.meta(store.embeddings_path(SpaceKey("pretrained", PENULTIMATE)))
+        pretrained = store.meta(store.embeddings_path(pretrained_space(config.model)))
         recipe["features"] = pretrained["recipe"]
     return recipe
+
+
+def _fold_name(fold: int) -> str:
+    return f" fold {fold}" if fold else ""
 
 
 def _head_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tensor:
@@ -329,33 +402,44 @@ def _head_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tenso
                                       False, shard)
     if not embedded.skipped:
         log.info("%s", embedded.line())
-    vectors = store.load_embeddings(SpaceKey("pretrained", PENULTIMATE))
+    vectors = store.load_embeddings(pretrained_space(config.model))
     return torch.from_numpy(np.asarray(vectors, dtype=np.float32))
 
 
 def _embed_through_head(
-    store: Store, source: FinetunedSource, features: torch.Tensor, dtype: str, force: bool
+    store: Store, key: str, split: Split, features: torch.Tensor, dtype: str, force: bool
 ) -> None:
     """Mode "head": the backbone is frozen, so the fine-tuned penultimate embedding of an image
     is the new head (all but its last Linear) applied to its pretrained penultimate embedding;
-    no pass over the images is needed. Written with the recipe `run_embed` would give it."""
-    path = store.embeddings_path(SpaceKey(source.key, PENULTIMATE))
+    no pass over the images is needed. With folds each image goes through the head of its own
+    fold, which never trained on it. Written with the recipe `run_embed` would give it."""
+    source = FinetunedSource(store, key, tuple(fold_numbers(split)))
+    path = store.embeddings_path(SpaceKey(key, PENULTIMATE))
     recipe = {**embedding_recipe(store, source, dtype), "layer": PENULTIMATE}
     if not force and store.is_current(path, recipe):
         return
-    pretrained = store.meta(store.embeddings_path(SpaceKey("pretrained", PENULTIMATE))) or {}
-    backbone = source.load()
-    head = backbone.model.get_submodule(backbone.classifier_name.rpartition(".")[0])
-    with torch.inference_mode():
-        vectors = head[:-1](features).numpy()
+    pretrained_key = SpaceKey(model_name(key.partition("/")[0], PRETRAINED), PENULTIMATE)
+    pretrained = store.meta(store.embeddings_path(pretrained_key)) or {}
+    vectors = None
+    for fold in fold_numbers(split):
+        backbone = FinetunedSource(store, key, (fold,)).load()
+        head = backbone.model.get_submodule(backbone.classifier_name.rpartition(".")[0])
+        rows = fold_rows(split, fold)
+        with torch.inference_mode():
+            part = head[:-1](features[torch.from_numpy(rows)]).numpy()
+        if vectors is None:
+            vectors = np.zeros((len(features), part.shape[1]), dtype=np.float32)
+        vectors[rows] = part
     store.write_array(path, storable(vectors, dtype))
     store.commit(
         path, recipe, dim=int(vectors.shape[1]), count=len(vectors), backbone=backbone.name,
         weights=backbone.weights_id, device="cpu", resumed_from=0,
-        computed_from=f"pretrained/{PENULTIMATE} through the trained head",
-        depth=pretrained.get("depth"),
+        computed_from=f"{pretrained_key} through the trained head"
+        + (f" of each image's own fold ({split.fold_count} folds)" if split.folds is not None
+           else ""),
+        depth=pretrained.get("depth"), folds=split.fold_count,
     )
-    log.info("embed %s: %d images through the trained head (%d-d)", source.key, len(vectors),
+    log.info("embed %s: %d images through the trained head (%d-d)", key, len(vectors),
              vectors.shape[1])
 
 

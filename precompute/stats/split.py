@@ -1,23 +1,30 @@
-"""Stratified train/validation/test split of one target attribute, saved in the store.
+"""Stratified train/validation/test split of one target attribute, or its k stratified folds,
+saved in the store.
 
 Every later number (validation loss, test metrics, the map's correct/incorrect colouring) refers
 to the split saved here, so it is made once per target, seed and fractions. Each class is split
 on its own, which keeps the class mix of every part close to the whole. scikit-learn's stratified
 splitters refuse classes with a single image and test sets smaller than the number of classes,
 both common in real product data and in small samples, so the split is drawn per class here.
+
+With k folds every image belongs to one fold; the model of fold f trains on the others (less a
+validation share for early stopping, drawn per class) and predicts and embeds fold f, so every
+labelled image is predicted exactly once by a model that never saw it. Unlabelled images are
+spread over the folds too, so each is embedded by one fold's model.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from precompute.config import TrainConfig
 from precompute.errors import ConfigError, DatasetError
-from precompute.store import CATEGORICAL, MISSING, Store, fingerprint
+from precompute.store import CATEGORICAL, ID_COLUMN, MISSING, Store, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,26 @@ class Split:
     parts: np.ndarray  # TRAIN, VAL, TEST or UNLABELLED per image
     too_small: list[str]  # classes with fewer than MIN_SPLITTABLE images: training only
     recipe: dict
+    folds: np.ndarray | None = None  # with k folds: the fold (1 … k) of every image
+
+    @property
+    def fold_count(self) -> int:
+        """k, or 1 for a single train/validation/test split."""
+        return 1 if self.folds is None else int(self.folds.max())
+
+    def fold(self, number: int, val_fraction: float, seed: int) -> Split:
+        """The split fold `number`'s model trains with: that fold is its test part, and a
+        `val_fraction` share of each class of the other folds its validation part."""
+        held_out = self.folds == number
+        parts = np.where(self.parts == UNLABELLED, UNLABELLED, TRAIN).astype(object)
+        parts[held_out & (parts == TRAIN)] = TEST
+        rng = np.random.default_rng([seed, number])
+        for label in self.classes:
+            rows = rng.permutation(np.flatnonzero((self.labels == label) & (parts == TRAIN)))
+            if len(rows) >= 2:
+                parts[rows[:max(1, round(val_fraction * len(rows)))]] = VAL
+        return Split(self.target, self.labels, parts, self.too_small,
+                     {**self.recipe, "fold": number})
 
     @property
     def classes(self) -> list[str]:
@@ -67,13 +94,29 @@ def stratified_split(
     return parts, too_small
 
 
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (1 … `folds`) of every image: each class (and the unlabelled images) dealt
+    round the folds in a seeded order, continuing where the previous class stopped, so every
+    fold gets a near-equal share of every class and of the whole."""
+    rng = np.random.default_rng(seed)
+    assigned = np.zeros(len(labels), dtype=np.int64)
+    dealt = 0
+    for label in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        assigned[rows] = (dealt + np.arange(len(rows))) % folds + 1
+        dealt += len(rows)
+    return assigned
+
+
 def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Split:
-    """The store's split for `config.target`, made and saved when missing or out of date."""
+    """The store's split for `config.target` (its folds when `config.folds` > 1), made and
+    saved when missing or out of date. With folds every labelled image is a test image once."""
     labels = target_labels(store, config.target)
     recipe = {
         "target": config.target,
         "val_fraction": config.val_fraction,
         "test_fraction": config.test_fraction,
+        "folds": config.folds,
         "seed": config.seed,
         "images": store.images_meta()["fingerprint"],
         "labels": fingerprint(labels),  # an edited manifest re-splits
@@ -81,19 +124,27 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
     path = store.split_path(config.target)
     if not force and store.is_current(path, recipe):
         meta = store.meta(path)
-        parts = pd.read_parquet(path)["split"].to_numpy(dtype=object)
-        return Split(config.target, labels, parts, meta["too_small"], recipe)
+        table = pd.read_parquet(path)
+        folds = table["fold"].to_numpy() if "fold" in table else None
+        return Split(config.target, labels, table["split"].to_numpy(dtype=object),
+                     meta["too_small"], recipe, folds)
+
+    if config.folds > 1:
+        parts = np.where(labels == MISSING, UNLABELLED, TEST).astype(object)
+        too_small: list[str] = []
+        split = Split(config.target, labels, parts, too_small, recipe,
+                      stratified_folds(labels, config.folds, config.seed))
+        _check_classes(split)
+        table = {"split": pd.array(parts, dtype="string"), "fold": split.folds}
+        _save(store, path, split, table)
+        return split
 
     parts, too_small = stratified_split(
         labels, config.val_fraction, config.test_fraction, config.seed
     )
     split = Split(config.target, labels, parts, too_small, recipe)
-    counts = {part: int((parts == part).sum()) for part in (TRAIN, VAL, TEST, UNLABELLED)}
-    if len(split.classes) < 2:
-        raise DatasetError(
-            f"[train] target {config.target!r} has {len(split.classes)} labelled class(es); "
-            "a classifier needs at least two"
-        )
+    _check_classes(split)
+    counts = _counts(split)
     if not counts[VAL] or not counts[TEST]:
         raise DatasetError(
             f"[train] target {config.target!r}: no class has the {MIN_SPLITTABLE} images needed "
@@ -104,11 +155,28 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
             "%d class(es) of %s have fewer than %d images and are used for training only: %s",
             len(too_small), config.target, MIN_SPLITTABLE, ", ".join(too_small),
         )
-    store.write_table(path, pd.DataFrame({"split": pd.array(parts, dtype="string")}))
-    store.commit(
-        path, recipe, counts=counts, classes=len(split.classes), too_small=too_small
-    )
+    _save(store, path, split, {"split": pd.array(parts, dtype="string")})
     return split
+
+
+def _check_classes(split: Split) -> None:
+    if len(split.classes) < 2:
+        raise DatasetError(
+            f"[train] target {split.target!r} has {len(split.classes)} labelled class(es); "
+            "a classifier needs at least two"
+        )
+
+
+def _counts(split: Split) -> dict[str, int]:
+    return {part: int((split.parts == part).sum()) for part in (TRAIN, VAL, TEST, UNLABELLED)}
+
+
+def _save(store: Store, path: Path, split: Split, columns: dict) -> None:
+    """The split table (by sample_id, in image order) and its sidecar."""
+    ids = store.read_images([ID_COLUMN])[ID_COLUMN]
+    store.write_table(path, pd.DataFrame({ID_COLUMN: ids, **columns}))
+    store.commit(path, split.recipe, counts=_counts(split), classes=len(split.classes),
+                 too_small=split.too_small, folds=split.fold_count)
 
 
 def target_labels(store: Store, target: str) -> np.ndarray:

@@ -67,7 +67,7 @@ def test_the_page_opens_on_the_map_that_keeps_the_most_neighbours(built_store, s
     space = default_space(data.spaces)
     kept = {m: data.trust[space, m]["neighbour_preservation"] for m in data.methods[space]}
     best = max(kept, key=kept.get)
-    assert space.model != "pretrained" and space.layer == "penultimate"
+    assert not space.pretrained and space.layer == "penultimate"
     assert best != "pca", "t-SNE and UMAP keep more neighbours than a linear map"
     open_explorer(page, served_store)
     shown = page.locator(".fse-method select")

@@ -204,7 +204,7 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
           return found; }""")
     frame = next(p for p in plots if "artist" in p["rows"])  # the separability heatmap
     assert frame["columns"] == layers  # by model, shallow to deep
-    target = next(s for s in explorer.data.store.spaces() if s.model == "pretrained")
+    target = next(s for s in explorer.data.store.spaces() if s.pretrained)
     column, row = layers.index(str(target)), frame["rows"].index("artist")
     x = frame["left"] + (column + 0.5) * frame["width"] / len(frame["columns"])
     y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(frame["rows"])

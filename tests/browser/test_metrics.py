@@ -29,7 +29,8 @@ def test_the_metrics_view_shows_scores_a_clickable_confusion_matrix_and_classes(
     served_store, built_store, page
 ):
     explorer = ExplorerPage(page, served_store, built_store).open()
-    meta = explorer.data.store.meta(explorer.data.store.predictions_path("finetuned-style"))
+    store = explorer.data.store
+    meta = store.meta(store.predictions_path("efficientnet_lite0/finetuned-style-head"))
     metrics = meta["metrics"]
     page.get_by_text("Metrics", exact=True).click()
     scores = page.locator(".fse-scores")
