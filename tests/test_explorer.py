@@ -249,13 +249,13 @@ def test_predictions_are_attributes_and_confusion_cells_select_their_test_images
     assert table["style confidence"].between(0, 1).all()
 
     cells = confusion_cells(meta["metrics"]["confusion"])
-    assert cells["count"].sum() == meta["metrics"]["test_count"] == 11
+    assert cells["count"].sum() == meta["metrics"]["test_count"] == 22
     for cell in cells[cells["count"] > 0].itertuples():
         rows = confused_rows(data, "style", cell.true, cell.predicted)
         assert len(rows) == cell.count
         assert (table["style split"].iloc[rows] == "test").all()
     diagonal = cells[cells["true"] == cells["predicted"]]["count"].sum()
-    assert diagonal / 11 == pytest.approx(meta["metrics"]["accuracy"])
+    assert diagonal / 22 == pytest.approx(meta["metrics"]["accuracy"])
 
 
 def test_each_lone_point_is_painted_in_its_legend_colour(built_store):

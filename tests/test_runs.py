@@ -237,3 +237,32 @@ def test_a_version_1_store_gets_one_line_saying_how_to_rebuild_it(tmp_path, caps
     assert len(error.splitlines()) == 1
     assert "format version 1" in error and "precompute all --config" in error
     assert str(tmp_path / "config.json") in error
+
+
+def test_the_metrics_tab_compares_the_runs_and_shows_the_chosen_one(runs_store):
+    from explorer.page import Explorer
+
+    explorer = Explorer(store=str(runs_store))
+    data = explorer.data
+    # each run's predictions are attributes of their own, the split once per target
+    for run in ("efficientnet_lite0 head", "efficientnet_lite1 linear"):
+        assert f"predicted style · {run}" in data.kinds and f"style correct · {run}" in data.kinds
+    assert "style split" in data.kinds
+
+    from explorer.metrics_view import metrics_panel
+
+    panel = metrics_panel(data, explorer.state)
+    table, chosen = panel[0].object, panel[1]
+    runs = Store.open(runs_store).finetuned_models()
+    assert all(run in table for run in runs) and table.count("<tr>") == 1 + len(runs)
+    assert sorted(chosen.options) == runs
+    chosen.value = f"{LITE1}/finetuned-style-linear"
+    shown = panel[2]._pane  # what pn.bind rendered for the chosen run
+    html_of_run = "".join(str(getattr(part, "object", "")) for part in _walk(shown))
+    assert f"{LITE1}/finetuned-style-linear" in html_of_run
+
+
+def _walk(viewable):
+    yield viewable
+    for child in getattr(viewable, "objects", []) or []:
+        yield from _walk(child)
