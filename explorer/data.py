@@ -297,7 +297,12 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
     shares = set()
     for model, tag in run_tags(store).items():
         columns, prediction_kinds = prediction_attributes(store, model, tag)
-        columns = columns.drop(columns=[c for c in columns if c in table])  # one split a target
+        for name in [c for c in columns if c in table]:  # the target's split, seen before
+            if table[name].astype(str).equals(columns[name].astype(str)):
+                columns = columns.drop(columns=[name])  # the runs share it: shown once
+            else:
+                columns = columns.rename(columns={name: f"{name}{tag}"})
+                prediction_kinds[f"{name}{tag}"] = prediction_kinds[name]
         table = pd.concat([table, columns], axis=1)
         kinds.update({name: prediction_kinds[name] for name in columns})
         shares |= {name for name, kind in prediction_kinds.items() if kind == NUMERIC}

@@ -25,7 +25,7 @@ TEST = "test"
 
 
 def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
-    """The runs compared, and the details of one (the most accurate first)."""
+    """The runs compared (by target, the most accurate first), and the details of one."""
     runs = runs_table(data.store)
     if runs.empty:
         return pn.pane.HTML(placeholder(
@@ -147,7 +147,8 @@ def confused_rows(data: ExplorerData, target: str, truth: str, predicted: str, t
     """Rows of the test images whose `target` is `truth` and whose prediction (by the run
     whose attributes end in `tag`) is `predicted`."""
     table = data.table
-    chosen = ((table[split_name(target)] == TEST) & (table[target].astype(str) == truth)
+    split = split_name(target) + tag if split_name(target) + tag in table else split_name(target)
+    chosen = ((table[split] == TEST) & (table[target].astype(str) == truth)
               & (table[predicted_name(target, tag)].astype(str) == predicted))
     return np.flatnonzero(chosen.to_numpy())
 

@@ -17,6 +17,7 @@ from explorer.cards import image_tile, placeholder
 from explorer.data import ExplorerData
 from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
+from precompute.errors import StoreError
 from precompute.store import SpaceKey
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             model = query_model(data, space)
             vector, probabilities = model.embed(image)
             rows, similarities = data.search_vector(space, vector, QUERY_NEIGHBOURS)
-            return model, vector, probabilities, rows, similarities, data.place(space, method,
-                                                                                vector)
+            return model, vector, probabilities, rows, similarities, placed(space, method,
+                                                                            vector)
 
         try:
             model, vector, probabilities, rows, similarities, point = await off_event_loop(
@@ -96,8 +97,17 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             state.param.update(query_vector=None, query_point=None)
             result.object, grid.objects = placeholder("Drop the image again for this space."), []
         else:
-            state.query_point = data.place(SpaceKey.parse(state.space), state.method,
-                                            state.query_vector)
+            state.query_point = placed(SpaceKey.parse(state.space), state.method,
+                                       state.query_vector)
+
+    def placed(space: SpaceKey, method: str, vector: np.ndarray) -> tuple[float, float] | None:
+        """Where the upload lands on the map, or None (and the reason in the log) when the
+        map's reducer cannot be used, e.g. saved by other library versions."""
+        try:
+            return data.place(space, method, vector)
+        except StoreError as exc:
+            log.warning("%s", exc)
+            return None
 
     dropper.param.watch(analyse, "value")
     state.param.watch(follow_view, ["space", "method"])

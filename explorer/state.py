@@ -14,7 +14,7 @@ NO_ROWS = np.empty(0, dtype=np.int64)
 class ExplorerState(param.Parameterized):
     """Everything one browser session is looking at."""
 
-    space = param.Selector(objects=[], doc="feature space shown, as model/layer")
+    space = param.Selector(objects=[], doc="feature space shown, as backbone/run/layer")
     method = param.Selector(objects=[], doc="2D projection method")
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
     cluster_labels = param.Boolean(default=False,

@@ -93,6 +93,10 @@ class ModelConfig:
         ):
             raise ConfigError(f"weights = {self.weights!r}: no such file; give the path of a "
                               "local .pth file, DEFAULT, a torchvision weights name or none")
+        if len(set(self.backbones)) > 1 and self.weights not in ("DEFAULT", "none"):
+            raise ConfigError(f"weights = {self.weights!r} fits one network, but backbones = "
+                              f"{self.backbones} names several; use DEFAULT (each backbone's "
+                              "own weights) or one backbone")
 
     def each_backbone(self) -> list[ModelConfig]:
         """One config per backbone to embed, each with a single `backbone`."""
@@ -126,7 +130,7 @@ class TrainConfig:
     mode: Literal[TRAIN_MODES] = "head"
     modes: list[Literal[TRAIN_MODES]] = field(default_factory=list)  # several; `mode` unused
     # the run's name in the store; "" = finetuned-<target>-<mode>
-    name: Annotated[str, Field(pattern=r"^[^/]*$")] = ""
+    name: Annotated[str, Field(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)?$")] = ""
     # 1: one train/validation/test split; k > 1: k stratified folds, one model each, and
     # out-of-fold predictions for every labelled image
     folds: Annotated[int, Field(ge=1, le=20)] = 1
@@ -164,6 +168,9 @@ class TrainConfig:
                 f"folds = {self.folds} trains one model per fold in modes linear and head; mode "
                 f"{' and '.join(deep)} trains on one split: set folds = 1, or leave "
                 f"{' and '.join(deep)} out of modes")
+        if self.name == "pretrained":
+            raise ConfigError("name = 'pretrained' is the backbone's own weights; choose another "
+                              "name for the training run")
         if self.name and len(set(self.modes)) > 1:
             raise ConfigError(f"name = {self.name!r} names one run, but modes = {self.modes} "
                               "makes several; leave name out to name each run by its mode")

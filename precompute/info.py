@@ -95,10 +95,11 @@ def unfinished_work(store: Store) -> list[dict[str, Any]]:
     for space, (complete, ranks) in store.unmerged_parts().items():
         found.append({"stage": "embed", "space": str(space), "parts_done": complete,
                       "parts": ranks})
-    for model in store.models_with_checkpoints():
-        if store.meta(store.checkpoint_path(model, "best")) is None:
-            last = store.checkpoint_path(model, "last")
-            found.append({"stage": "train", "model": model, "epochs_done": _epochs_done(last)})
+    for model, fold in store.training_checkpoints():
+        if store.meta(store.checkpoint_path(model, "best", fold)) is None:
+            last = store.checkpoint_path(model, "last", fold)
+            found.append({"stage": "train", "model": model, "epochs_done": _epochs_done(last),
+                          **({"fold": fold} if fold else {})})
     return found
 
 

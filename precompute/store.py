@@ -19,7 +19,8 @@ file and column. Layout (format version 2):
     spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per sample_id
     spaces/<model>/<layer>/separability.parquet (+ .json)       this space's rows of the table
     splits/<target>.parquet (+ .json)              train/val/test part per sample_id
-    models/<model>/best.pt, last.pt, predictions.parquet (+ .json: metrics)   one training run
+    models/<model>/best.pt, last.pt (per fold-<f>/ with folds), predictions.parquet (+ .json:
+                                       metrics)   one training run
     analysis/separability.parquet (+ .json)        attribute × layer separability
 
 A model is `<backbone>/<run>`: `efficientnet_lite0/pretrained`, or a training run such as
@@ -56,7 +57,10 @@ PRETRAINED = "pretrained"  # the run name of a backbone's own weights
 # Libraries whose versions store.json records: they decide what the store's numbers are.
 RECORDED_VERSIONS = ("feature-space-explorer", "torch", "torchvision", "scikit-learn",
                      "umap-learn", "openTSNE", "faiss-cpu", "faiss-gpu")
-REDUCER_LIBRARIES = ("scikit-learn", "umap-learn", "openTSNE")  # what a pickled reducer needs
+# What each method's pickled reducer needs to load and place points as it did.
+REDUCER_LIBRARIES = {"pca": ("scikit-learn",), "tsne": ("openTSNE",), "umap": ("umap-learn",),
+                     "pca_tsne": ("scikit-learn", "openTSNE"),
+                     "pca_umap": ("scikit-learn", "umap-learn")}
 MISSING = "(missing)"  # the explicit value of a missing categorical attribute
 PENULTIMATE = "penultimate"  # the layer name of the classifier's input
 
@@ -202,8 +206,8 @@ class Store:
                 f"store {store.root} has format version {version}; this program reads version "
                 f"{FORMAT_VERSION} (spaces named by backbone and run, tables keyed by sample_id)."
                 f" Rebuild it into a new folder with `precompute all --config "
-                f"{store.config_path} --store NEW_FOLDER`: its images and config are reused, "
-                "its models are trained again"
+                f"{store.config_path} --store NEW_FOLDER`: its settings are reused, the "
+                "images are read again from the dataset and the models trained again"
             )
         return store
 
@@ -416,9 +420,14 @@ class Store:
                 found[space] = (complete, ranks)
         return found
 
-    def models_with_checkpoints(self) -> list[str]:
-        """Training runs that have a `last` checkpoint (finished or not), sorted."""
-        return sorted(_model_of(path.parent) for path in (self.root / "models").glob("*/*/last.pt"))
+    def training_checkpoints(self) -> list[tuple[str, int]]:
+        """(training run, fold) of every `last` checkpoint, finished or not, sorted; fold 0 is
+        a run without folds."""
+        models = self.root / "models"
+        found = [(_model_of(path.parent), 0) for path in models.glob("*/*/last.pt")]
+        found += [(_model_of(path.parent.parent), int(path.parent.name.removeprefix("fold-")))
+                  for path in models.glob("*/*/fold-*/last.pt")]
+        return sorted(found)
 
     def finetuned_models(self) -> list[str]:
         """Training runs with complete predictions and metrics, sorted."""
@@ -457,7 +466,8 @@ class Store:
             raise StoreError(f"{self.root} has no {method} projection of {space}")
         written, installed = meta.get("reducer_written_by", {}), library_versions()
         changed = [f"{name} {written.get(name, '?')} (installed: {installed.get(name, 'none')})"
-                   for name in REDUCER_LIBRARIES if written.get(name) != installed.get(name)]
+                   for name in REDUCER_LIBRARIES.get(method, ())
+                   if written.get(name) != installed.get(name)]
         if changed:
             raise StoreError(
                 f"the {method} reducer of {space} was saved by {', '.join(changed)}; run "
@@ -466,8 +476,8 @@ class Store:
             return pickle.load(handle)  # written by our own project stage
 
     def read_clusters(self, space: SpaceKey) -> pd.DataFrame:
-        """Cluster of every image of `space` (column `cluster`, image order); the sidecar
-        (`meta(clusters_path(space))`) holds k, the silhouette by k and the enrichment."""
+        """Cluster of every image of `space` (columns `sample_id`, `cluster`, image order); the
+        sidecar (`meta(clusters_path(space))`) holds k, the silhouette by k and the enrichment."""
         path = self.clusters_path(space)
         if self.meta(path) is None:
             raise StoreError(f"{self.root} has no clusters of {space}; run `precompute cluster`")

@@ -266,3 +266,22 @@ def _walk(viewable):
     yield viewable
     for child in getattr(viewable, "objects", []) or []:
         yield from _walk(child)
+
+
+def test_run_settings_that_cannot_work_are_refused_in_one_line():
+    from precompute.errors import ConfigError
+
+    refused = {
+        "folds = 5 trains one model per fold in modes linear and head; mode last":
+            {"train": {"mode": "last", "folds": 5}},
+        "name = 'pretrained' is the backbone's own weights":
+            {"train": {"name": "pretrained"}},
+        "names one run, but modes":
+            {"train": {"name": "mine", "modes": ["linear", "head"]}},
+        "name = '../up'": {"train": {"name": "../up"}},
+        "fits one network, but backbones":
+            {"model": {"backbones": [LITE0, LITE1], "weights": "IMAGENET1K_V1"}},
+    }
+    for message, settings in refused.items():
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+            RunConfig.from_dict(settings)

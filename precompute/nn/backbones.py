@@ -157,7 +157,7 @@ def _load_torchvision(name: str, weights: str) -> Backbone:
         raise BackboneError(
             f"could not load {name} weights {chosen} ({exc}). Without internet, download "
             f"{chosen.url} elsewhere and set model.weights to the file, or use "
-            f"backbone = \"{OFFLINE_BACKBONES[0]}\", whose weights are installed with the package"
+            "backbone = \"efficientnet_lite0\", whose weights are installed with the package"
         ) from exc
     preset = chosen.transforms()
     size = preset.crop_size[0]

@@ -37,6 +37,7 @@ from precompute.stats.separability import (
     probe_correct,
     silhouettes,
 )
+from precompute.stats.split import TEST
 from precompute.stats.vectors import normalised
 from precompute.store import CATEGORICAL, MISSING, SpaceKey, Store
 
@@ -196,13 +197,16 @@ def scored_rows(
         log.warning("analyse %s: scored on every image, including the ones its model trained "
                     "on ([analysis] training_images = true): its scores are optimistic", space)
         return np.arange(count), "every image, including the ones its model trained on"
-    return split_rows(store, f"{target}/test", count), (
+    # The run's own record of its split (the shared split file may have been remade since).
+    parts = pd.read_parquet(store.predictions_path(space.model), columns=["split"])["split"]
+    return np.flatnonzero((parts == TEST).to_numpy()), (
         f"the test images of the {target} split, which its model never trained on")
 
 
 def analysed_rows(rows: np.ndarray, sample: int, seed: int) -> np.ndarray:
     """`rows`, or a seeded random `sample` of them (ascending) when there are more; the same
-    rows in every space, so spaces are compared on the same images."""
+    rows in every space scored on the same images (`scored_rows`), so those spaces are
+    compared on the same sample."""
     if len(rows) <= sample:
         return rows
     return np.sort(np.random.default_rng(seed).choice(rows, size=sample, replace=False))
@@ -243,8 +247,10 @@ def part_recipe(
     and the split that says which images it is scored on."""
     index = store.meta(store.index_path(space))
     trained = store.meta(store.embeddings_path(space))["recipe"].get("train")
-    target = config.split.partition("/")[0] or (trained["split"]["target"] if trained else "")
+    target = config.split.partition("/")[0]
     split = store.meta(store.split_path(target)) if target else None
+    if trained and not target:  # scored on its run's test images: their predictions say which
+        split = store.meta(store.predictions_path(space.model))
     return {
         "embeddings": store.meta(store.embeddings_path(space))["recipe"],
         "index": index["recipe"] if index else None,

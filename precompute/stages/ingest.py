@@ -142,9 +142,13 @@ def run_ingest(config: DatasetConfig, store: Store, force: bool = False) -> Inge
 
 # ------------------------------------------------------------------------------ listing
 def listing_fingerprint(candidates: pd.DataFrame) -> str:
-    """A short hash of the candidate files and their attributes, in order."""
+    """A short hash of the candidate files and their attributes (names and values), in order.
+    Listing costs a walk of the tree or a read of the manifest on every run; a changed file
+    under an unchanged name is not noticed."""
     rows = pd.util.hash_pandas_object(candidates.astype("string"), index=False)
-    return hashlib.sha1(rows.to_numpy().tobytes()).hexdigest()[:16]
+    digest = hashlib.sha1("\0".join(candidates.columns).encode("utf-8"))
+    digest.update(rows.to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def list_tree(config: DatasetConfig) -> pd.DataFrame:

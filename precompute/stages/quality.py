@@ -100,7 +100,8 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
               "quality": asdict(quality), "attributes": attributes,
               "labels": {a: fingerprint(table[a].astype(str)) for a in attributes},
               "split": {"target": target, "val_fraction": config.train.val_fraction,
-                        "test_fraction": config.train.test_fraction, "seed": config.train.seed}
+                        "test_fraction": config.train.test_fraction, "seed": config.train.seed,
+                        "folds": config.train.folds}
               if target else None}
     path = store.quality_path()
     if not force and store.is_current(path, recipe):
@@ -114,7 +115,12 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
     found = [duplicates]
     if target:
         split = ensure_split(store, config.train)
-        found.append(split_leaks(duplicates, ids, split.parts, target))
+        if split.folds is None:
+            found.append(split_leaks(duplicates, ids, split.parts, target))
+        else:  # a fold's images leak when a duplicate sits in a fold its model trains on
+            found += [split_leaks(duplicates, ids,
+                                  np.where(split.folds == fold, "test", "train"), target)
+                      for fold in range(1, split.fold_count + 1)]
     found.append(conflicting_duplicates(
         duplicates, {a: table.set_index(ID_COLUMN)[a].astype(str) for a in attributes}))
     for attribute in attributes:

@@ -59,6 +59,11 @@ class Split:
             rows = rng.permutation(np.flatnonzero((self.labels == label) & (parts == TRAIN)))
             if len(rows) >= 2:
                 parts[rows[:max(1, round(val_fraction * len(rows)))]] = VAL
+        if not (parts == VAL).any() or not (parts == TEST).any():
+            raise DatasetError(
+                f"[train] target {self.target!r}: fold {number} of {self.fold_count} has no "
+                f"{'validation' if (parts == TEST).any() else 'test'} image; use fewer folds "
+                "or a target with larger classes")
         return Split(self.target, self.labels, parts, self.too_small,
                      {**self.recipe, "fold": number})
 
