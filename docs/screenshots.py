@@ -58,10 +58,12 @@ def main() -> None:
             page.mouse.wheel(0, 400)
             page.wait_for_timeout(3_000)
             page.screenshot(path=DOCS / f"screenshot-{tab.lower()}.png")
-        for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
-            page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_timeout(2_000)
-            page.screenshot(path=ARTIFACTS / f"quality-{width}x{height}.png", full_page=True)
+            for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(2_000)
+                page.screenshot(path=ARTIFACTS / f"{tab.lower()}-{width}x{height}.png",
+                                full_page=True)
+            page.set_viewport_size({"width": 1400, "height": 860})
     print(f"wrote the screenshots into {DOCS} and {ARTIFACTS}")
 
 

@@ -60,9 +60,10 @@ def runs_html(runs: pd.DataFrame) -> str:
         f"<td>{r.images_per_s:,.0f}</td><td>{html.escape(r.device)}</td></tr>"
         for r in runs.itertuples(index=False)
     )
-    return ("<table class='fse-counts fse-runs-table'><tr><th>run</th><th>target</th>"
-            "<th>images scored</th><th>accuracy</th><th>weighted F1</th><th>macro F1</th>"
-            f"<th>training</th><th>images/s</th><th>device</th></tr>{body}</table>")
+    return ("<div style='overflow-x:auto'><table class='fse-counts fse-runs-table'><tr>"
+            "<th>run</th><th>target</th><th>images scored</th><th>accuracy</th>"
+            "<th>weighted F1</th><th>macro F1</th><th>training</th><th>images/s</th>"
+            f"<th>device</th></tr>{body}</table></div>")
 
 
 def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str = ""
@@ -111,16 +112,18 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
         ink=lambda cells: label_ink(cells["share"], dark_at_top=True))
     counts = hv.Labels(counted, kdims=["predicted", "true"],
                        vdims=["text", "ink"]).opts(text_font_size="8pt", text_color="ink")
+    # FlexBoxes wrap: in a narrow window the button and the per-class table go below.
     return pn.Column(
-        pn.Row(pn.pane.HTML(scores_html(model, target, metrics), sizing_mode="stretch_width"),
-               show_mistakes, sizing_mode="stretch_width"),
-        pn.Row(
+        pn.FlexBox(pn.pane.HTML(scores_html(model, target, metrics), min_width=300,
+                                sizing_mode="stretch_width", styles={"flex": "1 1 300px"}),
+                   show_mistakes, flex_wrap="wrap", sizing_mode="stretch_width"),
+        pn.FlexBox(
             pn.pane.HoloViews((heatmap * counts).opts(hv.opts.Overlay(hooks=[page_scrolls_over])),
                               sizing_mode="stretch_width",
-                              min_height=320 + 12 * len(labels),
+                              min_height=320 + 12 * len(labels), styles={"flex": "1 1 560px"},
                               css_classes=["fse-confusion"]),
             pn.pane.HTML(per_class_html(metrics), width=420, css_classes=["fse-per-class"]),
-            sizing_mode="stretch_width",
+            flex_wrap="wrap", sizing_mode="stretch_width",
         ),
         detail,
         sizing_mode="stretch_width",

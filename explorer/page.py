@@ -239,7 +239,8 @@ def new_state(data: ExplorerData) -> ExplorerState:
     """A session state showing the default feature space, its map that keeps the most
     neighbours, and the first attribute."""
     state = ExplorerState()
-    spaces = {space_label(s): str(s) for s in data.spaces}
+    several = len({s.backbone for s in data.spaces}) > 1
+    spaces = {space_label(s, several): str(s) for s in data.spaces}
     state.param.space.objects = spaces
     state.param.color_by.objects = data.colour_attributes
     state.space = str(default_space(data.spaces))
@@ -266,9 +267,11 @@ def default_space(spaces: list[SpaceKey]) -> SpaceKey:
     return (finetuned or penultimate or spaces)[0]
 
 
-def space_label(space: SpaceKey) -> str:
-    """How a feature space is named in the selector."""
-    return f"{space.model} · {space.layer}"
+def space_label(space: SpaceKey, several_backbones: bool = False) -> str:
+    """How a feature space is named in the selector: its run and layer, after its backbone
+    when the store has several (the full key `backbone/run/layer` is in the URL)."""
+    run = f"{space.backbone} {space.run}" if several_backbones else space.run
+    return f"{run} · {space.layer}"
 
 
 def method_label(method: str, trust: dict[str, float]) -> str:

@@ -50,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         names = list(STAGES) if args.command == "all" else [args.command]
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        from precompute.pipeline import run_stages
+        from precompute.pipeline import run_stages, stage_table
 
         began = time.perf_counter()
         with logging_redirect_tqdm():
-            run_stages(store, config, names, force=args.force)
+            runs = run_stages(store, config, names, force=args.force)
+        if len(runs) > 1:
+            print(stage_table(runs))
         print(f"done in {time.perf_counter() - began:.0f} s: store {store.root}")
         return 0
     except FeatureSpaceError as exc:

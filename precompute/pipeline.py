@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,16 +99,37 @@ STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
 }
 
 
+@dataclass
+class StageRun:
+    """What one stage did: its name, wall time and summary line."""
+
+    name: str
+    seconds: float
+    line: str
+
+
+def stage_table(runs: list[StageRun]) -> str:
+    """The stages of a run as a table of wall time and what each did or skipped."""
+    width = max(len(run.name) for run in runs)
+    rows = [f"{'stage':<{width}}  {'time':>8}  result"]
+    for run in runs:
+        first, *rest = run.line.splitlines() or [""]
+        rows.append(f"{run.name:<{width}}  {run.seconds:>6.1f} s  {first}")
+        rows += [f"{'':<{width}}  {'':>8}  {line}" for line in rest]
+    return "\n".join(rows)
+
+
 def run_stages(
     store: Store, config: RunConfig, names: list[str], force: bool = False,
     report: Callable[[str], None] = print,
-) -> list[str]:
-    """Run the named stages in pipeline order, reporting each one's summary line as it ends.
+) -> list[StageRun]:
+    """Run the named stages in pipeline order, reporting each one's summary line as it ends;
+    returns what each did, with its wall time.
 
     Under torchrun (several processes), the sharded stages run in every process and the others
     in the main process only; all processes finish each stage before the next begins."""
     shard = current_shard()
-    lines = []
+    runs = []
     ordered = [n for n in STAGES if n in names]
     first_after_ingest = next((n for n in ordered if n != "ingest"), None)
     check_before_stages(config, names)
@@ -116,9 +138,10 @@ def run_stages(
             if name == first_after_ingest:
                 check_after_ingest(store, config)
             if shard.is_main or name in SHARDED_STAGES:
+                began = time.perf_counter()
                 summary = STAGES[name](store, config, force)
                 line = summary.line() + (f" [rank {shard.rank}]" if shard.sharded else "")
                 report(line)
-                lines.append(line)
+                runs.append(StageRun(name, time.perf_counter() - began, line))
             wait_for_all(shard)
-    return lines
+    return runs

@@ -219,8 +219,13 @@ def test_changing_workers_redoes_nothing(runs_store, small_tree, tmp_path, capsy
     config.write_text(text)
     assert main(["all", "--config", str(config), "--store", str(runs_store)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    stages = [line for line in lines if not line.startswith("done in")]
+    table = lines.index(next(line for line in lines if line.startswith("stage ")))
+    stages = lines[:table]
     assert stages and all("up to date" in line for line in stages), stages
+    # the run ends with one row per stage: its wall time and what it did
+    names = [line.split()[0] for line in lines[table + 1:-1] if line[0] != " "]
+    assert names == ["ingest", "embed", "quality", "train", "project", "index", "thumbs",
+                     "cluster", "analyse"]
 
 
 def test_store_json_records_the_versions_that_wrote_it(runs_store):
