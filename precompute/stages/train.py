@@ -104,6 +104,7 @@ class TrainSummary:
     folds: int = 1
     epochs: int = 0
     best_epoch: int = 0
+    best_epochs: list[int] = field(default_factory=list)  # one per fold, with folds
     resumed_from: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
@@ -116,13 +117,15 @@ class TrainSummary:
     def line(self) -> str:
         if not self.target:
             return "train: no [train] target in the config; nothing to train"
+        best = self.best_epochs or [self.best_epoch]
+        best_epoch = f"best epoch{'s' if len(best) > 1 else ''} {', '.join(map(str, best))}"
         if self.up_to_date:
             done = "up to date" if self.mode == "linear" else (
-                f"up to date (best epoch {self.best_epoch} of {self.epochs})")
+                f"up to date ({best_epoch} of {self.epochs})")
         elif self.mode == "linear":
             done = f"logistic regression in {self.seconds:.1f} s"
         else:
-            notes = [self.mode, f"best epoch {self.best_epoch}"]
+            notes = [self.mode, best_epoch]
             if self.stopped_early:
                 notes.append("stopped early")
             if self.resumed_from:
@@ -213,6 +216,7 @@ def _over_folds(fits: list[TrainSummary]) -> TrainSummary:
     """One summary of a run's trainings, one per fold (or just one)."""
     return dataclasses.replace(
         fits[-1], folds=len(fits), epochs=sum(f.epochs for f in fits),
+        best_epochs=[f.best_epoch for f in fits] if len(fits) > 1 else [],
         seconds=sum(f.seconds for f in fits), up_to_date=all(f.up_to_date for f in fits),
         resumed_from=max(f.resumed_from for f in fits),
         stopped_early=any(f.stopped_early for f in fits),
