@@ -21,11 +21,11 @@ SIGNIFICANT_Q = 0.05  # a cluster's label names only values over-represented at 
 
 def select_by_value(data: ExplorerData, state: ExplorerState) -> pn.Row:
     """`Select images whose [attribute] is [value]`."""
-    attribute = pn.widgets.Select(name="Select images whose", width=160,
+    attribute = pn.widgets.Select(label="Select images whose", width=160,
                                   options=data.attributes_of(CATEGORICAL),
                                   css_classes=["fse-select-attribute"])
-    value = pn.widgets.Select(name="is", width=220, css_classes=["fse-select-value"])
-    go = pn.widgets.Button(name="Select", button_type="primary", width=90,
+    value = pn.widgets.Select(label="is", width=220, css_classes=["fse-select-value"])
+    go = pn.widgets.Button(label="Select", color="primary", width=90,
                            css_classes=["fse-select-go"], align="end")
 
     def offer(*_events) -> None:

@@ -62,7 +62,7 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
         if len(counts) > MAX_OPTIONS:
             continue
         chooser = pn.widgets.MultiChoice(
-            name=attribute, options=escaped_options(counts.index),
+            label=attribute, options=escaped_options(counts.index),
             value=state.filters.get(attribute, []),
             placeholder=f"all {attribute} values",
             css_classes=[f"fse-filter-{css_name(attribute)}"], sizing_mode="stretch_width",
@@ -80,11 +80,11 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             state.param.watch(follow_space, "space")
         choosers.append(chooser)
     search = pn.widgets.TextInput(
-        name="Search text", value=state.search, placeholder=search_placeholder(data),
+        label="Search text", value=state.search, placeholder=search_placeholder(data),
         css_classes=["fse-search"], sizing_mode="stretch_width",
     )
     search_as_typed(search, state)
-    hide = pn.widgets.Switch.from_param(state.param.hide_filtered, name="hide")
+    hide = pn.widgets.Switch.from_param(state.param.hide_filtered, label="hide")
     count = pn.pane.HTML(css_classes=["fse-match-count"], sizing_mode="stretch_width")
 
     def recount(*_events) -> None:

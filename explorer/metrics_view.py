@@ -34,7 +34,7 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     tags = run_tags(data.store)
     if len(runs) == 1:
         return model_metrics(data, state, runs["run"][0], tags[runs["run"][0]])
-    chosen = pn.widgets.Select(name="Run", options=list(runs["run"]), value=runs["run"][0],
+    chosen = pn.widgets.Select(label="Run", options=list(runs["run"]), value=runs["run"][0],
                                width=420, css_classes=["fse-run-select"])
     return pn.Column(
         pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"]),
@@ -89,7 +89,7 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
         )
 
     show_mistakes = pn.widgets.Button(
-        name="Colour the map by correct / wrong", css_classes=["fse-show-mistakes"], width=260)
+        label="Colour the map by correct / wrong", css_classes=["fse-show-mistakes"], width=260)
 
     def colour_by_correctness(_event) -> None:
         changes = {"color_by": correct_name(target, tag)}

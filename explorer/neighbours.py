@@ -55,7 +55,7 @@ def neighbours_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
         )
         tiles = []
         for row, similarity in zip(rows[1:], similarities[1:], strict=True):
-            button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
+            button = pn.widgets.Button(label="neighbours", color="light", width=112,
                                        css_classes=["fse-refocus"])
             button.on_click(refocus(int(row)))
             caption = f"{similarity:.3f} · {data.describe(row, space)[state.color_by]}"

@@ -65,11 +65,11 @@ class Explorer(pn.viewable.Viewer):
         once the page has loaded."""
         state = self.state
         return [
-            pn.widgets.Select.from_param(state.param.space, name="Feature space",
+            pn.widgets.Select.from_param(state.param.space, label="Feature space",
                                          css_classes=["fse-space"]),
-            pn.widgets.Select.from_param(state.param.method, name="Projection",
+            pn.widgets.Select.from_param(state.param.method, label="Projection",
                                          css_classes=["fse-method"]),
-            pn.widgets.Select.from_param(state.param.color_by, name="Colour by",
+            pn.widgets.Select.from_param(state.param.color_by, label="Colour by",
                                          css_classes=["fse-color-by"]),
             built_after_load(self._legend_and_filters, sizing_mode="stretch_width"),
         ]
@@ -82,7 +82,7 @@ class Explorer(pn.viewable.Viewer):
                                    state.param.space, state.param.isolated),
                    css_classes=["fse-legend"], sizing_mode="stretch_width", margin=(0, 10)),
             *([pn.widgets.Checkbox.from_param(
-                state.param.cluster_labels, name="Label each cluster with what it over-represents",
+                state.param.cluster_labels, label="Label each cluster with what it over-represents",
                 css_classes=["fse-cluster-labels"])] if CLUSTER in self.data.kinds else []),
             rule(),
             pn.pane.HTML("<b>Filter</b>"),

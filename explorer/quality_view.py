@@ -66,7 +66,7 @@ def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: li
     """Thumbnails of `rows` with a note and a button selecting them on the map."""
     tiles = "".join(image_tile(data, row, caption)
                     for row, caption in zip(rows, captions, strict=True))
-    button = pn.widgets.Button(name=f"Select {len(rows)} on the map", button_type="primary",
+    button = pn.widgets.Button(label=f"Select {len(rows)} on the map", color="primary",
                                css_classes=["fse-quality-select"], width=150)
     button.on_click(lambda _event: state.select(np.array(rows, dtype=np.int64)))
     body = pn.pane.HTML(

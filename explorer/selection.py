@@ -80,7 +80,7 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """Header with count, clear and export; the counts table; the paged thumbnail grid."""
     page = pn.widgets.IntInput(value=0, visible=False)
     header = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-selection-count"])
-    clear = pn.widgets.Button(name="Clear selection", button_type="light", width=130)
+    clear = pn.widgets.Button(label="Clear selection", color="light", width=130)
     clear.on_click(lambda _event: state.select(np.empty(0, dtype=np.int64)))
 
     def export(kind: str):
@@ -96,15 +96,15 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
 
         return pn.widgets.FileDownload(
             callback=build, filename=f"selection.{kind}", label=f"Export {kind.upper()}",
-            button_type="primary", variant="outline", width=130,
+            color="primary", variant="outline", width=130,
             css_classes=[f"fse-export-{kind}"],
         )
 
     counts = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-selection-counts"])
     enrichment = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-cluster"])
     grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-grid"])
-    previous = pn.widgets.Button(name="‹ previous", button_type="light", width=100)
-    following = pn.widgets.Button(name="next ›", button_type="light", width=100)
+    previous = pn.widgets.Button(label="‹ previous", color="light", width=100)
+    following = pn.widgets.Button(label="next ›", color="light", width=100)
     position = pn.pane.HTML(css_classes=["fse-page"])
     previous.on_click(lambda _e: setattr(page, "value", max(0, page.value - 1)))
     following.on_click(lambda _e: setattr(page, "value", page.value + 1))
@@ -113,7 +113,7 @@ def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     tiles: list[pn.Column] = []  # grown to the largest page seen, then reused
 
     def new_tile(index: int) -> pn.Column:
-        button = pn.widgets.Button(name="neighbours", button_type="light", width=112,
+        button = pn.widgets.Button(label="neighbours", color="light", width=112,
                                    css_classes=["fse-grid-neighbours"])
         button.on_click(lambda _event: setattr(state, "focus", shown[index]))
         return pn.Column(pn.pane.HTML(), button, css_classes=["fse-grid-item"], width=124)

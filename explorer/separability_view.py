@@ -35,10 +35,10 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
     table = data.store.read_separability()
     order = [str(space) for space in data.store.spaces()]
     givens = [g for g in table["given"].unique().tolist() if g]
-    metric = pn.widgets.Select(name="Measure", options=METRICS, value="knn",
+    metric = pn.widgets.Select(label="Measure", options=METRICS, value="knn",
                                css_classes=["fse-sep-metric"], width=220)
     condition = pn.widgets.Select(
-        name="Among", options=[ALL_IMAGES] + [f"images of one {g}" for g in givens],
+        label="Among", options=[ALL_IMAGES] + [f"images of one {g}" for g in givens],
         css_classes=["fse-sep-condition"], width=220,
     )
     detail = pn.pane.HTML(placeholder("Click a cell to see that layer coloured by that "

@@ -41,7 +41,7 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
 
 def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """A button under the neighbours that explains the clicked image's label."""
-    button = pn.widgets.Button(name="Why this label? (Grad-CAM)", button_type="primary",
+    button = pn.widgets.Button(label="Why this label? (Grad-CAM)", color="primary",
                                variant="outline", css_classes=["fse-why"], disabled=True)
     result = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-why-result"])
 

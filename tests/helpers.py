@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -41,7 +42,8 @@ def kill_when(arguments: list[str], ready: Callable[[], Any], timeout: float = 1
     while not seen and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
         seen = ready()
-    os.kill(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may have ended on its own meanwhile
+        os.kill(process.pid, signal.SIGKILL)
     process.wait()
     return seen
 
