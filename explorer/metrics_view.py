@@ -18,7 +18,7 @@ from explorer.colours import label_ink
 from explorer.data import ExplorerData, correct_name, predicted_name, run_tags, split_name
 from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
-from precompute.compare import runs_table
+from precompute.compare import mean_spread, runs_table
 from precompute.store import PENULTIMATE, SpaceKey
 
 TEST = "test"
@@ -48,14 +48,11 @@ def runs_html(runs: pd.DataFrame) -> str:
     """The runs side by side: accuracy and weighted F1 (± their spread over the folds), macro
     F1, training time and speed."""
 
-    def spread(mean: float, std: float, folds: int) -> str:
-        return f"{mean:.3f} ± {std:.3f}" if folds > 1 else f"{mean:.3f}"
-
     body = "".join(
         f"<tr><td>{html.escape(r.run)}</td><td>{html.escape(r.target)}</td>"
         f"<td>{r.images:,}{' out of fold' if r.folds > 1 else ' test'}</td>"
-        f"<td>{spread(r.accuracy, r.accuracy_std, r.folds)}</td>"
-        f"<td>{spread(r.f1_weighted, r.f1_weighted_std, r.folds)}</td>"
+        f"<td>{mean_spread(r.accuracy, r.accuracy_std, r.folds)}</td>"
+        f"<td>{mean_spread(r.f1_weighted, r.f1_weighted_std, r.folds)}</td>"
         f"<td>{r.f1_macro:.3f}</td><td>{r.train_seconds:.1f} s</td>"
         f"<td>{r.images_per_s:,.0f}</td><td>{html.escape(r.device)}</td></tr>"
         for r in runs.itertuples(index=False)

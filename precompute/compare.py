@@ -35,22 +35,24 @@ def runs_table(store: Store) -> pd.DataFrame:
     return table.sort_values(["target", "accuracy"], ascending=[True, False], ignore_index=True)
 
 
+def mean_spread(mean: float, std: float, folds: int) -> str:
+    """A score as `mean ± std` over folds, or alone from one test split."""
+    return f"{mean:.3f} ± {std:.3f}" if folds > 1 else f"{mean:.3f}"
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The runs as an aligned plain-text table, scores as mean ± std."""
     if table.empty:
         return ("no finished training runs in this store; set [train] target and run "
                 "`precompute train`")
 
-    def spread(mean: float, std: float, folds: int) -> str:
-        return f"{mean:.3f} ± {std:.3f}" if folds > 1 else f"{mean:.3f}"
-
     shown = pd.DataFrame({
         "run": table["run"], "target": table["target"],
         "scored on": [f"{n} images, {f}-fold" if f > 1 else f"{n} test images"
                       for n, f in zip(table["images"], table["folds"], strict=True)],
-        "accuracy": [spread(m, s, f) for m, s, f in
+        "accuracy": [mean_spread(m, s, f) for m, s, f in
                      zip(table["accuracy"], table["accuracy_std"], table["folds"], strict=True)],
-        "F1 weighted": [spread(m, s, f) for m, s, f in zip(
+        "F1 weighted": [mean_spread(m, s, f) for m, s, f in zip(
             table["f1_weighted"], table["f1_weighted_std"], table["folds"], strict=True)],
         "F1 macro": table["f1_macro"].map("{:.3f}".format),
         "training": table["train_seconds"].map("{:.1f} s".format),

@@ -20,8 +20,8 @@ def ingest(store: Store, config: RunConfig, force: bool) -> Any:
 
 
 @dataclass
-class EachBackbone:
-    """The summaries of a stage run once per backbone."""
+class EachRun:
+    """The summaries of a stage that runs once per backbone or per training run."""
 
     parts: list[Any]
 
@@ -33,7 +33,7 @@ def embed(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.nn.sources import PretrainedSource
     from precompute.stages.embed import embed_in_every_process
 
-    return EachBackbone([
+    return EachRun([
         embed_in_every_process(store, config.embed, PretrainedSource(model), force,
                                current_shard())
         for model in config.model.each_backbone()
@@ -47,9 +47,10 @@ def quality(store: Store, config: RunConfig, force: bool) -> Any:
 
 
 def train(store: Store, config: RunConfig, force: bool) -> Any:
-    from precompute.stages.train import run_train
+    from precompute.stages.train import TrainSummary, run_train
 
-    return run_train(store, config, force=force, shard=current_shard())
+    runs = run_train(store, config, force=force, shard=current_shard())
+    return EachRun(runs) if runs else TrainSummary()  # its line: no target, nothing to train
 
 
 def project(store: Store, config: RunConfig, force: bool) -> Any:

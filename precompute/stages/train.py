@@ -64,16 +64,7 @@ from precompute.stages.embed import (
 from precompute.stages.evaluate import EvaluationSummary, fold_numbers, fold_rows, run_evaluate
 from precompute.stages.linear import fit_linear
 from precompute.stats.split import TRAIN, VAL, Split, ensure_split
-from precompute.store import (
-    PATH_COLUMN,
-    PRETRAINED,
-    SpaceKey,
-    Store,
-    atomic_path,
-    jsonable,
-    model_name,
-    sidecar_path,
-)
+from precompute.store import PATH_COLUMN, SpaceKey, Store, atomic_path, jsonable, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -144,26 +135,17 @@ class TrainSummary:
         return line
 
 
-@dataclass
-class TrainStageSummary:
-    runs: list[TrainSummary]
-
-    def line(self) -> str:
-        if not self.runs:
-            return TrainSummary().line()
-        return "\n".join(run.line() for run in self.runs)
-
-
 def run_train(
     store: Store, config: RunConfig, force: bool = False, shard: Shard = SINGLE
-) -> TrainStageSummary:
-    """Every configured training run: each backbone × each mode, on the same split."""
+) -> list[TrainSummary]:
+    """Every configured training run: each backbone × each mode, on the same split (none
+    without a target)."""
     if not config.train.target:
-        return TrainStageSummary([])
-    return TrainStageSummary([
+        return []
+    return [
         run_one(store, dataclasses.replace(config, model=model, train=train), force, shard)
         for model in config.model.each_backbone() for train in config.train.each_mode()
-    ])
+    ]
 
 
 def run_one(
@@ -185,13 +167,13 @@ def run_one(
         split = ensure_split(store, train)  # the one the first process saved
     if train.mode == "linear":
         summary = TrainSummary(train.target, key, folds=split.fold_count, mode=train.mode)
-        features = _head_features(store, config, shard)
+        features = _pretrained_features(store, config, shard)
         if shard.is_main:
             summary.evaluation = fit_linear(store, config, key, split, features, force=force)
             summary.up_to_date = summary.evaluation.skipped
             summary.seconds = store.meta(store.predictions_path(key))["train_seconds"]
         return summary
-    features = _head_features(store, config, shard) if train.mode == "head" else None
+    features = _pretrained_features(store, config, shard) if train.mode == "head" else None
     summary = _over_folds([
         fit(store, config, key, split.fold(fold, train.val_fraction, train.seed) if fold
             else split, features, fold=fold, force=force, shard=shard)
@@ -201,7 +183,8 @@ def run_one(
     if features is not None:
         # The frozen backbone's blocks are the pretrained ones: only the head's space is new.
         if shard.is_main:
-            _embed_through_head(store, key, split, features, config.embed.dtype, force=force)
+            _embed_through_head(store, key, split, pretrained_space(config.model), features,
+                                config.embed.dtype, force=force)
     else:
         source = FinetunedSource(store, key)
         layers = list(dict.fromkeys([PENULTIMATE, *config.embed.layers]))
@@ -399,7 +382,7 @@ def _fold_name(fold: int) -> str:
     return f" fold {fold}" if fold else ""
 
 
-def _head_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tensor:
+def _pretrained_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tensor:
     """The pretrained penultimate embeddings of every image (embedded now if missing)."""
     embed_config = dataclasses.replace(config.embed, layers=[PENULTIMATE])
     embedded = embed_in_every_process(store, embed_config, PretrainedSource(config.model),
@@ -411,18 +394,19 @@ def _head_features(store: Store, config: RunConfig, shard: Shard) -> torch.Tenso
 
 
 def _embed_through_head(
-    store: Store, key: str, split: Split, features: torch.Tensor, dtype: str, force: bool
+    store: Store, key: str, split: Split, pretrained_key: SpaceKey, features: torch.Tensor,
+    dtype: str, force: bool,
 ) -> None:
     """Mode "head": the backbone is frozen, so the fine-tuned penultimate embedding of an image
     is the new head (all but its last Linear) applied to its pretrained penultimate embedding;
     no pass over the images is needed. With folds each image goes through the head of its own
-    fold, which never trained on it. Written with the recipe `run_embed` would give it."""
+    fold, which never trained on it. `features` are the embeddings of `pretrained_key`. Written
+    with the recipe `run_embed` would give it."""
     source = FinetunedSource(store, key, tuple(fold_numbers(split)))
     path = store.embeddings_path(SpaceKey(key, PENULTIMATE))
     recipe = {**embedding_recipe(store, source, dtype), "layer": PENULTIMATE}
     if not force and store.is_current(path, recipe):
         return
-    pretrained_key = SpaceKey(model_name(key.partition("/")[0], PRETRAINED), PENULTIMATE)
     pretrained = store.meta(store.embeddings_path(pretrained_key)) or {}
     vectors = None
     for fold in fold_numbers(split):
