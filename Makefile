@@ -11,22 +11,38 @@ PIP := $(PY) -m pip
 export NUMBA_CACHE_DIR ?= $(HOME)/.cache/feature-space-explorer/numba
 export FSE_CHROMIUM ?= $(CHROMIUM)
 
-.PHONY: install install-test store demo test bench chromium clean
+.PHONY: install install-test install-gpu store demo test bench chromium clean
+
+# After an install, a venv marked by `make install-gpu` gets faiss-gpu back in place of faiss-cpu.
+SWAP_FAISS = test ! -f $(VENV)/.faiss-gpu || ($(PIP) uninstall -y -q faiss-cpu faiss-gpu && \
+	$(PIP) install -q "faiss-gpu>=1.8")
 
 # Reinstalls when pyproject.toml is newer than the last install (e.g. in a fresh clone).
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e .
+	$(PIP) install -e ".[all]"
+	$(SWAP_FAISS)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[all,test]"
+	$(SWAP_FAISS)
 	touch $@
 
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+## On a CUDA machine: everything, with GPU FAISS in place of faiss-cpu. Both are the `faiss`
+## module, so one replaces the other, and every later install here keeps the GPU one; the
+## index falls back to the CPU where no GPU is found.
+install-gpu:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	touch $(VENV)/.faiss-gpu
+	rm -f $(VENV)/.installed
+	$(MAKE) --no-print-directory install
+	$(PY) -c "import faiss; print('FAISS', faiss.__version__, 'sees', faiss.get_num_gpus(), 'GPU(s)')"
 
 ## Build the sample store (skips finished work; resumes an interrupted build).
 store: install

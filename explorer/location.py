@@ -1,5 +1,9 @@
 """What `panel serve app` explores and how: the store (`--store DIR`, else FSE_STORE, else the
-sample store) and the Dask scheduler of the map, if any (`--dask [SCHEDULER]`, else FSE_DASK)."""
+sample store) and the Dask scheduler of the map, if any (`--dask [SCHEDULER]`, else FSE_DASK).
+
+The sample store is `sample_data/store` under the folder the server is started from (a
+checkout, where `make demo` builds it); an installed package carries no dataset, so elsewhere
+the page says how to build one or which store to pass."""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ import argparse
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_STORE = REPO / "sample_data" / "store"
-SAMPLE_BUILD_COMMAND = "make store"
+SAMPLE_STORE = Path("sample_data") / "store"
+SAMPLE_CONFIG = Path("sample_data") / "config.toml"
 STORE_VARIABLE = "FSE_STORE"
 DASK_VARIABLE = "FSE_DASK"
 LOCAL_CLUSTER = "local"  # the scheduler that is a Dask cluster started in the server's process
 
 
 def store_root(argv: list[str]) -> Path:
-    """The store named by `--store` in the app's arguments or by FSE_STORE, else the sample."""
+    """The store named by `--store` in the app's arguments or by FSE_STORE, else the sample
+    store under the current folder."""
     return Path(_arguments(argv).store).resolve()
 
 
@@ -36,7 +40,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def build_hint(root: Path) -> str:
-    """The command that builds the store at `root`."""
-    if root == SAMPLE_STORE:
-        return SAMPLE_BUILD_COMMAND
-    return f"precompute all --config YOUR_CONFIG.toml --store {root}"
+    """The command that builds the store at `root`: the sample store's own where its config
+    is at hand (a checkout), else the general one."""
+    if root == SAMPLE_STORE.resolve() and SAMPLE_CONFIG.exists():
+        return f"make store    # or: precompute all --config {SAMPLE_CONFIG} --store {root}"
+    return (f"precompute all --config YOUR_CONFIG.toml --store {root}\n"
+            f"# or serve a store built elsewhere: panel serve app --args --store DIR")

@@ -18,6 +18,7 @@ from explorer.data import ExplorerData
 from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
 from precompute.errors import StoreError
+from precompute.extras import needs_pipeline, pipeline_missing
 from precompute.store import SpaceKey
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,13 @@ def decode_upload(data: ExplorerData, payload: bytes):
 
 
 def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
-    """An upload box; the label, the neighbours and a marker on the map for the upload."""
+    """An upload box; the label, the neighbours and a marker on the map for the upload. Without
+    the pipeline extra (torch), a line saying how to install it instead."""
+    missing = pipeline_missing()
+    if missing:
+        return pn.Column(pn.pane.HTML(_message(needs_pipeline("Querying an image", missing)),
+                                      css_classes=["fse-query-result"]),
+                         sizing_mode="stretch_width")
     dropper = pn.widgets.FileDropper(
         accepted_filetypes=["image/*"], max_file_size=f"{MAX_UPLOAD_MB}MB", multiple=False,
         css_classes=["fse-upload"], sizing_mode="stretch_width", height=140,

@@ -18,6 +18,7 @@ from explorer.cards import placeholder
 from explorer.data import ExplorerData
 from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
+from precompute.extras import needs_pipeline, pipeline_missing
 from precompute.store import PATH_COLUMN, SpaceKey
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,13 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
 
 
 def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
-    """A button under the neighbours that explains the clicked image's label."""
+    """A button under the neighbours that explains the clicked image's label; without the
+    pipeline extra (torch), a line saying how to install it instead."""
+    missing = pipeline_missing()
+    if missing:
+        return pn.Column(pn.pane.HTML(placeholder(needs_pipeline("Grad-CAM", missing)),
+                                      css_classes=["fse-why-result"]),
+                         sizing_mode="stretch_width")
     button = pn.widgets.Button(label="Why this label? (Grad-CAM)", color="primary",
                                variant="outline", css_classes=["fse-why"], disabled=True)
     result = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-why-result"])

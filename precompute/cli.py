@@ -13,6 +13,7 @@ from pathlib import Path
 
 from precompute.config import RunConfig, load_config
 from precompute.errors import ConfigError, FeatureSpaceError
+from precompute.extras import is_pipeline_module, needs_pipeline
 from precompute.store import Store, read_json, write_json
 
 log = logging.getLogger("precompute")
@@ -61,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except FeatureSpaceError as exc:
         print(f"precompute: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if not is_pipeline_module(exc):
+            raise
+        print(f"precompute: error: {needs_pipeline(f'precompute {args.command}', exc.name)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

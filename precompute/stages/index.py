@@ -132,11 +132,16 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def searchable(index: faiss.Index) -> faiss.Index:
-    """A GPU copy of a flat index when FAISS has GPUs, else the index itself."""
+    """A GPU copy of a flat index when FAISS has GPUs, else (or when the copy fails, e.g. out
+    of GPU memory) the index itself on the CPU."""
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if gpus and isinstance(index, faiss.IndexFlat):
+    if not gpus or not isinstance(index, faiss.IndexFlat):
+        return index
+    try:
         return faiss.index_cpu_to_all_gpus(index)
-    return index
+    except RuntimeError as exc:
+        log.warning("FAISS could not use the GPU (%s); searching on the CPU", exc)
+        return index
 
 
 def index_kind(index: faiss.Index) -> str:

@@ -49,20 +49,25 @@ class AppUrl(str):
 
 
 @contextlib.contextmanager
-def panel_server(store: Path, *extra: str, repo: Path = REPO) -> Iterator[AppUrl]:
+def panel_server(store: Path, *extra: str, repo: Path = REPO, python: str | None = None,
+                 cwd: Path | None = None) -> Iterator[AppUrl]:
     """Run `panel serve app --args --store STORE` on a free port, with the code of the checkout
-    `repo` (this one unless given); yield the app's URL."""
+    `repo` (this one unless given) on the path; yield the app's URL. With `python` (another
+    environment's interpreter) the app runs on that environment's installed package instead,
+    from the folder `cwd`."""
     port = free_port()
     log = (ARTIFACTS / f"panel-serve-{port}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1",
-        "--port", str(port), *extra, "--args", "--store", str(store),
+        python or sys.executable, "-m", "panel", "serve", str(repo / "app"),
+        "--address", "127.0.0.1", "--port", str(port), *extra, "--args", "--store", str(store),
     ]
+    path = [] if python else [str(repo), os.environ.get("PYTHONPATH")]
     with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=repo, stdout=output, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                       filter(None, [str(repo), os.environ.get("PYTHONPATH")]))})
+        process = subprocess.Popen(command, cwd=cwd or repo, stdout=output,
+                                   stderr=subprocess.STDOUT, env={
+                                       **os.environ,
+                                       "PYTHONPATH": os.pathsep.join(filter(None, path))})
     url = AppUrl(f"http://127.0.0.1:{port}/app")
     url.pid, url.log = process.pid, log
     try:
