@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,12 +18,11 @@ from precompute.store import Store, read_json, write_json
 log = logging.getLogger("precompute")
 
 QUIET_LIBRARIES = ("faiss.loader", "openTSNE")  # INFO lines that say nothing to users
-NUMBA_CACHE = Path.home() / ".cache" / "feature-space-explorer" / "numba"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    from precompute.pipeline import STAGES
+    from precompute.pipeline import STAGES, cache_numba_kernels
 
     parser = _parser(list(STAGES))
     args = parser.parse_args(argv)
@@ -34,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for chatty in QUIET_LIBRARIES:
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    # UMAP's numba kernels compile in ~30 s per process unless cached on disk.
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE))
+    cache_numba_kernels()
     try:
         if args.command == "info":
             print(json.dumps(_info(Path(args.store)), indent=2))

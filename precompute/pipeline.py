@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from precompute.config import RunConfig
@@ -81,6 +83,15 @@ def analyse(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.stages.analyse import run_analyse
 
     return run_analyse(store, config.analysis, force=force)
+
+
+NUMBA_CACHE = Path.home() / ".cache" / "feature-space-explorer" / "numba"
+
+
+def cache_numba_kernels() -> None:
+    """Keep UMAP's and datashader's compiled numba kernels on disk (about 30 s per process
+    otherwise), unless NUMBA_CACHE_DIR already names a place."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE))
 
 
 # Stages every torchrun process runs on its own share of the images; the main process runs the
