@@ -1,5 +1,5 @@
-"""The `precompute` command: run every stage (`all`), one stage, describe a store (`info`) or
-compare its training runs (`compare`)."""
+"""The `precompute` command: run every stage (`all`), one stage, describe a store (`info`),
+compare its training runs (`compare`) or export its maps for other tools (`export`)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "info":
             print(json.dumps(_info(Path(args.store)), indent=2))
+            return 0
+        if args.command == "export":
+            from precompute.export import export_store
+
+            print(export_store(Store.open(args.store), args.format, Path(args.out),
+                               args.space, args.sample).line())
             return 0
         if args.command == "compare":
             from precompute.compare import format_table, runs_table
@@ -117,6 +123,17 @@ def _parser(stages: list[str]) -> argparse.ArgumentParser:
     info.add_argument("store", help="store folder")
     compare = commands.add_parser("compare", help="print the store's training runs side by side")
     compare.add_argument("store", help="store folder")
+    export = commands.add_parser(
+        "export", help="write the store's maps for other tools: parquet (Embedding Atlas, "
+        "DuckDB), csv, projector (TensorFlow Embedding Projector)")
+    export.add_argument("store", help="store folder")
+    export.add_argument("--format", required=True, choices=["parquet", "csv", "projector"])
+    export.add_argument("--out", required=True, help="folder the files are written into")
+    export.add_argument("--space", action="append",
+                        help="a space to export, e.g. efficientnet_lite0/pretrained/penultimate "
+                        "(repeat for several; default: every space)")
+    export.add_argument("--sample", type=int,
+                        help="export a seeded random sample of this many images")
     return parser
 
 
