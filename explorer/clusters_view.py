@@ -24,22 +24,20 @@ def select_by_value(data: ExplorerData, state: ExplorerState) -> pn.Row:
     attribute = pn.widgets.Select(label="Select images whose", width=160,
                                   options=data.attributes_of(CATEGORICAL),
                                   css_classes=["fse-select-attribute"])
-    value = pn.widgets.Select(label="is", width=220, css_classes=["fse-select-value"])
+
+    def offered(chosen: str, space: str) -> list[str]:
+        return [str(v) for v in data.value_counts(chosen, SpaceKey.parse(space)).index]
+
+    value = pn.widgets.Select(label="is", width=220, css_classes=["fse-select-value"],
+                              options=pn.bind(offered, attribute.param.value, state.param.space))
     go = pn.widgets.Button(label="Select", color="primary", width=90,
                            css_classes=["fse-select-go"], align="end")
-
-    def offer(*_events) -> None:
-        counts = data.value_counts(attribute.value, SpaceKey.parse(state.space))
-        value.options = [str(v) for v in counts.index]
 
     def select(_event) -> None:
         column = data.column(attribute.value, SpaceKey.parse(state.space))
         state.select(np.flatnonzero((column == value.value).to_numpy()))
 
-    attribute.param.watch(offer, "value")
-    state.param.watch(offer, "space")
     go.on_click(select)
-    offer()
     return pn.Row(attribute, value, go)
 
 

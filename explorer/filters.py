@@ -54,6 +54,13 @@ def search_as_typed(box: pn.widgets.TextInput, state: ExplorerState) -> None:
     box.param.watch(lambda event: setattr(state, "search", event.new), "value")
 
 
+def match_count(images: int, mask) -> str:
+    """How many of the `images` the filters and search keep."""
+    text = (f"{images:,} images" if mask is None
+            else f"<b>{int(mask.sum()):,}</b> of {images:,} images match")
+    return f"<div class='fse-match'>{text}</div>"
+
+
 def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """A value filter per categorical attribute, a text search, dim/hide, and the match count."""
     choosers = []
@@ -85,16 +92,8 @@ def filters_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     )
     search_as_typed(search, state)
     hide = pn.widgets.Switch.from_param(state.param.hide_filtered, label="hide")
-    count = pn.pane.HTML(css_classes=["fse-match-count"], sizing_mode="stretch_width")
-
-    def recount(*_events) -> None:
-        mask = state.mask
-        text = (f"{len(data):,} images" if mask is None
-                else f"<b>{int(mask.sum()):,}</b> of {len(data):,} images match")
-        count.object = f"<div class='fse-match'>{text}</div>"
-
-    state.param.watch(recount, "mask")
-    recount()
+    count = pn.pane.HTML(pn.bind(match_count, len(data), state.param.mask),
+                         css_classes=["fse-match-count"], sizing_mode="stretch_width")
     return pn.Column(
         *choosers, search,
         pn.Row(pn.pane.HTML("Hide non-matching points"), hide),

@@ -6,6 +6,7 @@ import html
 
 import numpy as np
 import panel as pn
+import param
 
 from explorer.cards import image_card, image_tile, placeholder
 from explorer.data import ExplorerData
@@ -31,38 +32,38 @@ def follow_focus(data: ExplorerData, state: ExplorerState) -> None:
     update()
 
 
-def neighbours_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
-    """The clicked image, then its neighbours with similarity, each refocusable."""
-    focused = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-focus"])
-    grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-neighbours"])
+class NeighboursPanel(pn.viewable.Viewer):
+    """The clicked image, then its neighbours with similarity, each refocusable: drawn from
+    the state's neighbours, colour-by and feature space whenever they change."""
 
-    def refocus(row: int):
-        def click(_event) -> None:
-            state.focus = row
+    data = param.ClassSelector(class_=ExplorerData, constant=True)
+    state = param.ClassSelector(class_=ExplorerState, constant=True)
 
-        return click
-
-    def show(*_events) -> None:
-        rows, similarities = state.neighbours, state.similarities
-        if not len(rows):
-            focused.object = placeholder("Click a point (or a grid image) to see its neighbours.")
-            grid.objects = []
-            return
-        space = SpaceKey.parse(state.space)
-        focused.object = (
-            f"<div class='fse-neighbours-title'>Nearest in "
-            f"{html.escape(state.space)}</div>" + image_card(data, rows[0], space)
+    def __panel__(self) -> pn.viewable.Viewable:
+        state = self.state
+        return pn.Column(
+            pn.pane.HTML(pn.bind(self.focused, state.param.neighbours, state.param.space),
+                         sizing_mode="stretch_width", css_classes=["fse-focus"]),
+            pn.bind(self.grid, state.param.neighbours, state.param.color_by, state.param.space),
+            sizing_mode="stretch_width",
         )
-        tiles = []
-        for row, similarity in zip(rows[1:], similarities[1:], strict=True):
+
+    def focused(self, rows: np.ndarray, space: str) -> str:
+        """The clicked image's card, or how to choose one."""
+        if not len(rows):
+            return placeholder("Click a point (or a grid image) to see its neighbours.")
+        return (f"<div class='fse-neighbours-title'>Nearest in {html.escape(space)}</div>"
+                + image_card(self.data, rows[0], SpaceKey.parse(space)))
+
+    def grid(self, rows: np.ndarray, color_by: str, space: str) -> pn.FlexBox:
+        """A tile per neighbour: thumbnail, similarity and colour-by value, and a button that
+        makes it the clicked image."""
+        key, tiles = SpaceKey.parse(space), []
+        for row, similarity in zip(rows[1:], self.state.similarities[1:], strict=True):
             button = pn.widgets.Button(label="neighbours", color="light", width=112,
                                        css_classes=["fse-refocus"])
-            button.on_click(refocus(int(row)))
-            caption = f"{similarity:.3f} · {data.describe(row, space)[state.color_by]}"
-            tiles.append(pn.Column(pn.pane.HTML(image_tile(data, row, caption)), button,
+            button.on_click(lambda _event, row=int(row): setattr(self.state, "focus", row))
+            caption = f"{similarity:.3f} · {self.data.describe(row, key)[color_by]}"
+            tiles.append(pn.Column(pn.pane.HTML(image_tile(self.data, row, caption)), button,
                                    css_classes=["fse-neighbour"], width=124))
-        grid.objects = tiles
-
-    state.param.watch(show, ["neighbours", "color_by", "space"])
-    show()
-    return pn.Column(focused, grid, sizing_mode="stretch_width")
+        return pn.FlexBox(*tiles, sizing_mode="stretch_width", css_classes=["fse-neighbours"])

@@ -19,14 +19,14 @@ from explorer.legend import LEGEND_CSS, Legend, legend_content, legend_values, t
 from explorer.location import build_hint
 from explorer.map_panel import NARROW, MapPanel
 from explorer.metrics_view import metrics_panel
-from explorer.neighbours import follow_focus, neighbours_panel
+from explorer.neighbours import NeighboursPanel, follow_focus
 from explorer.quality_view import QUALITY_CSS, quality_panel
 from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
 from explorer.separability_view import SEPARABILITY_CSS, separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
 from explorer.url_state import link_to_url
-from explorer.why import why_panel
+from explorer.why import WhyPanel
 from precompute.store import PENULTIMATE, SpaceKey
 
 TITLE = "Feature Space Explorer"
@@ -121,8 +121,8 @@ class Explorer(pn.viewable.Viewer):
         return [
             pn.pane.HTML("<b>Under the cursor</b>"), self.hover_card(),
             rule(),
-            pn.pane.HTML("<b>Neighbours</b>"), neighbours_panel(self.data, self.state),
-            why_panel(self.data, self.state),
+            pn.pane.HTML("<b>Neighbours</b>"), NeighboursPanel(data=self.data, state=self.state),
+            WhyPanel(data=self.data, state=self.state),
         ]
 
     def _tabs(self) -> list[pn.viewable.Viewable]:

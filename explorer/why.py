@@ -12,6 +12,7 @@ from pathlib import Path
 import colorcet
 import numpy as np
 import panel as pn
+import param
 from PIL import Image
 
 from explorer.cards import placeholder
@@ -40,24 +41,41 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
     return Image.blend(base, coloured, HEAT_ALPHA)
 
 
-def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
-    """A button under the neighbours that explains the clicked image's label; without the
-    pipeline extra (torch), a line saying how to install it instead."""
-    missing = pipeline_missing()
-    if missing:
-        return pn.Column(pn.pane.HTML(placeholder(needs_pipeline("Grad-CAM", missing)),
-                                      css_classes=["fse-why-result"]),
-                         sizing_mode="stretch_width")
-    button = pn.widgets.Button(label="Why this label? (Grad-CAM)", color="primary",
-                               variant="outline", css_classes=["fse-why"], disabled=True)
-    result = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["fse-why-result"])
+class WhyPanel(pn.viewable.Viewer):
+    """A button under the neighbours that explains the clicked image's label; the explanation
+    is forgotten when the clicked image or the space changes. Without the pipeline extra
+    (torch), a line saying how to install it instead."""
 
-    async def explain(_event) -> None:
-        row = state.focus
+    data = param.ClassSelector(class_=ExplorerData, constant=True)
+    state = param.ClassSelector(class_=ExplorerState, constant=True)
+    explanation = param.String(default="", doc="HTML: the heatmap card, or what is happening")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        missing = pipeline_missing()
+        if missing:
+            return pn.Column(pn.pane.HTML(placeholder(needs_pipeline("Grad-CAM", missing)),
+                                          css_classes=["fse-why-result"]),
+                             sizing_mode="stretch_width")
+        button = pn.widgets.Button(
+            label="Why this label? (Grad-CAM)", color="primary", variant="outline",
+            css_classes=["fse-why"],
+            disabled=pn.bind(lambda focus: focus is None, self.state.param.focus))
+        button.on_click(self.explain)
+        return pn.Column(button, pn.pane.HTML(self.param.explanation, sizing_mode="stretch_width",
+                                              css_classes=["fse-why-result"]),
+                         sizing_mode="stretch_width")
+
+    @param.depends("state.focus", "state.space", watch=True)
+    def _forget(self) -> None:
+        self.explanation = ""
+
+    async def explain(self, _event=None) -> None:
+        """Grad-CAM of the clicked image, computed on the model thread."""
+        data, row = self.data, self.state.focus
         if row is None:
             return
-        result.object = placeholder("Computing Grad-CAM…")
-        space = SpaceKey.parse(state.space)
+        self.explanation = placeholder("Computing Grad-CAM…")
+        space = SpaceKey.parse(self.state.space)
 
         def grad_cam():
             from precompute.images import DecodeOptions, open_rgb
@@ -74,24 +92,16 @@ def why_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             image, model, cam, target, probabilities = await off_event_loop(grad_cam)
         except Exception:
             log.exception("Grad-CAM for row %s failed", row)
-            result.object = placeholder("The image could not be explained; see the server log.")
+            self.explanation = placeholder("The image could not be explained; see the server "
+                                           "log.")
             return
         label = (model.classes[target] if model.classes and target < len(model.classes)
                  else f"ImageNet class {target}")
         buffer = io.BytesIO()
         heatmap_overlay(image, cam).save(buffer, format="PNG")
         uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        result.object = (
+        self.explanation = (
             f"<div class='fse-why-card' data-row='{int(row)}'><img src='{uri}' alt=''>"
             f"<div>{html.escape(model.backbone.name)} says <b>{html.escape(label)}</b> "
             f"({probabilities[target]:.0%}); bright regions drove that answer.</div></div>"
         )
-
-    def follow(*_events) -> None:
-        button.disabled = state.focus is None
-        result.object = ""
-
-    button.on_click(explain)
-    state.param.watch(follow, ["focus", "space"])
-    follow()
-    return pn.Column(button, result, sizing_mode="stretch_width")
