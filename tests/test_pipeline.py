@@ -21,6 +21,7 @@ from precompute.errors import ConfigError
 from precompute.stages.project import run_project
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, sidecar_path, write_json
+from tests.helpers import copy_tree, write_config
 
 SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 # The default layers of efficientnet_lite0, shallow to deep, and their widths.
@@ -178,3 +179,19 @@ def test_a_store_from_another_format_version_is_refused(built_store, tmp_path):
     with pytest.raises(StoreError, match="format version 99"):
         Store.open(other)
     assert Store.open(built_store).root == Path(built_store)
+
+
+def test_copies_of_one_image_share_their_thumbnail_bytes(small_tree, tmp_path):
+    paintings = sorted(small_tree.glob("*/*.jpg"))[:3]
+    tree = copy_tree(paintings, tmp_path / "tree")
+    original = tree / paintings[0].relative_to(small_tree)
+    shutil.copy(original, original.with_name("copyist_same-painting.jpg"))
+    config = write_config(tmp_path / "config.toml", tree)
+    assert main(["ingest", "--store", str(tmp_path / "store"), "--config", str(config)]) == 0
+    assert main(["thumbs", "--store", str(tmp_path / "store")]) == 0
+    store = Store.open(tmp_path / "store")
+    thumbnails = [store.read_thumbnail(row) for row in range(4)]
+    assert len(set(thumbnails)) == 3
+    bin_path, spans_path = store.thumb_shard_paths(0)
+    assert bin_path.stat().st_size == sum(map(len, set(thumbnails)))
+    assert len(set(map(tuple, np.load(spans_path).tolist()))) == 3

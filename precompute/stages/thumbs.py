@@ -107,10 +107,15 @@ def _rows_in(shards: list[int], total: int) -> int:
 
 
 def _write_shard(store: Store, shard: int, blobs: list[bytes]) -> None:
-    """Bytes first, then the spans that make the shard count as written."""
+    """Bytes first, then the spans that make the shard count as written. Identical thumbnails
+    (copies of one image) are written once and share their span."""
     bin_path, spans_path = store.thumb_shard_paths(shard)
+    starts: dict[bytes, int] = {}  # each distinct thumbnail's offset, in writing order
+    end = 0
+    for blob in blobs:
+        if blob not in starts:
+            starts[blob], end = end, end + len(blob)
     with atomic_path(bin_path) as tmp:
-        tmp.write_bytes(b"".join(blobs))
-    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    store.write_array(spans_path, np.column_stack([starts, lengths]))
+        tmp.write_bytes(b"".join(starts))
+    spans = [(starts[blob], len(blob)) for blob in blobs]
+    store.write_array(spans_path, np.array(spans, dtype=np.int64).reshape(-1, 2))

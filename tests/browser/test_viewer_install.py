@@ -5,6 +5,7 @@ store built elsewhere, with Query and Grad-CAM saying how to get the pipeline ex
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,10 @@ def viewer_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("viewer-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True,
+    # pip builds in the source folder; a copy of the package's files keeps the checkout clean
+    source = shutil.copytree(REPO, venv / "source", ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "sample_data", "__pycache__", ".venv", "tests", "bench"))
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)], check=True,
                    cwd=venv, timeout=900)
     return python
 
