@@ -46,7 +46,7 @@ def explorer_measures(store: Path, render_goal: float | None, repeats: int = 15)
     from explorer.page import new_state
     from explorer.scatter import MapRequest, render_map
     from explorer.selection import selection_panel
-    from explorer.url_state import MAX_SELECTION_CHARS, encode_rows
+    from explorer.url_state import selection_value
 
     data = load_explorer_data(str(store.resolve()))
     space = data.spaces[0]
@@ -95,7 +95,7 @@ def explorer_measures(store: Path, render_goal: float | None, repeats: int = 15)
         radius = rng.uniform(0.05, 0.25, 40)
         state.select(points.in_polygon(cx + radius * np.cos(angles),
                                        cy + radius * np.sin(angles)))
-        encode_rows(state.selection, MAX_SELECTION_CHARS)  # the link's value
+        selection_value(state, data)  # the link's value
 
     rows.append(row("lasso → selected ids + first grid page", n, dim,
                     statistics.median(timed(lasso, repeats)), "ms",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ CLUSTER = "cluster"  # an attribute whose values depend on the feature space sho
 QUALITY, NO_ISSUE = "quality", "none"  # each image's most serious quality flag
 DERIVED_KEPT = 8  # results of one kind (e.g. whole-map images) kept per process
 PROJECTIONS_KEPT = 8  # projections' map coordinates and spatial indexes (~0.2 GB each at 10M)
+SAMPLE_ID = re.compile(r"[0-9a-f]{16}")  # what precompute.store.sample_id makes
 SPACES_KEPT = 4  # feature spaces' FAISS indexes and fitted reducers
 COLOURINGS_KEPT = 32  # attributes as colour channels, counts and clusters (N values each)
 THUMBNAILS_KEPT = 2_000  # decoded thumbnails drawn on the map (at most 96² × 3 bytes each)
@@ -255,6 +257,27 @@ class ExplorerData:
     def sample_id(self, row: int) -> str:
         return str(self.table[ID_COLUMN].iloc[int(row)])
 
+    @property
+    def id_numbers(self) -> np.ndarray:
+        """Every image's sample id (16 hex digits) as an unsigned 64-bit number, by row."""
+        return self.derived(("id numbers",), lambda: id_numbers(self.table[ID_COLUMN]))
+
+    @staticmethod
+    def id_number(sample_id: str) -> np.ndarray:
+        """One sample id as an array of its number, or an empty array for text that is not
+        a sample id."""
+        return id_numbers(pd.Series([sample_id])) if SAMPLE_ID.fullmatch(sample_id or "") \
+            else np.empty(0, dtype=np.uint64)
+
+    def rows_of_ids(self, numbers: np.ndarray) -> np.ndarray:
+        """The rows (sorted) of the images with these sample-id numbers; unknown ids are
+        left out."""
+        order = self.derived(("id order",), lambda: np.argsort(self.id_numbers))
+        ordered = self.id_numbers[order]
+        found = np.clip(np.searchsorted(ordered, numbers), 0, max(len(ordered) - 1, 0))
+        known = ordered[found] == numbers if len(ordered) else np.zeros(len(numbers), bool)
+        return np.unique(order[found[known]]).astype(np.int64)
+
     # ------------------------------------------------------------------ neighbours
     def neighbours(self, space: SpaceKey, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The `k` nearest images to image `row` in the full feature space (cosine, FAISS):
@@ -274,6 +297,12 @@ class ExplorerData:
         similarities, rows = index.search(query, k)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), similarities[0][keep]
+
+
+def id_numbers(ids: pd.Series) -> np.ndarray:
+    """Sample ids (16 hex digits each) as unsigned 64-bit numbers, in one pass over their
+    bytes."""
+    return np.frombuffer(bytes.fromhex("".join(ids.astype(str))), dtype=">u8").astype(np.uint64)
 
 
 def scaled_to_map(projected: np.ndarray, scale: tuple[np.ndarray, float]) -> np.ndarray:

@@ -54,7 +54,7 @@ class Explorer(pn.viewable.Viewer):
         self.state = new_state(self.data)
         follow_filters(self.data, self.state)
         follow_focus(self.data, self.state)
-        link_to_url(self.state, len(self.data))
+        link_to_url(self.state, self.data)
         # a link may name values this store's legend does not list
         listed = legend_values(self.data, self.state.color_by, self.state.space)
         self.state.isolated = [v for v in self.state.isolated if v in listed]

@@ -62,7 +62,8 @@ def value_counts_html(data: ExplorerData, attribute: str, rows: np.ndarray,
 
 
 def selection_table(data: ExplorerData, state: ExplorerState) -> pd.DataFrame:
-    """The selected images: id, path, attributes and their coordinates on the current map."""
+    """The selected images by sample id: path, attributes and their coordinates on the current
+    map."""
     rows, space = state.selection, SpaceKey.parse(state.space)
     xy = data.coords(space, state.method)[rows]
     table = data.table.iloc[rows].reset_index(drop=True)
@@ -72,8 +73,8 @@ def selection_table(data: ExplorerData, state: ExplorerState) -> pd.DataFrame:
         if isinstance(table[attribute].dtype, pd.CategoricalDtype):
             table[attribute] = table[attribute].astype("string")
     return table.assign(
-        row=rows, **{f"{state.method}_x": xy[:, 0], f"{state.method}_y": xy[:, 1]}
-    )[["row", ID_COLUMN, PATH_COLUMN, *data.kinds, f"{state.method}_x", f"{state.method}_y"]]
+        **{f"{state.method}_x": xy[:, 0], f"{state.method}_y": xy[:, 1]}
+    )[[ID_COLUMN, PATH_COLUMN, *data.kinds, f"{state.method}_x", f"{state.method}_y"]]
 
 
 def selection_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:

@@ -1,33 +1,37 @@
 """The view in the URL: feature space, method, colour, isolated legend values, filters,
 viewport, selection and focus live in the query string (through Panel's `Location.sync`), so a
-view can be shared as a link."""
+view can be shared as a link. Images are named by sample id, not by row, so a link still
+points at the same images after the store is rebuilt with images added or removed."""
 
 from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
 import zlib
 
 import numpy as np
 import panel as pn
 import param
 
-from explorer.state import ExplorerState, unique_rows
+from explorer.data import ExplorerData
+from explorer.state import ExplorerState
 
 MAX_SELECTION_CHARS = 60_000  # longer selections are left out of the link (browsers cap URLs)
-ENCODE_CHUNK = 1 << 16  # bytes of row deltas compressed between checks of the output's length
+ENCODE_CHUNK = 1 << 16  # bytes of id deltas compressed between checks of the output's length
 
 
-def encode_rows(rows: np.ndarray, max_chars: int | None = None) -> str | None:
-    """Sorted row numbers as a short URL-safe string: deltas, zlib, base64. None when longer
-    than `max_chars`: compression stops as soon as its output passes that, so a selection too
-    large for a link costs a fraction of its encoding. (zlib's default level: its highest took
-    2 s on 400,000 rows for 10 % fewer characters.)"""
-    rows = unique_rows(rows)
-    if not len(rows):
+def encode_ids(ids: np.ndarray, max_chars: int | None = None) -> str | None:
+    """Sample ids (as the unsigned 64-bit numbers of their hex text) as a short URL-safe
+    string: sorted, deltas, zlib, base64. None when longer than `max_chars`: compression stops
+    as soon as its output passes that, so a selection too large for a link costs a fraction of
+    its encoding. (zlib's default level: its highest took 2 s on 400,000 rows for 10 % fewer
+    characters.)"""
+    ids = np.unique(np.asarray(ids, dtype=np.uint64))
+    if not len(ids):
         return ""
     limit = float("inf") if max_chars is None else max_chars
-    raw = memoryview(np.diff(rows, prepend=0).astype(np.uint32).tobytes())
+    raw = memoryview(np.diff(ids, prepend=np.uint64(0)).tobytes())
     compressor, parts, size = zlib.compressobj(), [], 0
     for start in range(0, len(raw), ENCODE_CHUNK):
         parts.append(compressor.compress(raw[start:start + ENCODE_CHUNK]))
@@ -39,16 +43,15 @@ def encode_rows(rows: np.ndarray, max_chars: int | None = None) -> str | None:
     return text if len(text) <= limit else None
 
 
-def decode_rows(text: str, count: int) -> np.ndarray:
-    """The inverse of `encode_rows`, keeping only rows below `count` (bad input gives none)."""
+def decode_ids(text: str) -> np.ndarray:
+    """The inverse of `encode_ids` (bad input gives none)."""
     if not text:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.uint64)
     try:
         raw = zlib.decompress(base64.urlsafe_b64decode(text.encode("ascii")))
-        rows = np.cumsum(np.frombuffer(raw, dtype=np.uint32).astype(np.int64))
+        return np.cumsum(np.frombuffer(raw, dtype=np.uint64), dtype=np.uint64)
     except (ValueError, zlib.error):
-        return np.empty(0, dtype=np.int64)
-    return rows[(rows >= 0) & (rows < count)]
+        return np.empty(0, dtype=np.uint64)
 
 
 class ViewLink(param.Parameterized):
@@ -67,7 +70,7 @@ class ViewLink(param.Parameterized):
     focus = param.Parameter(default=None)
 
 
-def link_to_url(state: ExplorerState, count: int) -> ViewLink | None:
+def link_to_url(state: ExplorerState, data: ExplorerData) -> ViewLink | None:
     """Apply the URL's view to `state`, then keep the URL following the state. None outside a
     served page (no URL)."""
     location = pn.state.location
@@ -75,13 +78,16 @@ def link_to_url(state: ExplorerState, count: int) -> ViewLink | None:
         return None
     link = ViewLink()
     location.sync(link)
-    apply_link(link, state, count)
+    # Panel reads query values as Python literals, which would turn an all-digit sample id
+    # into a number: the focus is read from the raw query string.
+    focus = urllib.parse.parse_qs(location.search.lstrip("?")).get("focus", [""])[0]
+    apply_link(link, state, data, focus)
 
     def follow(*_events) -> None:
-        link.param.update(**link_values(state))
+        link.param.update(**link_values(state, data))
 
     def follow_selection(*_events) -> None:  # encoded when it changes, not at every pan
-        link.sel = encode_rows(state.selection, MAX_SELECTION_CHARS) or None
+        link.sel = selection_value(state, data)
 
     state.param.watch(
         follow,
@@ -94,12 +100,18 @@ def link_to_url(state: ExplorerState, count: int) -> ViewLink | None:
     # The browser's location replaces ours when the page connects: write the view once loaded.
     pn.state.onload(lambda: location.update_query(**{
         key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in {**link_values(state), "sel": link.sel}.items() if value is not None
+        for key, value in {**link_values(state, data), "sel": link.sel}.items()
+        if value is not None
     }))
     return link
 
 
-def link_values(state: ExplorerState) -> dict[str, object]:
+def selection_value(state: ExplorerState, data: ExplorerData) -> str | None:
+    """The link's `sel`: the selected images' ids, or None when too long for a link."""
+    return encode_ids(data.id_numbers[state.selection], MAX_SELECTION_CHARS) or None
+
+
+def link_values(state: ExplorerState, data: ExplorerData) -> dict[str, object]:
     """The state's query-string values but the selection's (None: left out of the URL)."""
     view = None  # lists and objects go in as JSON, which Location parses back on reading
     if state.x_range and state.y_range:
@@ -114,12 +126,13 @@ def link_values(state: ExplorerState) -> dict[str, object]:
         "search": state.search or None,
         "hide": state.hide_filtered or None,
         "view": view,
-        "focus": state.focus,
+        "focus": None if state.focus is None else data.sample_id(state.focus),
     }
 
 
-def apply_link(link: ViewLink, state: ExplorerState, count: int) -> None:
-    """Set the state from the link's values, ignoring any that do not fit this store."""
+def apply_link(link: ViewLink, state: ExplorerState, data: ExplorerData, focus: str) -> None:
+    """Set the state from the link's values (and the focused image's sample id), ignoring any
+    that do not fit this store."""
     changes: dict[str, object] = {}
     if link.space in _choices(state.param.space):
         changes["space"] = link.space
@@ -140,9 +153,10 @@ def apply_link(link: ViewLink, state: ExplorerState, count: int) -> None:
         except (TypeError, ValueError):
             pass
     if isinstance(link.sel, str):
-        changes["selection"] = decode_rows(link.sel, count)
-    if isinstance(link.focus, int) and 0 <= link.focus < count:
-        changes["focus"] = link.focus
+        changes["selection"] = data.rows_of_ids(decode_ids(link.sel))
+    focused = data.rows_of_ids(data.id_number(focus))
+    if len(focused):
+        changes["focus"] = int(focused[0])
     state.param.update(**changes)
     if link.method in _choices(state.param.method):  # the space's methods are known now
         state.method = link.method

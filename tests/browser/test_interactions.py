@@ -156,6 +156,7 @@ def test_export_holds_the_selected_images(explorer):
     assert sorted(exported[ID_COLUMN]) == sorted(ids)
     shown = explorer.method  # the coordinates of the map on screen
     assert {"image_path", "style", "artist", f"{shown}_x", f"{shown}_y"} <= set(exported.columns)
+    assert "row" not in exported.columns  # images are named by sample id, not row
 
 
 def test_the_view_lives_in_the_url(explorer, browser):
@@ -167,10 +168,11 @@ def test_the_view_lives_in_the_url(explorer, browser):
     explorer.page.locator(".fse-focus .fse-card[data-row='5']").wait_for()
     # the colour change and the click are separate events the server may finish in either
     # order: wait for the URL to hold the whole view, not just the last part of it
+    focus = f"focus={explorer.data.sample_id(5)}"  # images are named by sample id, not row
     explorer.page.wait_for_function(
-        "() => ['color=artist', 'sel=', 'focus=5'].every(p => window.location.search.includes(p))")
+        f"() => ['color=artist', 'sel=', '{focus}'].every(p => window.location.search.includes(p))")
     url = explorer.page.url
-    assert re.search(r"[?&]color=artist", url) and "sel=" in url and "focus=5" in url
+    assert re.search(r"[?&]color=artist", url) and "sel=" in url and focus in url
 
     shared = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
