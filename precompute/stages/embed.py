@@ -103,14 +103,7 @@ def run_embed(
     spaces = [SpaceKey(source.key, layer) for layer in depths]
     paths = [Path(images_meta["root"]) / p for p in store.read_images([PATH_COLUMN])[PATH_COLUMN]]
     block = shard.rows(len(paths))
-    # Done: the layer's array, or (after a restart under torchrun) this rank's part of it.
-    todo = [
-        s for s in spaces
-        if force or not any(
-            store.is_current(_output(store, s, made_by), _recipe(base, s, made_by, len(paths)))
-            for made_by in (SINGLE, shard)
-        )
-    ]
+    todo = [s for s in spaces if force or not _is_done(store, s, base, shard, len(paths))]
     summary = EmbedSummary(source.key, [s.layer for s in spaces])
     if not todo:
         summary.skipped = True
@@ -124,15 +117,41 @@ def run_embed(
                        "rows": [block.start, block.stop]}
     done = 0 if force else _resume_point(store, progress_path, todo, shard, progress_recipe)
     arrays = _open_partials(store, todo, shard, len(block), dims, config.dtype, fresh=done == 0)
+    loader = _loader(paths, backbone, images_meta["decode"], range(block.start + done, block.stop),
+                     config, device)
+    of_shard = f" (rows {block.start}-{block.stop - 1}, rank {shard.name})" if shard.sharded else ""
+    log.info(
+        "embedding %d images%s with %s (%s, %s) on %s%s",
+        len(block), of_shard, backbone.name, backbone.weights_id, tap.mode, describe(device),
+        f", resuming after {done}" if done else "",
+    )
+    began = time.perf_counter()
+    with tqdm(total=len(block), initial=done, desc=f"embed {source.key}{of_shard}", unit="img",
+              position=shard.rank) as bar:
+        _embed_batches(tap, loader, device, arrays, block.start, config, progress_path,
+                       progress_recipe, bar)
+    seconds = time.perf_counter() - began
+    _commit_arrays(store, arrays, shard, base, len(paths), dims, depths, backbone=backbone.name,
+                   weights=backbone.weights_id, device=describe(device), resumed_from=done)
+    progress_path.unlink(missing_ok=True)
+    summary.embedded, summary.resumed_from = len(block) - done, done
+    summary.seconds, summary.device, summary.dims = seconds, describe(device), dims
+    return summary
 
+
+def _loader(
+    paths: list[Path], backbone: Backbone, decode: dict[str, Any], rows: range,
+    config: EmbedConfig, device: torch.device,
+) -> DataLoader:
+    """Batches of (image, row) of `rows`, decoded and transformed as `backbone` evaluates."""
     dataset = ImageFileDataset(
         paths,
         backbone.eval_transform(),
-        DecodeOptions(**images_meta["decode"]),
-        rows=range(block.start + done, block.stop),
+        DecodeOptions(**decode),
+        rows=rows,
         draft_size=2 * backbone.input_size,
     )
-    loader = DataLoader(
+    return DataLoader(
         dataset,
         batch_size=config.batch_size,
         num_workers=config.workers,
@@ -141,57 +160,55 @@ def run_embed(
         prefetch_factor=4 if config.workers else None,
         worker_init_fn=die_with_parent,
     )
-    of_shard = f" (rows {block.start}-{block.stop - 1}, rank {shard.name})" if shard.sharded else ""
-    log.info(
-        "embedding %d images%s with %s (%s, %s) on %s%s",
-        len(block), of_shard, backbone.name, backbone.weights_id, tap.mode, describe(device),
-        f", resuming after {done}" if done else "",
-    )
-    resumed_from = done
-    began, last_saved = time.perf_counter(), time.perf_counter()
-    with torch.inference_mode(), tqdm(
-        total=len(block), initial=done, desc=f"embed {source.key}{of_shard}", unit="img",
-        position=shard.rank,
-    ) as bar:
+
+
+def _embed_batches(
+    tap: LayerTap, loader: DataLoader, device: torch.device, arrays: dict[SpaceKey, np.memmap],
+    start: int, config: EmbedConfig, progress_path: Path, progress_recipe: dict[str, Any],
+    bar: tqdm,
+) -> None:
+    """Write each batch's activations into `arrays` (whose row 0 is image row `start`),
+    recording the rows done every `progress_every_s` seconds."""
+    last_saved = time.perf_counter()
+    with torch.inference_mode():
         for images, rows in loader:
             images = images.to(device, non_blocking=True)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with mixed_precision(device):
                 features = tap(images)
-            first, last = int(rows[0]) - block.start, int(rows[-1]) + 1 - block.start
-            for space in todo:
-                arrays[space][first:last] = storable(
+            first, last = int(rows[0]) - start, int(rows[-1]) + 1 - start
+            for space, array in arrays.items():
+                array[first:last] = storable(
                     features[space.layer].float().cpu().numpy(), config.dtype
                 )
-            done = last
             bar.update(last - first)
             if time.perf_counter() - last_saved >= config.progress_every_s:
-                _save_progress(progress_path, arrays, progress_recipe, done)
+                _save_progress(progress_path, arrays, progress_recipe, last)
                 last_saved = time.perf_counter()
-    seconds = time.perf_counter() - began
 
+
+def _commit_arrays(
+    store: Store, arrays: dict[SpaceKey, np.memmap], shard: Shard, base: dict[str, Any],
+    total: int, dims: dict[str, int], depths: dict[str, int], **info: Any,
+) -> None:
+    """Rename each finished `.partial` array into place and write its sidecar (dim, count,
+    depth, then `info`): only now does it look complete."""
     for array in arrays.values():
         array.flush()
+    spaces = list(arrays)
     arrays.clear()  # drop the memory maps before the files are renamed
-    for space in todo:
+    for space in spaces:
         path = _output(store, space, shard)
         os.replace(store.partial_path(path), path)
         store.commit(
             path,
-            _recipe(base, space, shard, len(paths)),
+            _recipe(base, space, shard, total),
             dim=dims[space.layer],
-            count=len(block),
+            count=len(shard.rows(total)),
             depth=depths[space.layer],
-            backbone=backbone.name,
-            weights=backbone.weights_id,
-            device=describe(device),
-            resumed_from=resumed_from,
+            **info,
         )
-    progress_path.unlink(missing_ok=True)
-    summary.embedded, summary.resumed_from = len(block) - resumed_from, resumed_from
-    summary.seconds, summary.device, summary.dims = seconds, describe(device), dims
-    return summary
 
 
 def embed_in_every_process(
@@ -253,6 +270,17 @@ def merge_embedding_parts(
         merged.append(space)
         log.info("merged %d parts into %s (%d × %d)", world, path, total, info["dim"])
     return merged
+
+
+def _is_done(
+    store: Store, space: SpaceKey, base: dict[str, Any], shard: Shard, total: int
+) -> bool:
+    """Whether `space` is embedded already: the layer's array, or (after a restart under
+    torchrun) this rank's part of it."""
+    return any(
+        store.is_current(_output(store, space, made_by), _recipe(base, space, made_by, total))
+        for made_by in (SINGLE, shard)
+    )
 
 
 def _output(store: Store, space: SpaceKey, shard: Shard) -> Path:

@@ -89,6 +89,33 @@ class Progress:
 
 
 @dataclass
+class Checkpoints:
+    """A training's two checkpoint files, and the recipe `last.pt` must have to be resumed."""
+
+    best: Path  # the epoch with the lowest validation loss
+    last: Path  # the last finished epoch, with optimiser, scheduler and progress
+    resume_recipe: dict[str, Any]
+
+
+@dataclass
+class TrainingSetup:
+    """What one training works with, built by `_setup`."""
+
+    network: FinetunedNetwork
+    module: nn.Module  # the part trained and validated: the new head in mode "head"
+    replica: nn.Module  # `module`, or its DistributedDataParallel replica
+    device: torch.device
+    classes: list[str]
+    labels: torch.Tensor  # class index of every image row, -1 when unlabelled
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+
+
+@dataclass
 class TrainSummary:
     target: str = ""
     model: str = ""
@@ -219,21 +246,53 @@ def fit(
     validation set, so all take the same early-stopping and learning-rate decisions; the first
     process writes the checkpoints."""
     train = config.train
-    best_path = store.checkpoint_path(key, "best", fold)
-    last_path = store.checkpoint_path(key, "last", fold)
     recipe = training_recipe(store, config, split, features)
-    resume_recipe = {
-        **recipe,
-        "train": {k: v for k, v in recipe["train"].items() if k not in NOT_IN_RESUME_RECIPE},
-    }
+    checkpoints = Checkpoints(
+        best=store.checkpoint_path(key, "best", fold),
+        last=store.checkpoint_path(key, "last", fold),
+        resume_recipe={**recipe, "train": {
+            k: v for k, v in recipe["train"].items() if k not in NOT_IN_RESUME_RECIPE}},
+    )
     summary = TrainSummary(train.target, key, mode=train.mode, too_small=split.too_small)
-    if not force and store.is_current(best_path, recipe):
-        meta = store.meta(best_path)
+    if not force and store.is_current(checkpoints.best, recipe):
+        meta = store.meta(checkpoints.best)
         summary.epochs, summary.best_epoch, summary.up_to_date = (
             meta["epochs"], meta["best_epoch"], True
         )
         return summary
 
+    setup = _setup(store, config, split, features, shard)
+    progress = Progress() if force else _resume(setup, checkpoints, key, fold)
+    wait_for_all(shard)  # every process has read last.pt before the first one rewrites it
+    # best.pt is about to change: it must not look complete until training ends.
+    if shard.is_main:
+        sidecar_path(checkpoints.best).unlink(missing_ok=True)
+    summary.resumed_from = progress.epoch
+    log.info(
+        "training %s%s on %d images (%d validation, %d classes) on %s; learning: %s",
+        key, _fold_name(fold), len(split.rows(TRAIN)), len(split.rows(VAL)), len(setup.classes),
+        describe(setup.device),
+        ", ".join(name or "whole network" for name in setup.network.trainable),
+    )
+    while progress.epoch < train.epochs and not progress.stopped:
+        _fit_one_epoch(setup, progress, train, checkpoints, key, fold, shard)
+
+    summary.epochs, summary.best_epoch, summary.stopped_early = (
+        progress.epoch, progress.best_epoch, progress.stopped
+    )
+    summary.seconds, summary.device = progress.seconds, describe(setup.device)
+    if shard.is_main:
+        augmentation = [] if features is not None else list(train.augment)
+        _commit_best(store, checkpoints.best, recipe, setup, progress, split, augmentation, shard)
+    return summary
+
+
+def _setup(
+    store: Store, config: RunConfig, split: Split, features: torch.Tensor | None, shard: Shard
+) -> TrainingSetup:
+    """Build the network on its device, the loaders, the optimiser, the learning-rate
+    scheduler, the gradient scaler and the loss of one training."""
+    train = config.train
     classes = split.classes
     torch.manual_seed(train.seed)  # the new head's initial weights
     network = build_network(config.model, len(classes), train)
@@ -260,89 +319,123 @@ def fit(
     weights = _class_weights(labels[split.rows(TRAIN)], len(classes)) if train.class_weights \
         else None
     criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
-
-    progress = Progress()
-    checkpoint = None if force else _resumable(last_path, resume_recipe)
-    if checkpoint is not None:
-        load_trained_state(network.model, checkpoint["model"], str(last_path))
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        progress = Progress(**checkpoint["progress"])
-        log.info("resuming training of %s%s after epoch %d", key, _fold_name(fold),
-                 progress.epoch)
-    wait_for_all(shard)  # every process has read last.pt before the first one rewrites it
-    # best.pt is about to change: it must not look complete until training ends.
-    if shard.is_main:
-        sidecar_path(best_path).unlink(missing_ok=True)
-    summary.resumed_from = progress.epoch
-
-    log.info(
-        "training %s%s on %d images (%d validation, %d classes) on %s; learning: %s",
-        key, _fold_name(fold), len(split.rows(TRAIN)), len(split.rows(VAL)), len(classes),
-        describe(device),
-        ", ".join(name or "whole network" for name in network.trainable),
+    return TrainingSetup(
+        network, module, replica, device, classes, labels, train_loader, val_loader, optimizer,
+        scheduler, scaler, criterion,
     )
-    while progress.epoch < train.epochs and not progress.stopped:
-        epoch = progress.epoch + 1
-        _seed_epoch(train.seed, epoch)
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        began = time.perf_counter()
-        with tqdm(total=len(train_loader),
-                  desc=f"train {key}{_fold_name(fold)} epoch {epoch}/{train.epochs}",
-                  unit="batch", leave=False, disable=not shard.is_main) as bar:
-            train_loss = _train_one_epoch(
-                network, replica, train_loader, labels, criterion, optimizer, scaler, device, bar
-            )
-            val_loss, val_accuracy = _validate(module, val_loader, labels, criterion, device)
-            bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
-                            val_acc=f"{val_accuracy:.3f}")
-        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-            raise TrainingError(
-                f"training {key} diverged in epoch {epoch} (loss {train_loss}, validation loss "
-                f"{val_loss}); lower [train] lr (now {train.lr}) and run `precompute train --force`"
-            )
-        scheduler.step(val_loss)
-        progress.epoch = epoch
-        progress.seconds += time.perf_counter() - began
-        progress.history.append({
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-            "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
-        })
-        if val_loss < progress.best_loss:
-            progress.best_loss, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
-            if shard.is_main:
-                _save(best_path, {
-                    "model": network.trained_state(), "classes": classes,
-                    "classifier": network.backbone.classifier_name, "epoch": epoch,
-                })
-        else:
-            progress.bad_epochs += 1
-            progress.stopped = 0 < train.patience <= progress.bad_epochs
-        if not shard.is_main:
-            continue
-        _save(last_path, {
-            "recipe": resume_recipe, "model": network.trained_state(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "progress": asdict(progress),
-        })
-        log.info(
-            "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, lr %.2g (%.1f s)",
-            epoch, train.epochs, train_loss, val_loss, val_accuracy,
-            optimizer.param_groups[0]["lr"], time.perf_counter() - began,
+
+
+def _resume(setup: TrainingSetup, checkpoints: Checkpoints, key: str, fold: int) -> Progress:
+    """Load the weights and optimiser, scheduler and scaler states of a resumable `last.pt`
+    into `setup` and return its progress; a fresh start without one."""
+    checkpoint = _resumable(checkpoints.last, checkpoints.resume_recipe)
+    if checkpoint is None:
+        return Progress()
+    load_trained_state(setup.network.model, checkpoint["model"], str(checkpoints.last))
+    setup.optimizer.load_state_dict(checkpoint["optimizer"])
+    setup.scheduler.load_state_dict(checkpoint["scheduler"])
+    setup.scaler.load_state_dict(checkpoint["scaler"])
+    progress = Progress(**checkpoint["progress"])
+    log.info("resuming training of %s%s after epoch %d", key, _fold_name(fold), progress.epoch)
+    return progress
+
+
+def _fit_one_epoch(
+    setup: TrainingSetup, progress: Progress, train: TrainConfig, checkpoints: Checkpoints,
+    key: str, fold: int, shard: Shard,
+) -> None:
+    """Train and validate one more epoch, step the scheduler and record the epoch in
+    `progress`; the first process then writes the checkpoints and logs the epoch."""
+    epoch = progress.epoch + 1
+    _seed_epoch(train.seed, epoch)
+    if isinstance(setup.train_loader.sampler, DistributedSampler):
+        setup.train_loader.sampler.set_epoch(epoch)
+    began = time.perf_counter()
+    desc = f"train {key}{_fold_name(fold)} epoch {epoch}/{train.epochs}"
+    train_loss, val_loss, val_accuracy = _train_and_validate(setup, desc, shard.is_main)
+    if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+        raise TrainingError(
+            f"training {key} diverged in epoch {epoch} (loss {train_loss}, validation loss "
+            f"{val_loss}); lower [train] lr (now {train.lr}) and run `precompute train --force`"
         )
-
-    summary.epochs, summary.best_epoch, summary.stopped_early = (
-        progress.epoch, progress.best_epoch, progress.stopped
-    )
-    summary.seconds, summary.device = progress.seconds, describe(device)
+    setup.scheduler.step(val_loss)
+    lr = setup.optimizer.param_groups[0]["lr"]
+    improved = _record_epoch(progress, train.patience, time.perf_counter() - began, {
+        "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+        "val_accuracy": val_accuracy, "lr": lr,
+    })
     if not shard.is_main:
-        return summary
+        return
+    _save_checkpoints(setup, progress, checkpoints, improved)
+    log.info(
+        "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, lr %.2g (%.1f s)",
+        epoch, train.epochs, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - began,
+    )
+
+
+def _train_and_validate(
+    setup: TrainingSetup, desc: str, show: bool
+) -> tuple[float, float, float]:
+    """One epoch's training loss, then validation loss and accuracy, under one progress bar
+    (shown when `show`)."""
+    with tqdm(total=len(setup.train_loader), desc=desc, unit="batch", leave=False,
+              disable=not show) as bar:
+        train_loss = _train_one_epoch(
+            setup.network, setup.replica, setup.train_loader, setup.labels, setup.criterion,
+            setup.optimizer, setup.scaler, setup.device, bar,
+        )
+        val_loss, val_accuracy = _validate(
+            setup.module, setup.val_loader, setup.labels, setup.criterion, setup.device
+        )
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}",
+                        val_acc=f"{val_accuracy:.3f}")
+    return train_loss, val_loss, val_accuracy
+
+
+def _record_epoch(
+    progress: Progress, patience: int, seconds: float, record: dict[str, float]
+) -> bool:
+    """Add a finished epoch (`record`, of history) to `progress` and apply early stopping;
+    True when its validation loss is the lowest so far."""
+    epoch = int(record["epoch"])
+    progress.epoch = epoch
+    progress.seconds += seconds
+    progress.history.append(record)
+    if record["val_loss"] < progress.best_loss:
+        progress.best_loss, progress.best_epoch, progress.bad_epochs = record["val_loss"], epoch, 0
+        return True
+    progress.bad_epochs += 1
+    progress.stopped = 0 < patience <= progress.bad_epochs
+    return False
+
+
+def _save_checkpoints(
+    setup: TrainingSetup, progress: Progress, checkpoints: Checkpoints, improved: bool
+) -> None:
+    """Write `best.pt` when the epoch just finished is the best so far, and `last.pt` always."""
+    network = setup.network
+    if improved:
+        _save(checkpoints.best, {
+            "model": network.trained_state(), "classes": setup.classes,
+            "classifier": network.backbone.classifier_name, "epoch": progress.epoch,
+        })
+    _save(checkpoints.last, {
+        "recipe": checkpoints.resume_recipe, "model": network.trained_state(),
+        "optimizer": setup.optimizer.state_dict(), "scheduler": setup.scheduler.state_dict(),
+        "scaler": setup.scaler.state_dict(), "progress": asdict(progress),
+    })
+
+
+def _commit_best(
+    store: Store, path: Path, recipe: dict[str, Any], setup: TrainingSetup, progress: Progress,
+    split: Split, augmentation: list[str], shard: Shard,
+) -> None:
+    """Mark `best.pt` complete: its sidecar keeps the recipe, the training history and how
+    the network was trained."""
     store.commit(
-        best_path, recipe,
-        checkpoint=file_id(best_path),
-        classes=classes,
+        path, recipe,
+        checkpoint=file_id(path),
+        classes=setup.classes,
         best_epoch=progress.best_epoch,
         best_val_loss=progress.best_loss,
         epochs=progress.epoch,
@@ -350,13 +443,12 @@ def fit(
         history=progress.history,
         seconds=round(progress.seconds, 2),
         images_seen=progress.epoch * len(split.rows(TRAIN)),
-        device=describe(device),
-        trainable=network.trainable,
-        augmentation=[] if features is not None else list(train.augment),
+        device=describe(setup.device),
+        trainable=setup.network.trainable,
+        augmentation=augmentation,
         too_small=split.too_small,
         processes=shard.world,
     )
-    return summary
 
 
 def training_recipe(
