@@ -172,7 +172,22 @@ def scores_html(model: str, target: str, metrics: dict[str, Any]) -> str:
                   f"<b>{metrics['f1_weighted']:.3f}</b> · macro F1 "
                   f"<b>{metrics['f1_macro']:.3f}</b>")
     return (f"<div class='fse-scores'><b>{html.escape(model)}</b> recognising "
-            f"<b>{html.escape(target)}</b> on {scored}: {scores}.{note}</div>")
+            f"<b>{html.escape(target)}</b> on {scored}: {scores}.{note}"
+            f"{leak_note(metrics)}</div>")
+
+
+def leak_note(metrics: dict[str, Any]) -> str:
+    """How many test images had a near-duplicate among the images their model trained on."""
+    leaked = metrics.get("test_with_duplicate_in_training")
+    if leaked is None:  # a run scored before the count existed
+        return ""
+    if not leaked:
+        return (" <span class='fse-leaks'>No test image has a near-duplicate in training."
+                "</span>")
+    return (f" <span class='fse-leaks'><b>{leaked:,}</b> of the test images "
+            f"{'has' if leaked == 1 else 'have'} a near-duplicate in training, which flatters "
+            "these scores (<code>[train] near_duplicates = \"together\"</code> keeps copies "
+            "on one side).</span>")
 
 
 def per_class_html(metrics: dict[str, Any]) -> str:

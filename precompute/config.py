@@ -150,6 +150,9 @@ class TrainConfig:
         default_factory=lambda: ["random_resized_crop", "hflip"])
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
+    # the quality stage's near-duplicate groups: "together" puts each group in one part (or
+    # fold), so no test image has a copy in training; "anywhere" splits images one by one
+    near_duplicates: Literal["together", "anywhere"] = "together"
     seed: Seed = 0
     image_size: ImageSide | None = None  # training resolution; None = the model's input size
     workers: Workers = 0  # DataLoader worker processes; 0 = one per CPU core, at most 8

@@ -5,6 +5,7 @@ high, and an interrupted run resumes without redoing its neighbour search."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ import pytest
 from PIL import Image
 
 from precompute.cli import main
+from precompute.config import TrainConfig
 from precompute.stats.quality_checks import issue_table, label_issues, split_leaks
+from precompute.stats.split import ensure_split, near_duplicate_groups, seen_in_training
 from precompute.store import (
     ID_COLUMN,
     LABEL_ISSUE,
@@ -76,6 +79,7 @@ backbone = "efficientnet_lite0"
 layers = ["penultimate"]
 [train]
 target = "style"
+near_duplicates = "anywhere"  # copies may land on both sides: the leaks are what is checked
 [quality]
 outlier_share = 0.05
 """, encoding="utf-8")
@@ -181,3 +185,26 @@ def test_a_duplicate_group_inside_training_is_no_leak():
                         np.array(["train", "train", "train", "test"]), "style")
     assert leaks[["sample_id", "related_sample_id", "given"]].values.tolist() == [
         ["d", "c", "test"]]
+
+
+def test_together_keeps_every_copy_with_its_original_and_no_test_image_leaks(injected,
+                                                                             tmp_path):
+    store, copies, _ = injected
+    copied = Store(shutil.copytree(store.root, tmp_path / "store"))
+    groups = near_duplicate_groups(copied)
+    row_of = {id_: row for row, id_ in enumerate(copied.read_images([ID_COLUMN])[ID_COLUMN])}
+    anywhere = ensure_split(copied, TrainConfig(target="style", near_duplicates="anywhere"))
+    leaked = seen_in_training(anywhere, groups)
+    issues = pd.read_parquet(copied.quality_path())
+    leaks = issues[(issues["kind"] == SPLIT_LEAK) & (issues["given"] == "test")]
+    assert leaked.sum() == len(leaks)
+    apart = [copy for copy, original in copies.items()
+             if anywhere.parts[row_of[sample_id(copy)]]
+             != anywhere.parts[row_of[sample_id(original)]]]
+    assert apart, "split one by one, no copy left its original's side: nothing to keep together"
+    for folds in (1, 3):
+        split = ensure_split(copied, TrainConfig(target="style", folds=folds))
+        where = split.parts if folds == 1 else split.folds
+        for copy, original in copies.items():
+            assert where[row_of[sample_id(copy)]] == where[row_of[sample_id(original)]], copy
+        assert not seen_in_training(split, groups).any()

@@ -101,6 +101,7 @@ def test_linear_mode_is_a_logistic_regression_scored_on_the_test_split(runs_stor
     assert (predictions["sample_id"] == split["sample_id"]).all()
     test = (predictions["split"] == TEST).to_numpy()
     assert meta["metrics"]["test_count"] == int(test.sum()) > 0
+    assert meta["metrics"]["test_with_duplicate_in_training"] == 0
     styles = store.read_images(["style"])["style"].to_numpy()
     accuracy = float((predictions["predicted"].to_numpy()[test] == styles[test]).mean())
     assert meta["metrics"]["accuracy"] == pytest.approx(accuracy)

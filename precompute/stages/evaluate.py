@@ -19,7 +19,13 @@ from sklearn.utils.multiclass import unique_labels
 
 from precompute.errors import StoreError
 from precompute.nn.features import PENULTIMATE
-from precompute.stats.split import TEST, UNLABELLED, Split
+from precompute.stats.split import (
+    TEST,
+    UNLABELLED,
+    Split,
+    near_duplicate_groups,
+    seen_in_training,
+)
 from precompute.store import ID_COLUMN, SpaceKey, Store
 
 
@@ -151,6 +157,8 @@ def write_predictions(
     metrics = classification_metrics(split.labels[test], predicted[test])
     metrics["too_small"] = split.too_small
     metrics["folds"] = split.fold_count
+    metrics["test_with_duplicate_in_training"] = int(
+        seen_in_training(split, near_duplicate_groups(store)).sum())
     if split.folds is not None:
         per_fold = [classification_metrics(split.labels[test & (split.folds == fold)],
                                            predicted[test & (split.folds == fold)])

@@ -88,7 +88,7 @@ def checked_attributes(config: RunConfig, kinds: dict[str, str]) -> list[str]:
 def run_quality(store: Store, config: RunConfig, force: bool = False) -> QualitySummary:
     """Run the checks unless `quality/issues.parquet` is up to date."""
     from precompute.stages.index import run_index
-    from precompute.stats.split import ensure_split
+    from precompute.stats.split import ensure_split, groups_by_row
 
     quality = config.quality
     space = quality_space(store, config)
@@ -101,7 +101,8 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
               "labels": {a: fingerprint(table[a].astype(str)) for a in attributes},
               "split": {"target": target, "val_fraction": config.train.val_fraction,
                         "test_fraction": config.train.test_fraction, "seed": config.train.seed,
-                        "folds": config.train.folds}
+                        "folds": config.train.folds,
+                        "near_duplicates": config.train.near_duplicates}
               if target else None}
     path = store.quality_path()
     if not force and store.is_current(path, recipe):
@@ -114,7 +115,7 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
     duplicates = near_duplicates(ids, neighbours, similarities, quality.duplicate_similarity)
     found = [duplicates]
     if target:
-        split = ensure_split(store, config.train)
+        split = ensure_split(store, config.train, groups=groups_by_row(duplicates, ids))
         if split.folds is None:
             found.append(split_leaks(duplicates, ids, split.parts, target))
         else:  # a fold's images leak when a duplicate sits in a fold its model trains on

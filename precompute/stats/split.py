@@ -11,6 +11,10 @@ With k folds every image belongs to one fold; the model of fold f trains on the 
 validation share for early stopping, drawn per class) and predicts and embeds fold f, so every
 labelled image is predicted exactly once by a model that never saw it. Unlabelled images are
 spread over the folds too, so each is embedded by one fold's model.
+
+Near-duplicates (the quality stage's groups) are kept in one part or fold by default
+(`[train] near_duplicates = "together"`): a copy of a test image in training would flatter
+every score.
 """
 
 from __future__ import annotations
@@ -113,10 +117,16 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return assigned
 
 
-def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Split:
+def ensure_split(store: Store, config: TrainConfig, force: bool = False,
+                 groups: np.ndarray | None = None) -> Split:
     """The store's split for `config.target` (its folds when `config.folds` > 1), made and
-    saved when missing or out of date. With folds every labelled image is a test image once."""
+    saved when missing or out of date. With folds every labelled image is a test image once.
+    `groups` (a near-duplicate group per image, -1 for none; default: the quality stage's)
+    are kept in one part unless `near_duplicates = "anywhere"`."""
     labels = target_labels(store, config.target)
+    if groups is None:
+        groups = near_duplicate_groups(store)
+    together = config.near_duplicates == "together"
     recipe = {
         "target": config.target,
         "val_fraction": config.val_fraction,
@@ -125,6 +135,7 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
         "seed": config.seed,
         "images": store.images_meta()["fingerprint"],
         "labels": fingerprint(labels),  # an edited manifest re-splits
+        "near_duplicates": fingerprint(groups.astype(str)) if together else "anywhere",
     }
     path = store.split_path(config.target)
     if not force and store.is_current(path, recipe):
@@ -137,8 +148,9 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
     if config.folds > 1:
         parts = np.where(labels == MISSING, UNLABELLED, TEST).astype(object)
         too_small: list[str] = []
+        folds = stratified_folds(labels, config.folds, config.seed)
         split = Split(config.target, labels, parts, too_small, recipe,
-                      stratified_folds(labels, config.folds, config.seed))
+                      with_groups_together(folds, groups) if together else folds)
         _check_classes(split)
         table = {"split": pd.array(parts, dtype="string"), "fold": split.folds}
         _save(store, path, split, table)
@@ -147,6 +159,8 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
     parts, too_small = stratified_split(
         labels, config.val_fraction, config.test_fraction, config.seed
     )
+    if together:
+        parts = with_groups_together(parts, np.where(parts == UNLABELLED, -1, groups))
     split = Split(config.target, labels, parts, too_small, recipe)
     _check_classes(split)
     counts = _counts(split)
@@ -162,6 +176,54 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False) -> Spli
         )
     _save(store, path, split, {"split": pd.array(parts, dtype="string")})
     return split
+
+
+def near_duplicate_groups(store: Store) -> np.ndarray:
+    """The near-duplicate group of every image (the quality stage's), -1 for images in none or
+    when the stage has not run."""
+    ids = store.read_images([ID_COLUMN])[ID_COLUMN]
+    path = store.quality_path()
+    if store.meta(path) is None:
+        return np.full(len(ids), -1, dtype=np.int64)
+    issues = pd.read_parquet(path, columns=[ID_COLUMN, "kind", "group"])
+    return groups_by_row(issues[issues["kind"] == "near_duplicate"], ids)
+
+
+def groups_by_row(duplicates: pd.DataFrame, ids: pd.Series | np.ndarray) -> np.ndarray:
+    """The group of each image of `ids` in a near-duplicate table (`sample_id`, `group`), -1
+    for images in none."""
+    groups = np.full(len(ids), -1, dtype=np.int64)
+    rows = pd.Index(ids).get_indexer(duplicates[ID_COLUMN])
+    groups[rows[rows >= 0]] = duplicates["group"].to_numpy(dtype=np.int64)[rows >= 0]
+    return groups
+
+
+def with_groups_together(assigned: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """`assigned` (a part or a fold per image) with every member of a group (>= 0) moved to
+    where the group's first member is."""
+    assigned = assigned.copy()
+    members = np.flatnonzero(groups >= 0)
+    if not len(members):
+        return assigned
+    _, first = np.unique(groups[members], return_index=True)
+    anchor = dict(zip(groups[members[first]], assigned[members[first]], strict=True))
+    assigned[members] = [anchor[group] for group in groups[members]]
+    return assigned
+
+
+def seen_in_training(split: Split, groups: np.ndarray) -> np.ndarray:
+    """Test images with a near-duplicate among the images their model trained on: the train
+    part, or with folds the other folds."""
+    test = split.parts == TEST
+    if split.folds is None:
+        trained = set(groups[(split.parts == TRAIN) & (groups >= 0)])
+        return test & np.isin(groups, list(trained))
+    leaked = np.zeros(len(groups), dtype=bool)
+    for group in set(groups[groups >= 0]):
+        members = np.flatnonzero(groups == group)
+        folds = split.folds[members]
+        leaked[members] = [(folds != fold).any() for fold in folds]
+    return test & leaked
 
 
 def _check_classes(split: Split) -> None:

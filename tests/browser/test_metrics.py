@@ -37,6 +37,8 @@ def test_the_metrics_view_shows_scores_a_clickable_confusion_matrix_and_classes(
     scores.wait_for()
     assert f"{metrics['accuracy']:.3f}" in scores.inner_text()
     assert f"{metrics['f1_weighted']:.3f}" in scores.inner_text()
+    assert metrics["test_with_duplicate_in_training"] == 0  # the 66 paintings have no copies
+    assert "No test image has a near-duplicate in training" in scores.inner_text()
     classes = page.locator(".fse-per-class tr")
     assert classes.count() == len(metrics["per_class"]) + 1  # and the header
     page.locator(".fse-confusion canvas").first.wait_for(state="visible")
