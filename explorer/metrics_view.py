@@ -179,7 +179,7 @@ def scores_html(model: str, target: str, metrics: dict[str, Any]) -> str:
 def leak_note(metrics: dict[str, Any]) -> str:
     """How many test images had a near-duplicate among the images their model trained on."""
     leaked = metrics.get("test_with_duplicate_in_training")
-    if leaked is None:  # a run scored before the count existed
+    if leaked is None:  # unknown: the quality stage had not run, or the run predates the count
         return ""
     if not leaked:
         return (" <span class='fse-leaks'>No test image has a near-duplicate in training."

@@ -157,8 +157,9 @@ def write_predictions(
     metrics = classification_metrics(split.labels[test], predicted[test])
     metrics["too_small"] = split.too_small
     metrics["folds"] = split.fold_count
-    metrics["test_with_duplicate_in_training"] = int(
-        seen_in_training(split, near_duplicate_groups(store)).sum())
+    groups = near_duplicate_groups(store)  # None (unknown) before the quality stage has run
+    metrics["test_with_duplicate_in_training"] = (
+        None if groups is None else int(seen_in_training(split, groups).sum()))
     if split.folds is not None:
         per_fold = [classification_metrics(split.labels[test & (split.folds == fold)],
                                            predicted[test & (split.folds == fold)])

@@ -124,8 +124,9 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
     `groups` (a near-duplicate group per image, -1 for none; default: the quality stage's)
     are kept in one part unless `near_duplicates = "anywhere"`."""
     labels = target_labels(store, config.target)
-    if groups is None:
+    if groups is None:  # none known before the quality stage has run: no group to keep
         groups = near_duplicate_groups(store)
+        groups = np.full(len(labels), -1, dtype=np.int64) if groups is None else groups
     together = config.near_duplicates == "together"
     recipe = {
         "target": config.target,
@@ -178,13 +179,13 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
     return split
 
 
-def near_duplicate_groups(store: Store) -> np.ndarray:
-    """The near-duplicate group of every image (the quality stage's), -1 for images in none or
-    when the stage has not run."""
-    ids = store.read_images([ID_COLUMN])[ID_COLUMN]
+def near_duplicate_groups(store: Store) -> np.ndarray | None:
+    """The near-duplicate group of every image (the quality stage's), -1 for images in none;
+    None when the stage has not run (nothing is known)."""
     path = store.quality_path()
     if store.meta(path) is None:
-        return np.full(len(ids), -1, dtype=np.int64)
+        return None
+    ids = store.read_images([ID_COLUMN])[ID_COLUMN]
     issues = pd.read_parquet(path, columns=[ID_COLUMN, "kind", "group"])
     return groups_by_row(issues[issues["kind"] == "near_duplicate"], ids)
 
