@@ -8,6 +8,7 @@ from tornado.ioloop import IOLoop
 
 from explorer.location import dask_scheduler, store_root
 from explorer.server_safety import (
+    drop_messages_of_closed_connections,
     quiet_closed_connections,
     release_freed_memory,
     restrict_component_route,
@@ -24,6 +25,7 @@ def on_server_loaded(server_context) -> None:
     ready for ... in N s") join the server's log."""
     restrict_component_route()
     quiet_closed_connections(IOLoop.current().asyncio_loop)
+    drop_messages_of_closed_connections()
     logging.getLogger("explorer").setLevel(logging.INFO)
     root = store_root(ARGS)
     threading.Thread(target=warm_up, args=(root, dask_scheduler(ARGS)), name="fse-warm-up",

@@ -3,11 +3,13 @@ loads nothing from outside the explorer's own server."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 from urllib.parse import urlparse
 
 import pytest
 
+from explorer.server_safety import drop_messages_of_closed_connections
 from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import panel_server
 from tests.helpers import sample_paintings
@@ -78,3 +80,25 @@ def test_a_session_requests_nothing_outside_the_server(served_store, built_store
     assert any(url.startswith(served_store) for url in requested), requested
     foreign = [url for url in requested if not same_origin(url, served_store)]
     assert foreign == [], f"requests outside {served_store}: {foreign}"
+
+
+def test_a_message_after_the_session_was_let_go_is_dropped_not_raised():
+    """Bokeh detaches a closed connection's session; a PATCH-DOC or PULL-DOC sent just before
+    the close, or a second close, then hit `assert self._session is not None` (ten tracebacks
+    in a loaded twenty-session run). Real Bokeh objects, with the session let go as
+    `client_lost` does."""
+    from bokeh.document import Document
+    from bokeh.protocol import Protocol
+    from bokeh.server.connection import ServerConnection
+    from bokeh.server.protocol_handler import ProtocolHandler
+    from bokeh.server.session import ServerSession
+    from bokeh.server.views.ws import WSHandler
+
+    drop_messages_of_closed_connections()
+    handler = object.__new__(WSHandler)  # no socket: only the message path is exercised
+    handler.handler = ProtocolHandler()
+    handler.connection = ServerConnection(Protocol(), handler, None,
+                                          ServerSession("s", Document(), io_loop=None))
+    handler.connection.detach_session()
+    assert asyncio.run(handler._handle(Protocol().create("PULL-DOC-REQ"))) is None
+    handler.on_close()  # the socket closing a second time
