@@ -53,6 +53,12 @@ def image_tile(data: ExplorerData, row: int, caption: str) -> str:
     )
 
 
+def neighbour_tile(data: ExplorerData, row: int, similarity: float, space: SpaceKey,
+                   color_by: str) -> str:
+    """A neighbour's tile: its similarity to the query and its colour-by value."""
+    return image_tile(data, row, f"{similarity:.3f} · {data.describe(row, space)[color_by]}")
+
+
 def placeholder(text: str) -> str:
     """A grey line of guidance where a panel has nothing to show yet."""
     return f"<div class='fse-placeholder'>{html.escape(text)}</div>"

@@ -8,7 +8,7 @@ import numpy as np
 import panel as pn
 import param
 
-from explorer.cards import image_card, image_tile, placeholder
+from explorer.cards import image_card, neighbour_tile, placeholder
 from explorer.data import ExplorerData
 from explorer.state import NO_ROWS, ExplorerState
 from precompute.store import SpaceKey
@@ -63,7 +63,7 @@ class NeighboursPanel(pn.viewable.Viewer):
             button = pn.widgets.Button(label="neighbours", color="light", width=112,
                                        css_classes=["fse-refocus"])
             button.on_click(lambda _event, row=int(row): setattr(self.state, "focus", row))
-            caption = f"{similarity:.3f} · {self.data.describe(row, key)[color_by]}"
-            tiles.append(pn.Column(pn.pane.HTML(image_tile(self.data, row, caption)), button,
+            tile = neighbour_tile(self.data, row, similarity, key, color_by)
+            tiles.append(pn.Column(pn.pane.HTML(tile), button,
                                    css_classes=["fse-neighbour"], width=124))
         return pn.FlexBox(*tiles, sizing_mode="stretch_width", css_classes=["fse-neighbours"])

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import panel as pn
 
-from explorer.cards import image_tile, placeholder
+from explorer.cards import neighbour_tile, placeholder
 from explorer.data import ExplorerData
 from explorer.model_work import off_event_loop, query_model
 from explorer.state import ExplorerState
@@ -92,8 +92,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             return
         result.object = _summary(data, state, name, image, model, probabilities, rows)
         grid.objects = [
-            pn.pane.HTML(image_tile(data, row, f"{similarity:.3f} · "
-                                    f"{data.describe(row, space)[state.color_by]}"))
+            pn.pane.HTML(neighbour_tile(data, row, similarity, space, state.color_by))
             for row, similarity in zip(rows, similarities, strict=True)
         ]
 

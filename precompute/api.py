@@ -51,12 +51,19 @@ def build(source: pd.DataFrame | str | Path, *, store: str | Path,
     if unknown:
         raise ConfigError(f"build(): unknown section(s) {', '.join(unknown)}; the sections "
                           f"are {', '.join(SECTIONS)}")
-    target = Store.create(store)
-    if isinstance(source, pd.DataFrame):
-        sections = _manifest_settings(source, target, image_column, root)
+    wrong = sorted(set(stages or ()) - set(STAGES))
+    if wrong:
+        raise ConfigError(f"build(): unknown stage(s) {', '.join(wrong)}; the stages are "
+                          f"{', '.join(STAGES)}")
+    manifest = Path(store) / SOURCE_TABLE
+    if isinstance(source, pd.DataFrame):  # settings are checked before the store is made
+        table, sections = _manifest(source, manifest, image_column, root)
         config = RunConfig.from_dict(_merged(sections, settings), source="build()")
     else:
         config = _overridden(load_config(source), settings)
+    target = Store.create(store)
+    if isinstance(source, pd.DataFrame):
+        target.write_table(manifest, table)
     target.record_writer()
     write_json(target.config_path, config.to_dict())
     cache_numba_kernels()
@@ -156,19 +163,19 @@ def _key(space: Space) -> SpaceKey:
     return space if isinstance(space, SpaceKey) else SpaceKey.parse(space)
 
 
-def _manifest_settings(frame: pd.DataFrame, store: Store, image_column: str,
-                       root: str | Path | None) -> dict[str, dict[str, Any]]:
-    """The dataset section for a DataFrame saved as the store's manifest."""
+def _manifest(frame: pd.DataFrame, manifest: Path, image_column: str,
+              root: str | Path | None) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The DataFrame as the store's manifest (paths relative to the dataset folder), and the
+    dataset section that reads it from `manifest`."""
     if image_column not in frame.columns:
         raise ConfigError(f"build(): the DataFrame has no column {image_column!r} (its columns: "
                           f"{', '.join(map(str, frame.columns))}); pass image_column=")
     folder = Path(root) if root is not None else _common_folder(frame[image_column])
     table = frame.reset_index(drop=True).astype("string")
     table[image_column] = table[image_column].map(lambda path: _relative(path, folder))
-    manifest = store.root / SOURCE_TABLE
-    store.write_table(manifest, table)
-    return {"dataset": {"root": str(folder.resolve()), "manifest": str(manifest.resolve()),
-                        "path_column": image_column}}
+    return table, {"dataset": {"root": str(folder.resolve()),
+                               "manifest": str(manifest.resolve()),
+                               "path_column": image_column}}
 
 
 def _common_folder(paths: pd.Series) -> Path:

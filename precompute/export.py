@@ -63,7 +63,10 @@ def export_store(store: Store, format: str, out: Path, spaces: list[str] | None 
     if format not in FORMATS:
         raise ConfigError(f"export format {format!r} is unknown; use one of {', '.join(FORMATS)}")
     keys = _chosen_spaces(store, spaces)
-    rows = _chosen_rows(len(store.read_images([ID_COLUMN])), sample)
+    count = len(store.read_images([ID_COLUMN]))
+    for key in keys:  # every space checked before any file is written
+        _check_points(store, key, count)
+    rows = _chosen_rows(count, sample)
     if format == "projector" and len(rows) > PROJECTOR_MAX_IMAGES:
         raise ConfigError(
             f"{store.root} holds {len(rows):,} images; the Embedding Projector export takes at "
@@ -88,15 +91,28 @@ def space_table(store: Store, space: SpaceKey, images: pd.DataFrame,
                 rows: np.ndarray) -> pd.DataFrame:
     """The images (already cut to `rows`) with the space's map coordinates and clusters."""
     path = store.points_path(space)
-    if not path.exists():
-        raise ConfigError(f"{store.root} has no maps of {space} yet; run `precompute project "
-                          f"--store {store.root}` before exporting")
     points = pd.read_parquet(path)
     if not points[ID_COLUMN].iloc[rows].reset_index(drop=True).equals(images[ID_COLUMN]):
         raise ConfigError(f"{path} is out of date; run `precompute "
                           f"project --store {store.root}` before exporting")
     coordinates = points.iloc[rows].drop(columns=[ID_COLUMN]).reset_index(drop=True)
+    clash = sorted(set(images.columns) & (set(coordinates.columns) | {VECTOR_COLUMN}))
+    if clash:
+        raise ConfigError(f"attribute(s) {', '.join(clash)} of {store.root} have the names of "
+                          "the export's own columns (map coordinates, cluster, vector); rename "
+                          "them in the dataset, or leave them out with [dataset] ignore_columns")
     return pd.concat([images, coordinates], axis=1)
+
+
+def _check_points(store: Store, space: SpaceKey, count: int) -> None:
+    """Refuse a space whose points.parquet is missing or not of the store's images."""
+    path = store.points_path(space)
+    if not path.exists():
+        raise ConfigError(f"{store.root} has no maps of {space} yet; run `precompute project "
+                          f"--store {store.root}` before exporting")
+    if pq.ParquetFile(path).metadata.num_rows != count:
+        raise ConfigError(f"{path} is out of date; run `precompute project --store "
+                          f"{store.root}` before exporting")
 
 
 def _write_table(store: Store, space: SpaceKey, images: pd.DataFrame, rows: np.ndarray,

@@ -38,7 +38,7 @@ def test_the_example_notebook_runs_on_the_test_store(built_store, small_tree, mo
     assert "efficientnet_lite0/finetuned-style-head" in outputs(code[2])
     by_layer = outputs(code[3])
     assert "artist" in by_layer and "style" in by_layer and "pretrained/_blocks.3" in by_layer
-    built = outputs(code[-1])
+    built = outputs(code[-2])  # the last cell removes that store
     assert "ingest: 16 images accepted, 0 rejected" in built
     assert str(small_tree) not in built  # paths kept relative to the dataset folder
 
@@ -77,13 +77,16 @@ def open_store_images(tree: Path) -> pd.DataFrame:
     ({"trian": {"target": "style"}}, "unknown section(s) trian"),
     ({"train": "style"}, "train= takes a dict of settings"),
     ({"embed": {"batch_size": "sixteen"}}, "batch_size = 'sixteen'"),
+    ({"stages": ["ingest", "embeds"]}, "unknown stage(s) embeds"),
 ])
-def test_bad_arguments_to_build_get_one_clear_error(small_tree, tmp_path, arguments, message):
-    with pytest.raises(ConfigError, match=None) as raised:
+def test_bad_arguments_to_build_get_one_clear_error_and_no_store(small_tree, tmp_path,
+                                                                 arguments, message):
+    with pytest.raises(ConfigError) as raised:
         build(open_store_images(small_tree), store=tmp_path / "store",
               **{"image_column": "file", **arguments})
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+    assert not (tmp_path / "store").exists()  # checked before anything is written
 
 
 def test_open_store_refuses_a_folder_that_is_not_a_store(tmp_path):

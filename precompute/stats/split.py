@@ -14,7 +14,8 @@ spread over the folds too, so each is embedded by one fold's model.
 
 Near-duplicates (the quality stage's groups) are kept in one part or fold by default
 (`[train] near_duplicates = "together"`): a copy of a test image in training would flatter
-every score.
+every score. (A fold's validation share, drawn from its training folds for early stopping, is
+drawn image by image.)
 """
 
 from __future__ import annotations
@@ -201,30 +202,30 @@ def groups_by_row(duplicates: pd.DataFrame, ids: pd.Series | np.ndarray) -> np.n
 
 def with_groups_together(assigned: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """`assigned` (a part or a fold per image) with every member of a group (>= 0) moved to
-    where the group's first member is."""
+    one place: the training part if any member is there (so no class loses a training image),
+    else where the group's first member is."""
     assigned = assigned.copy()
     members = np.flatnonzero(groups >= 0)
     if not len(members):
         return assigned
-    _, first = np.unique(groups[members], return_index=True)
-    anchor = dict(zip(groups[members[first]], assigned[members[first]], strict=True))
-    assigned[members] = [anchor[group] for group in groups[members]]
+    frame = pd.DataFrame({"group": groups[members], "where": assigned[members]})
+    anchor = frame.groupby("group")["where"].first()
+    if assigned.dtype == object:  # parts: a group with a training member trains
+        anchor[frame.loc[frame["where"] == TRAIN, "group"].unique()] = TRAIN
+    assigned[members] = anchor.loc[frame["group"]].to_numpy()
     return assigned
 
 
 def seen_in_training(split: Split, groups: np.ndarray) -> np.ndarray:
-    """Test images with a near-duplicate among the images their model trained on: the train
-    part, or with folds the other folds."""
+    """Test images with a near-duplicate among the labelled images their model learned from:
+    the train part, or with folds the other folds."""
     test = split.parts == TEST
+    labelled = (groups >= 0) & (split.parts != UNLABELLED)
     if split.folds is None:
-        trained = set(groups[(split.parts == TRAIN) & (groups >= 0)])
-        return test & np.isin(groups, list(trained))
-    leaked = np.zeros(len(groups), dtype=bool)
-    for group in set(groups[groups >= 0]):
-        members = np.flatnonzero(groups == group)
-        folds = split.folds[members]
-        leaked[members] = [(folds != fold).any() for fold in folds]
-    return test & leaked
+        trained = np.unique(groups[labelled & (split.parts == TRAIN)])
+        return test & np.isin(groups, trained)
+    folds = pd.Series(split.folds[labelled]).groupby(groups[labelled]).nunique()
+    return test & np.isin(groups, folds.index[folds > 1].to_numpy())
 
 
 def _check_classes(split: Split) -> None:
