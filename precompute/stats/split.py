@@ -162,7 +162,13 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
         labels, config.val_fraction, config.test_fraction, config.seed
     )
     if together:
-        parts = with_groups_together(parts, np.where(parts == UNLABELLED, -1, groups))
+        grouped = with_groups_together(parts, np.where(parts == UNLABELLED, -1, groups))
+        if (grouped == VAL).any() and (grouped == TEST).any():
+            parts = grouped
+        else:
+            log.warning("[train] target %r: keeping near-duplicates together would leave no "
+                        "validation or test image, so they are split one by one",
+                        config.target)
     split = Split(config.target, labels, parts, too_small, recipe)
     _check_classes(split)
     counts = _counts(split)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import pytest
@@ -100,5 +101,7 @@ def test_a_message_after_the_session_was_let_go_is_dropped_not_raised():
     handler.connection = ServerConnection(Protocol(), handler, None,
                                           ServerSession("s", Document(), io_loop=None))
     handler.connection.detach_session()
-    assert asyncio.run(handler._handle(Protocol().create("PULL-DOC-REQ"))) is None
+    message = Protocol().create("PULL-DOC-REQ")
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own: Playwright's runs in this one
+        assert thread.submit(asyncio.run, handler._handle(message)).result() is None
     handler.on_close()  # the socket closing a second time
