@@ -9,8 +9,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import panel as pn
+
 from explorer.bounded_cache import BoundedCache
+from explorer.cards import placeholder
 from explorer.data import ExplorerData
+from precompute.extras import needs_pipeline, pipeline_missing
 from precompute.store import SpaceKey
 
 T = TypeVar("T")
@@ -34,3 +38,13 @@ def query_model(data: ExplorerData, space: SpaceKey):
         return load_query_model(data.store, space)
 
     return _models.get((str(data.store.root), space), load)
+
+
+def pipeline_notice(what: str, css_class: str) -> pn.Column | None:
+    """Without the pipeline extra (torch), a line in place of a panel saying that `what` needs
+    it and how to install it; None when it is installed."""
+    missing = pipeline_missing()
+    if not missing:
+        return None
+    return pn.Column(pn.pane.HTML(placeholder(needs_pipeline(what, missing)),
+                                  css_classes=[css_class]), sizing_mode="stretch_width")

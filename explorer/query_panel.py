@@ -15,10 +15,9 @@ import panel as pn
 
 from explorer.cards import neighbour_tile, placeholder
 from explorer.data import ExplorerData
-from explorer.model_work import off_event_loop, query_model
+from explorer.model_work import off_event_loop, pipeline_notice, query_model
 from explorer.state import ExplorerState
 from precompute.errors import StoreError
-from precompute.extras import needs_pipeline, pipeline_missing
 from precompute.store import SpaceKey
 
 log = logging.getLogger(__name__)
@@ -45,11 +44,9 @@ def decode_upload(data: ExplorerData, payload: bytes):
 def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
     """An upload box; the label, the neighbours and a marker on the map for the upload. Without
     the pipeline extra (torch), a line saying how to install it instead."""
-    missing = pipeline_missing()
-    if missing:
-        return pn.Column(pn.pane.HTML(_message(needs_pipeline("Querying an image", missing)),
-                                      css_classes=["fse-query-result"]),
-                         sizing_mode="stretch_width")
+    notice = pipeline_notice("Querying an image", "fse-query-result")
+    if notice:
+        return notice
     dropper = pn.widgets.FileDropper(
         accepted_filetypes=["image/*"], max_file_size=f"{MAX_UPLOAD_MB}MB", multiple=False,
         css_classes=["fse-upload"], sizing_mode="stretch_width", height=140,

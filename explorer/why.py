@@ -17,9 +17,8 @@ from PIL import Image
 
 from explorer.cards import placeholder
 from explorer.data import ExplorerData
-from explorer.model_work import off_event_loop, query_model
+from explorer.model_work import off_event_loop, pipeline_notice, query_model
 from explorer.state import ExplorerState
-from precompute.extras import needs_pipeline, pipeline_missing
 from precompute.store import PATH_COLUMN, SpaceKey
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,9 @@ class WhyPanel(pn.viewable.Viewer):
     explanation = param.String(default="", doc="HTML: the heatmap card, or what is happening")
 
     def __panel__(self) -> pn.viewable.Viewable:
-        missing = pipeline_missing()
-        if missing:
-            return pn.Column(pn.pane.HTML(placeholder(needs_pipeline("Grad-CAM", missing)),
-                                          css_classes=["fse-why-result"]),
-                             sizing_mode="stretch_width")
+        notice = pipeline_notice("Grad-CAM", "fse-why-result")
+        if notice:
+            return notice
         button = pn.widgets.Button(
             label="Why this label? (Grad-CAM)", color="primary", variant="outline",
             css_classes=["fse-why"],
