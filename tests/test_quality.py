@@ -194,7 +194,8 @@ def test_together_keeps_every_copy_with_its_original_and_no_test_image_leaks(inj
     groups = near_duplicate_groups(copied)
     row_of = {id_: row for row, id_ in enumerate(copied.read_images([ID_COLUMN])[ID_COLUMN])}
     anywhere = ensure_split(copied, TrainConfig(target="style", near_duplicates="anywhere"))
-    leaked = seen_in_training(anywhere, groups)
+    assert np.array_equal(anywhere.groups, groups)  # the quality stage's groups ride along
+    leaked = seen_in_training(anywhere)
     issues = pd.read_parquet(copied.quality_path())
     leaks = issues[(issues["kind"] == SPLIT_LEAK) & (issues["given"] == "test")]
     assert leaked.sum() == len(leaks)
@@ -207,4 +208,4 @@ def test_together_keeps_every_copy_with_its_original_and_no_test_image_leaks(inj
         where = split.parts if folds == 1 else split.folds
         for copy, original in copies.items():
             assert where[row_of[sample_id(copy)]] == where[row_of[sample_id(original)]], copy
-        assert not seen_in_training(split, groups).any()
+        assert not seen_in_training(split).any()

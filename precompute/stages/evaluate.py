@@ -19,13 +19,7 @@ from sklearn.utils.multiclass import unique_labels
 
 from precompute.errors import StoreError
 from precompute.nn.features import PENULTIMATE
-from precompute.stats.split import (
-    TEST,
-    UNLABELLED,
-    Split,
-    near_duplicate_groups,
-    seen_in_training,
-)
+from precompute.stats.split import TEST, UNLABELLED, Split, seen_in_training
 from precompute.store import ID_COLUMN, SpaceKey, Store
 
 
@@ -157,9 +151,8 @@ def write_predictions(
     metrics = classification_metrics(split.labels[test], predicted[test])
     metrics["too_small"] = split.too_small
     metrics["folds"] = split.fold_count
-    groups = near_duplicate_groups(store)  # None (unknown) before the quality stage has run
-    metrics["test_with_duplicate_in_training"] = (
-        None if groups is None else int(seen_in_training(split, groups).sum()))
+    metrics["test_with_duplicate_in_training"] = (  # None: unknown, no quality stage yet
+        None if split.groups is None else int(seen_in_training(split).sum()))
     if split.folds is not None:
         per_fold = [classification_metrics(split.labels[test & (split.folds == fold)],
                                            predicted[test & (split.folds == fold)])

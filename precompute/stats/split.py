@@ -47,6 +47,8 @@ class Split:
     too_small: list[str]  # classes with fewer than MIN_SPLITTABLE images: training only
     recipe: dict
     folds: np.ndarray | None = None  # with k folds: the fold (1 … k) of every image
+    # the near-duplicate group of every image (-1: none); None before the quality stage ran
+    groups: np.ndarray | None = None
 
     @property
     def fold_count(self) -> int:
@@ -70,7 +72,7 @@ class Split:
                 f"{'validation' if (parts == TEST).any() else 'test'} image; use fewer folds "
                 "or a target with larger classes")
         return Split(self.target, self.labels, parts, self.too_small,
-                     {**self.recipe, "fold": number})
+                     {**self.recipe, "fold": number}, groups=self.groups)
 
     @property
     def classes(self) -> list[str]:
@@ -125,9 +127,9 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
     `groups` (a near-duplicate group per image, -1 for none; default: the quality stage's)
     are kept in one part unless `near_duplicates = "anywhere"`."""
     labels = target_labels(store, config.target)
-    if groups is None:  # none known before the quality stage has run: no group to keep
-        groups = near_duplicate_groups(store)
-        groups = np.full(len(labels), -1, dtype=np.int64) if groups is None else groups
+    known = near_duplicate_groups(store) if groups is None else groups
+    # none known before the quality stage has run: no group to keep
+    groups = np.full(len(labels), -1, dtype=np.int64) if known is None else known
     together = config.near_duplicates == "together"
     recipe = {
         "target": config.target,
@@ -145,14 +147,14 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
         table = pd.read_parquet(path)
         folds = table["fold"].to_numpy() if "fold" in table else None
         return Split(config.target, labels, table["split"].to_numpy(dtype=object),
-                     meta["too_small"], recipe, folds)
+                     meta["too_small"], recipe, folds, known)
 
     if config.folds > 1:
         parts = np.where(labels == MISSING, UNLABELLED, TEST).astype(object)
         too_small: list[str] = []
         folds = stratified_folds(labels, config.folds, config.seed)
         split = Split(config.target, labels, parts, too_small, recipe,
-                      with_groups_together(folds, groups) if together else folds)
+                      with_groups_together(folds, groups) if together else folds, known)
         _check_classes(split)
         table = {"split": pd.array(parts, dtype="string"), "fold": split.folds}
         _save(store, path, split, table)
@@ -169,7 +171,7 @@ def ensure_split(store: Store, config: TrainConfig, force: bool = False,
             log.warning("[train] target %r: keeping near-duplicates together would leave no "
                         "validation or test image, so they are split one by one",
                         config.target)
-    split = Split(config.target, labels, parts, too_small, recipe)
+    split = Split(config.target, labels, parts, too_small, recipe, groups=known)
     _check_classes(split)
     counts = _counts(split)
     if not counts[VAL] or not counts[TEST]:
@@ -222,10 +224,11 @@ def with_groups_together(assigned: np.ndarray, groups: np.ndarray) -> np.ndarray
     return assigned
 
 
-def seen_in_training(split: Split, groups: np.ndarray) -> np.ndarray:
-    """Test images with a near-duplicate among the labelled images their model learned from:
-    the train part, or with folds the other folds."""
-    test = split.parts == TEST
+def seen_in_training(split: Split) -> np.ndarray:
+    """Test images with a near-duplicate (by `split.groups`, which must be known) among the
+    labelled images their model learned from: the train part, or with folds the other
+    folds."""
+    test, groups = split.parts == TEST, split.groups
     labelled = (groups >= 0) & (split.parts != UNLABELLED)
     if split.folds is None:
         trained = np.unique(groups[labelled & (split.parts == TRAIN)])
