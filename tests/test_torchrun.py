@@ -5,11 +5,13 @@ DistributedDataParallel replicas in every process."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from precompute.cli import main
 from precompute.config import EmbedConfig, ModelConfig
@@ -31,14 +33,23 @@ def torchrun(processes: int, *arguments: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_sharded_embedding_and_merge_equal_single_process_embedding(small_tree, built_store,
-                                                                    tmp_path):
-    config = write_config(tmp_path / "config.toml", small_tree, batch_size=8)
-    store_dir = tmp_path / "store"
+@pytest.fixture(scope="module")
+def sharded_build(small_tree: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> tuple[Path, Path]:
+    """A store ingested and embedded by two torchrun processes, and its config (which also
+    holds a training section, for the training test)."""
+    work = tmp_path_factory.mktemp("torchrun")
+    config = write_config(work / "config.toml", small_tree, batch_size=8, extra=HEAD_TRAINING)
+    store_dir = work / "store"
     for stage in ("ingest", "embed"):
         run = torchrun(2, "-q", stage, "--config", str(config), "--store", str(store_dir))
         assert run.returncode == 0, run.stderr[-3000:]
+    return store_dir, config
 
+
+def test_sharded_embedding_and_merge_equal_single_process_embedding(sharded_build,
+                                                                    built_store):
+    store_dir, _ = sharded_build
     sharded, single = Store.open(store_dir), Store.open(built_store)
     assert sharded.read_images([ID_COLUMN]).equals(single.read_images([ID_COLUMN]))
     assert [s.layer for s in sharded.spaces()] == LAYERS
@@ -75,13 +86,10 @@ def test_info_lists_the_parts_waiting_for_their_merge(small_tree, tmp_path):
     ]
 
 
-def test_training_under_torchrun_trains_one_model_in_both_processes(small_tree, tmp_path):
-    config = write_config(tmp_path / "config.toml", small_tree, batch_size=8,
-                          extra=HEAD_TRAINING)
-    store_dir = tmp_path / "store"
-    for stage in ("ingest", "embed", "train"):
-        run = torchrun(2, stage, "--config", str(config), "--store", str(store_dir))
-        assert run.returncode == 0, run.stderr[-3000:]
+def test_training_under_torchrun_trains_one_model_in_both_processes(sharded_build, tmp_path):
+    store_dir = Path(shutil.copytree(sharded_build[0], tmp_path / "store"))
+    run = torchrun(2, "train", "--config", str(sharded_build[1]), "--store", str(store_dir))
+    assert run.returncode == 0, run.stderr[-3000:]
     # Both processes trained (each reports its own line), for the same number of epochs:
     # they took the same early-stopping decisions.
     trained = [line for line in run.stdout.splitlines() if line.startswith("train ")]
