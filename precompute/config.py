@@ -277,7 +277,10 @@ class QualityConfig:
     # backbone/run/layer; "" = the first backbone's pretrained/penultimate
     space: Annotated[str, Field(pattern=r"^([^/]+/[^/]+/[^/]+)?$")] = ""
     # cosine similarity from which two images count as near-duplicates (docs/results.md)
-    duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
+    duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.825
+    # a similar pair counts as copies only if its pixels agree: the same layout in the same
+    # colours (precompute/stats/pixels.py); false: the similarity alone decides
+    duplicate_pixels: bool = True
     neighbours: Count = 10  # neighbours searched per image (duplicates, outliers, label votes)
     attributes: Names = field(default_factory=list)  # label checks; default: every categorical
     # out_of_fold: probabilities of a cross-validated linear probe; neighbours: their labels;

@@ -15,6 +15,7 @@ from PIL import Image
 
 from precompute.cli import main
 from precompute.config import TrainConfig
+from precompute.stats.pixels import pixel_difference, same_picture, signature
 from precompute.stats.quality_checks import issue_table, label_issues, split_leaks
 from precompute.stats.split import ensure_split, near_duplicate_groups, seen_in_training
 from precompute.store import (
@@ -160,6 +161,27 @@ def test_an_interrupted_quality_run_keeps_its_neighbour_search(injected):
     assert main(["-q", "quality", "--store", str(store.root)]) == 0
     assert neighbours.stat().st_mtime_ns == redone  # the finished search was not redone
     assert store.meta(store.quality_path()) is not None
+
+
+def test_pixels_tell_copies_from_look_alikes_and_ignore_blank_canvases(small_tree):
+    paintings = sorted(small_tree.rglob("*.jpg"))[:24]
+    signatures = [signature(Image.open(p)) for p in paintings]
+    for painting, own in zip(paintings, signatures, strict=True):
+        for kind in range(3):  # re-encoded, resized, cropped
+            copy = signature(Image.open(io.BytesIO(near_copy(painting, kind))))
+            assert same_picture(own, copy), (painting, kind, pixel_difference(own, copy))
+    assert not any(same_picture(a, b) for i, a in enumerate(signatures)
+                   for b in signatures[i + 1:])
+    painting = Image.open(paintings[0]).convert("RGB")
+    other_ink = Image.merge("RGB", painting.split()[::-1])  # the same layout, other colours
+    assert not same_picture(signature(painting), signature(other_ink))
+    rng = np.random.default_rng(0)
+    pale, paler = (Image.fromarray((tint + rng.integers(0, 3, (224, 224))).astype(np.uint8))
+                   for tint in (232, 236))  # two blank canvases, no layout to compare
+    buffer = io.BytesIO()
+    pale.save(buffer, format="JPEG", quality=50)
+    assert same_picture(signature(pale), signature(Image.open(buffer)))
+    assert not same_picture(signature(pale), signature(paler))
 
 
 def test_confident_learning_flags_a_label_its_probabilities_contradict():

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from precompute.config import RunConfig
 from precompute.errors import ConfigError
+from precompute.images import DecodeOptions, ImageRejected, open_rgb
+from precompute.stats.pixels import SIDE, same_picture, signature
 from precompute.stats.quality_checks import (
     conflicting_duplicates,
     issue_table,
@@ -26,6 +29,7 @@ from precompute.stats.quality_checks import (
     neighbour_probabilities,
     out_of_fold_probabilities,
     outliers,
+    similar_pairs,
     split_leaks,
 )
 from precompute.stats.vectors import NORMALISE_CHUNK, normalised_chunks
@@ -33,6 +37,7 @@ from precompute.store import (
     CATEGORICAL,
     ID_COLUMN,
     MISSING,
+    PATH_COLUMN,
     PENULTIMATE,
     PRETRAINED,
     QUALITY_KINDS,
@@ -112,7 +117,9 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
     run_index(store, config.index, spaces=[space])  # the index stage will find it up to date
     ids = table[ID_COLUMN].to_numpy()
     neighbours, similarities = _neighbours(store, space, quality.neighbours, recipe, force)
-    duplicates = near_duplicates(ids, neighbours, similarities, quality.duplicate_similarity)
+    pairs = similar_pairs(neighbours, similarities, quality.duplicate_similarity)
+    duplicates = near_duplicates(ids, *(same_pixels(store, pairs) if quality.duplicate_pixels
+                                        else pairs))
     found = [duplicates]
     if target:
         split = ensure_split(store, config.train, groups=groups_by_row(duplicates, ids))
@@ -162,6 +169,31 @@ def _neighbours(store: Store, space: SpaceKey, k: int, recipe: dict, force: bool
         np.savez(handle, rows=rows, similarities=similarities)
     store.commit(path, part_recipe, chunk=NORMALISE_CHUNK)
     return rows, similarities
+
+
+def same_pixels(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs whose images show the same picture in their pixels (precompute/stats/pixels.py):
+    copies of one picture, not two pictures the network sees as alike."""
+    first, second, scores = pairs
+    if not len(first):
+        return pairs
+    meta = store.images_meta()
+    rows = np.unique(np.concatenate([first, second]))
+    paths = store.read_images([PATH_COLUMN])[PATH_COLUMN].to_numpy()[rows]
+    options = DecodeOptions(**meta["decode"])
+    signatures = {}
+    for row, path in zip(rows, paths, strict=True):
+        try:
+            signatures[row] = signature(open_rgb(Path(meta["root"]) / path, options,
+                                                 draft_size=4 * SIDE))
+        except ImageRejected:  # changed since ingestion: nothing to confirm its pairs with
+            signatures[row] = None
+    same = np.array([signatures[a] is not None and signatures[b] is not None
+                     and same_picture(signatures[a], signatures[b])
+                     for a, b in zip(first, second, strict=True)])
+    log.info("quality: %d of %d similar pairs have the same pixels", same.sum(), len(same))
+    return first[same], second[same], scores[same]
 
 
 def _label_check(store: Store, space: SpaceKey, table: pd.DataFrame, attribute: str,

@@ -34,25 +34,33 @@ def issue_table(rows: list[dict]) -> pd.DataFrame:
                          "suggested": "string", "group": "Int64"})
 
 
-def near_duplicates(ids: np.ndarray, neighbours: np.ndarray, similarities: np.ndarray,
-                    threshold: float) -> pd.DataFrame:
-    """Images with a neighbour at cosine similarity ≥ `threshold`, grouped (connected pairs form
-    one group): one row each, scored by its highest similarity within the group, with that
-    most similar member as `related_sample_id`. `neighbours`/`similarities` are each row's
-    nearest rows (itself excluded), most similar first."""
+def similar_pairs(neighbours: np.ndarray, similarities: np.ndarray, threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each unordered pair of rows at cosine similarity ≥ `threshold`, once: (first rows,
+    second rows, similarities). `neighbours`/`similarities` are each row's nearest rows (itself
+    excluded), most similar first; -1 marks a missing neighbour."""
     rows, columns = np.nonzero(similarities >= threshold)
     partner, scores = neighbours[rows, columns], similarities[rows, columns]
     keep = partner >= 0
-    rows, partner, scores = rows[keep], partner[keep], scores[keep]
-    if not len(rows):
+    pairs = np.sort(np.stack([rows[keep], partner[keep]], axis=1), axis=1)
+    pairs, first = np.unique(pairs, axis=0, return_index=True)
+    return pairs[:, 0], pairs[:, 1], scores[keep][first]
+
+
+def near_duplicates(ids: np.ndarray, first: np.ndarray, second: np.ndarray,
+                    scores: np.ndarray) -> pd.DataFrame:
+    """Images of duplicate pairs, grouped (connected pairs form one group): one row each, scored
+    by its highest similarity within the group, with that most similar member as
+    `related_sample_id`."""
+    if not len(first):
         return issue_table([])
     count = len(ids)
-    graph = coo_matrix((np.ones(len(rows)), (rows, partner)), shape=(count, count))
+    graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(count, count))
     _, labels = connected_components(graph, directed=False)
-    members = np.unique(np.concatenate([rows, partner]))
+    members = np.unique(np.concatenate([first, second]))
     groups = {label: number for number, label in enumerate(dict.fromkeys(labels[members]))}
     best = {}
-    for row, other, similarity in zip(rows, partner, scores, strict=True):
+    for row, other, similarity in zip(first, second, scores, strict=True):
         for a, b in ((row, other), (other, row)):
             if similarity > best.get(a, (-1.0, -1))[0]:
                 best[a] = (float(similarity), int(b))
