@@ -15,6 +15,7 @@ from explorer.access import session_allowed
 from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
+from explorer.layer_strip import STRIP_CSS
 from explorer.legend import LEGEND_CSS, Legend, legend_content, legend_values, toggled
 from explorer.location import build_hint
 from explorer.map_panel import NARROW, MapPanel
@@ -31,7 +32,7 @@ from precompute.store import PENULTIMATE, SpaceKey
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
-CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS, SEPARABILITY_CSS]
+CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS, SEPARABILITY_CSS, STRIP_CSS]
 SIDE_CSS = f"""
 :host {{ flex: 1 1 280px; max-width: 420px; height: max(420px, calc(100vh - 150px)); }}
 @media {NARROW} {{ :host {{ height: 280px; max-width: none; }} }}

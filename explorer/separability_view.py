@@ -1,6 +1,8 @@
-"""The answer to the product's question, as a heatmap: how well each layer separates each
-attribute (kNN, linear probe, silhouette; shuffled-label baselines), unconditionally or within
-the values of another attribute. Clicking a cell shows that layer coloured by that attribute."""
+"""The answer to the product's question: the layer strip (every layer of the shown model as a
+small map with its score: explorer/layer_strip.py), and a heatmap of how well each layer
+separates each attribute (kNN, linear probe, silhouette; shuffled-label baselines),
+unconditionally or within the values of another attribute. Clicking a cell or a layer shows
+that layer (coloured by that attribute) in the main map."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import panel as pn
 from explorer.cards import placeholder
 from explorer.colours import label_ink
 from explorer.data import ExplorerData
+from explorer.layer_strip import LayerStrip, strip_content
 from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
 from precompute.store import SpaceKey
@@ -27,11 +30,17 @@ SEPARABILITY_CSS = """
 
 
 def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
-    """Metric and condition selectors, the attribute × layer heatmap, the clicked cell's
-    numbers."""
+    """The layer strip; metric and condition selectors, the attribute × layer heatmap, the
+    clicked cell's numbers."""
+    strip = LayerStrip(lambda space: setattr(state, "space", space),
+                       content=pn.bind(strip_content, data, state.param.space,
+                                       state.param.method, state.param.color_by,
+                                       state.param.mask, state.param.isolated),
+                       css_classes=["fse-strip"], sizing_mode="stretch_width")
     if data.store.meta(data.store.separability_path()) is None:
-        return pn.pane.HTML(placeholder(
-            "No separability table in this store: run `precompute analyse --store DIR`."))
+        return pn.Column(strip, pn.pane.HTML(placeholder(
+            "No separability table in this store: run `precompute analyse --store DIR`.")),
+            sizing_mode="stretch_width")
     table = data.store.read_separability()
     order = [str(space) for space in data.store.spaces()]
     givens = [g for g in table["given"].unique().tolist() if g]
@@ -101,6 +110,7 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
     plot = (grid * hv.DynamicMap(pn.bind(labels, metric, condition))).opts(
         hv.opts.Overlay(hooks=[page_scrolls_over]))  # the overlay's hooks reach its figure
     return pn.Column(
+        strip,
         pn.Row(metric, condition),
         pn.pane.HoloViews(plot, sizing_mode="stretch_width", min_height=280,
                           css_classes=["fse-separability"]),

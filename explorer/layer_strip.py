@@ -1,0 +1,160 @@
+"""The layer strip, the "from which layer on" picture: every layer of the model shown as a small
+map, shallowest first, with the same method, colouring, filter and isolated values as the main
+map (the maps of one store are aligned: precompute/stats/align.py), each with its kNN
+separability of the colour-by attribute under it. Clicking a layer opens it in the main map.
+
+Each small map is rendered on the server like the main map and travels as a PNG inside the
+strip's data; the strip is built in the browser with `textContent`, like the legend.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import param
+from panel.reactive import ReactiveHTML
+from PIL import Image
+
+from explorer.data import ExplorerData
+from explorer.scatter import EXTENT, MapRequest, is_whole_map, map_image
+from explorer.state import METHOD_LABELS
+from precompute.store import SpaceKey
+
+TILE_PX = 180  # each small map's side
+KNN = "knn"  # the separability measure written under each map
+
+
+class LayerStrip(ReactiveHTML):
+    """The strip in the page, drawn from `content` (see `strip_content`); a click on a layer
+    goes to `on_pick(space)`."""
+
+    content = param.Dict(default={}, allow_refs=True, doc="what strip_content returns")
+
+    _template = """
+<div id="box" class="fse-strip-box">
+  <div id="title" class="fse-strip-title"></div>
+  <div id="tiles" class="fse-strip-tiles" onclick="${_picked}"></div>
+</div>"""
+    _scripts = {
+        "render": "self.draw()",
+        "content": "self.draw()",
+        "draw": """
+          const strip = data.content;
+          const make = (tag, cls, text) => {
+            const node = document.createElement(tag);
+            if (cls) node.className = cls;
+            if (text !== undefined) node.textContent = text;
+            return node;
+          };
+          title.textContent = strip.title || '';
+          tiles.replaceChildren();
+          for (const tile of strip.tiles || []) {
+            const button = make('button', 'fse-strip-tile' + (tile.shown ? ' fse-shown' : ''));
+            button.type = 'button';
+            button.value = tile.space;
+            const image = make('img');
+            image.src = tile.image;
+            image.alt = tile.layer;
+            button.append(image, make('span', 'fse-strip-layer', tile.layer),
+                          make('span', 'fse-strip-score', tile.score));
+            tiles.append(button);
+          }""",
+    }
+
+    def __init__(self, on_pick: Callable[[str], None], **params):
+        super().__init__(**params)
+        self._on_pick = on_pick
+
+    def _picked(self, event) -> None:
+        space = (event.data.get("target") or {}).get("value")
+        if space:  # a click between the tiles has none
+            self._on_pick(space)
+
+
+def strip_spaces(data: ExplorerData, space: SpaceKey) -> list[SpaceKey]:
+    """The layers of `space`'s backbone as pretrained, then those of its fine-tuned run when
+    `space` is one (a fine-tuned run usually embeds its penultimate layer only), each in the
+    store's order (shallowest first)."""
+    pretrained = [s for s in data.spaces if s.backbone == space.backbone and s.pretrained]
+    return pretrained + [s for s in data.spaces if s.model == space.model and not s.pretrained]
+
+
+def strip_content(data: ExplorerData, space: str, method: str, color_by: str,
+                  mask: np.ndarray | None = None, isolated: tuple[str, ...] = ()
+                  ) -> dict[str, Any]:
+    """The strip for the model of feature space `space`: per layer its small map (`method`
+    where the layer has it, else its best one), its name, and its kNN accuracy for `color_by`
+    against the shuffled-label baseline, as plain values."""
+    shown = SpaceKey.parse(space)
+    scores = _knn_scores(data, color_by)
+    tiles = []
+    for layer in strip_spaces(data, shown):
+        drawn = method if method in data.methods[layer] else data.best_method(layer)
+        request = MapRequest(str(layer), drawn, color_by, EXTENT, EXTENT, TILE_PX, TILE_PX,
+                             mask=mask, isolated=tuple(isolated), glyph_limit=0)
+        score = scores.get(str(layer))
+        tiles.append({
+            "space": str(layer), "layer": layer_name(layer), "shown": layer == shown,
+            "image": tile_png(data, request),
+            "score": "no score" if score is None
+                     else f"kNN {score[0]:.2f} (chance {score[1]:.2f})",
+        })
+    return {"title": f"Every layer of {shown.backbone}, coloured by {color_by} "
+                     f"({METHOD_LABELS.get(method, method)} where the layer has it)",
+            "tiles": tiles}
+
+
+def layer_name(space: SpaceKey) -> str:
+    """A layer's name in the strip: its run when fine-tuned, then the layer."""
+    return space.layer if space.pretrained else f"{space.run} · {space.layer}"
+
+
+def tile_png(data: ExplorerData, request: MapRequest) -> str:
+    """A data URI of the map `request` asks for, as PNG; the whole map's is made once per
+    process."""
+    if is_whole_map(request):
+        return data.derived(("strip tile", dataclasses.replace(request, selection=None)),
+                            lambda: _png(map_image(data, request)))
+    return _png(map_image(data, request))
+
+
+def _png(rgba: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _knn_scores(data: ExplorerData, attribute: str) -> dict[str, tuple[float, float]]:
+    """Each space's kNN accuracy for `attribute` over all images, with its baseline."""
+    def read() -> pd.DataFrame:
+        if data.store.meta(data.store.separability_path()) is None:
+            return pd.DataFrame(columns=["space", "attribute", "metric", "given", "value",
+                                         "baseline"])
+        return data.store.read_separability()
+
+    table = data.derived(("separability table",), read)
+    chosen = table[(table["metric"] == KNN) & (table["given"] == "")
+                   & (table["attribute"] == attribute)]
+    return {str(row.space): (float(row.value), float(row.baseline))
+            for row in chosen.itertuples()}
+
+
+STRIP_CSS = """
+.fse-strip-title { font-weight: 600; margin: 4px 0; }
+.fse-strip-tiles { display: flex; flex-wrap: wrap; gap: 8px; }
+.fse-strip-tile { display: flex; flex-direction: column; align-items: center; gap: 2px;
+  border: 1px solid #ddd; border-radius: 4px; background: #fff; padding: 4px; cursor: pointer;
+  font-family: inherit; color: inherit; }
+.fse-strip-tile:hover { border-color: #2f6690; }
+.fse-strip-tile.fse-shown { border: 2px solid #2f6690; }
+.fse-strip-tile * { pointer-events: none; }
+.fse-strip-tile img { width: 180px; height: 180px; }
+.fse-strip-layer { font-size: 13px; font-weight: 600; }
+.fse-strip-score { font-size: 12px; color: #555; font-variant-numeric: tabular-nums; }
+"""
