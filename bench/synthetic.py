@@ -7,6 +7,8 @@ stage read them like any other store.
 The 2D map is generated with the clusters (a stand-in for a UMAP layout: what rendering, hover
 and lasso are measured on); `--zero-embeddings` writes the embedding array as a sparse file of
 zeros, for sizes where only the map is measured (10M × 512 would be 10 GB of real values).
+`--layers N` adds N − 1 shallower layers before the penultimate one (for the layer strip),
+each with its own map whose clusters overlap more the shallower it is, and zero embeddings.
 """
 
 from __future__ import annotations
@@ -47,14 +49,18 @@ SAMPLE_IMAGES = REPO / "sample_data" / "wikiart"
 
 
 def make_store(root: Path, rows: int, dim: int, clusters: int = 64, seed: int = 0,
-               zero_embeddings: bool = False, index: bool = True) -> Store:
+               zero_embeddings: bool = False, index: bool = True, layers: int = 1) -> Store:
     """Write a complete synthetic store of `rows` images at `root`."""
     rng = np.random.default_rng(seed)
     store = Store.create(root)
     labels = rng.integers(0, clusters, rows).astype(np.int32)
     _write_images(store, rows, labels, rng)
-    _write_map(store, labels, clusters, rng)
-    _write_embeddings(store, labels, clusters, dim, rng, zero_embeddings)
+    _write_map(store, SPACE, labels, clusters, rng)
+    _write_embeddings(store, SPACE, labels, clusters, dim, rng, zero_embeddings)
+    for depth in range(1, layers):
+        shallower = SpaceKey(SPACE.model, f"_blocks.{depth}")
+        _write_map(store, shallower, labels, clusters, rng, mixing=float(layers - depth))
+        _write_embeddings(store, shallower, labels, clusters, dim, rng, zero=True, depth=depth)
     _write_thumbnails(store, rows)
     if index and not zero_embeddings:
         from precompute.config import IndexConfig
@@ -93,10 +99,11 @@ def _write_images(store: Store, rows: int, labels: np.ndarray, rng: np.random.Ge
     )
 
 
-def _write_map(store: Store, labels: np.ndarray, clusters: int, rng: np.random.Generator) -> None:
+def _write_map(store: Store, space: SpaceKey, labels: np.ndarray, clusters: int,
+               rng: np.random.Generator, mixing: float = 1.0) -> None:
     centres = rng.uniform(-8, 8, size=(clusters, 2)).astype(np.float32)
-    spread = rng.uniform(0.2, 0.9, size=(clusters, 2)).astype(np.float32)
-    path = store.projection_path(SPACE, METHOD)
+    spread = mixing * rng.uniform(0.2, 0.9, size=(clusters, 2)).astype(np.float32)
+    path = store.projection_path(space, METHOD)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         coords = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
@@ -110,9 +117,10 @@ def _write_map(store: Store, labels: np.ndarray, clusters: int, rng: np.random.G
     store.commit(path, {"synthetic layout": True}, count=len(labels))
 
 
-def _write_embeddings(store: Store, labels: np.ndarray, clusters: int, dim: int,
-                      rng: np.random.Generator, zero: bool) -> None:
-    path = store.embeddings_path(SPACE)
+def _write_embeddings(store: Store, space: SpaceKey, labels: np.ndarray, clusters: int,
+                      dim: int, rng: np.random.Generator, zero: bool,
+                      depth: int | None = None) -> None:
+    path = store.embeddings_path(space)
     path.parent.mkdir(parents=True, exist_ok=True)
     centres = rng.standard_normal((clusters, dim), dtype=np.float32)
     with atomic_path(path) as tmp:
@@ -126,7 +134,8 @@ def _write_embeddings(store: Store, labels: np.ndarray, clusters: int, dim: int,
         array.flush()
         del array
     store.commit(path, {"synthetic": True, "dim": dim, "zero": zero}, dim=dim,
-                 count=len(labels), backbone="synthetic", weights="none")
+                 count=len(labels), backbone="synthetic", weights="none",
+                 **({} if depth is None else {"depth": depth}))
 
 
 def _write_thumbnails(store: Store, rows: int) -> None:
@@ -158,10 +167,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--zero-embeddings", action="store_true")
     parser.add_argument("--no-index", action="store_true")
+    parser.add_argument("--layers", type=int, default=1)
     args = parser.parse_args()
     began = time.perf_counter()
     make_store(Path(args.out), args.rows, args.dim, zero_embeddings=args.zero_embeddings,
-               index=not args.no_index)
+               index=not args.no_index, layers=args.layers)
     print(f"wrote {args.rows:,} rows to {args.out} in {time.perf_counter() - began:.0f} s")
 
 
