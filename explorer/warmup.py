@@ -28,7 +28,7 @@ def warm_up(root: Path, dask: str | None = None) -> None:
     began = time.perf_counter()
     data = load_explorer_data(str(root), dask)  # as `Explorer` calls it: the same cached data
     space = default_space(data.spaces)
-    method = data.methods[space][0]
+    method = data.best_method(space)  # the map a session opens on
     kinds = {}
     for attribute in data.colour_attributes:
         kinds.setdefault(data.kinds[attribute], attribute)
