@@ -52,6 +52,12 @@ def main() -> None:
         page.screenshot(path=DOCS / "screenshot-images.png")
         page.goto(url, wait_until="networkidle")
         page.locator(".fse-legend-value").first.wait_for()
+        page.get_by_text("Layers", exact=True).click()
+        strip = page.locator(".fse-strip")
+        strip.locator(".fse-strip-tile").first.wait_for()
+        strip.scroll_into_view_if_needed()
+        page.wait_for_timeout(2_000)
+        strip.screenshot(path=DOCS / "screenshot-strip.png")
         for tab in ("Layers", "Metrics", "Quality"):
             page.get_by_text(tab, exact=True).click()
             page.locator(".fse-tabs").scroll_into_view_if_needed()

@@ -28,20 +28,32 @@ from precompute.store import SpaceKey
 
 TILE_PX = 180  # each small map's side
 KNN = "knn"  # the separability measure written under each map
+# How many pixels a point grows by in a small map, by the number of images: one spread for all
+# layers, so a layer whose points lie apart does not look sparser than one whose points overlap
+SPREAD_PX = ((2_000, 2), (20_000, 1))  # (up to this many images, pixels); beyond: none
 
 
 class LayerStrip(ReactiveHTML):
     """The strip in the page, drawn from `content` (see `strip_content`); a click on a layer
-    goes to `on_pick(space)`."""
+    goes to `on_pick(space)` and scrolls the page up to the main map, which now shows it."""
 
     content = param.Dict(default={}, allow_refs=True, doc="what strip_content returns")
+    picked = param.String(default="", doc="the space of the layer last clicked")
 
     _template = """
 <div id="box" class="fse-strip-box">
   <div id="title" class="fse-strip-title"></div>
-  <div id="tiles" class="fse-strip-tiles" onclick="${_picked}"></div>
+  <div id="tiles" class="fse-strip-tiles" onclick="${script('pick')}"></div>
 </div>"""
     _scripts = {
+        "pick": """
+          const space = event.target.value;
+          if (!space) return;  // a click between the tiles
+          data.picked = '';  // the same layer clicked twice still reaches the server
+          data.picked = space;
+          for (const scroller of [document.scrollingElement, document.getElementById('main')]) {
+            if (scroller) scroller.scrollTo({top: 0, behavior: 'smooth'});
+          }""",
         "render": "self.draw()",
         "content": "self.draw()",
         "draw": """
@@ -69,12 +81,7 @@ class LayerStrip(ReactiveHTML):
 
     def __init__(self, on_pick: Callable[[str], None], **params):
         super().__init__(**params)
-        self._on_pick = on_pick
-
-    def _picked(self, event) -> None:
-        space = (event.data.get("target") or {}).get("value")
-        if space:  # a click between the tiles has none
-            self._on_pick(space)
+        self.param.watch(lambda event: event.new and on_pick(event.new), "picked")
 
 
 def strip_spaces(data: ExplorerData, space: SpaceKey) -> list[SpaceKey]:
@@ -93,11 +100,13 @@ def strip_content(data: ExplorerData, space: str, method: str, color_by: str,
     against the shuffled-label baseline, as plain values."""
     shown = SpaceKey.parse(space)
     scores = _knn_scores(data, color_by)
+    spread = next((px for most, px in SPREAD_PX if len(data) <= most), 0)
     tiles = []
     for layer in strip_spaces(data, shown):
         drawn = method if method in data.methods[layer] else data.best_method(layer)
         request = MapRequest(str(layer), drawn, color_by, EXTENT, EXTENT, TILE_PX, TILE_PX,
-                             mask=mask, isolated=tuple(isolated), glyph_limit=0)
+                             mask=mask, isolated=tuple(isolated), glyph_limit=0,
+                             spread=spread)
         score = scores.get(str(layer))
         tiles.append({
             "space": str(layer), "layer": layer_name(layer), "shown": layer == shown,
@@ -147,14 +156,17 @@ def _knn_scores(data: ExplorerData, attribute: str) -> dict[str, tuple[float, fl
 
 STRIP_CSS = """
 .fse-strip-title { font-weight: 600; margin: 4px 0; }
-.fse-strip-tiles { display: flex; flex-wrap: wrap; gap: 8px; }
-.fse-strip-tile { display: flex; flex-direction: column; align-items: center; gap: 2px;
-  border: 1px solid #ddd; border-radius: 4px; background: #fff; padding: 4px; cursor: pointer;
-  font-family: inherit; color: inherit; }
+.fse-strip-tiles { display: flex; gap: 8px; }
+.fse-strip-tile { flex: 1 1 0; min-width: 0; max-width: 196px; display: flex;
+  flex-direction: column; align-items: center; gap: 2px; border: 1px solid #ddd;
+  border-radius: 4px; background: #fff; padding: 4px; cursor: pointer; font-family: inherit;
+  color: inherit; }
 .fse-strip-tile:hover { border-color: #2f6690; }
 .fse-strip-tile.fse-shown { border: 2px solid #2f6690; }
 .fse-strip-tile * { pointer-events: none; }
-.fse-strip-tile img { width: 180px; height: 180px; }
-.fse-strip-layer { font-size: 13px; font-weight: 600; }
-.fse-strip-score { font-size: 12px; color: #555; font-variant-numeric: tabular-nums; }
+.fse-strip-tile img { width: 100%; max-width: 180px; aspect-ratio: 1; }
+.fse-strip-layer { font-size: 13px; font-weight: 600; overflow-wrap: anywhere;
+  text-align: center; }
+.fse-strip-score { font-size: 12px; color: #555; font-variant-numeric: tabular-nums;
+  text-align: center; }
 """

@@ -57,6 +57,7 @@ class MapRequest:
     hide_filtered: bool = False
     isolated: tuple[str, ...] = ()  # values of `color_by` in colour, the rest dimmed
     glyph_limit: int = GLYPH_LIMIT
+    spread: int | None = None  # pixels each point grows by; None: as dense as the image allows
 
 
 def render_map(data: ExplorerData, request: MapRequest) -> hv.Overlay:
@@ -133,7 +134,10 @@ def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
                      alpha=FADED_ALPHA),
             selected,
         )
-    image = tf.dynspread(image, threshold=0.6, max_px=5)
+    if request.spread is None:
+        image = tf.dynspread(image, threshold=0.6, max_px=5)
+    elif request.spread:
+        image = tf.spread(image, px=request.spread, shape="circle")
     # datashader's rows run upwards in y; an RGB element's rows run downwards.
     rgba = image.data.view(np.uint8).reshape(request.height, request.width, 4)[::-1]
     rgba.flags.writeable = False  # the whole map's image is shared by every session

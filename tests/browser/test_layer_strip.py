@@ -55,11 +55,15 @@ def test_the_layer_strip_shows_every_layer_scored_and_opens_one_in_the_map(
     assert np.abs(tile_pixels(tiles.first) - tile_pixels(tiles.last)).sum() > 0
 
     first = layers[0]
+    tiles.first.evaluate("tile => tile.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    assert page.locator(".fse-map").bounding_box()["y"] < -200  # the map is scrolled away
     tiles.first.click()
     expect(page.locator(".fse-space select")).to_have_value(space_label(first))
     expect(page.locator(".fse-strip-tile.fse-shown")).to_have_attribute("value", str(first))
     page.wait_for_function(  # the link names the layer shown
         f"() => decodeURIComponent(location.search).includes({json.dumps(str(first))})")
-    explorer.page.locator(".fse-map").scroll_into_view_if_needed()
-    explorer.page.wait_for_timeout(1_500)
+    page.wait_for_timeout(1_500)
+    top = page.locator(".fse-map").bounding_box()["y"]  # scrolled up to the map
+    assert -20 <= top <= page.viewport_size["height"] / 2
     assert (np.abs(explorer.map_pixels() - before).sum(axis=2) > 0).sum() > 200
