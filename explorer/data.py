@@ -184,12 +184,12 @@ class ExplorerData:
         return self._colours.get((attribute, top, space if attribute == CLUSTER else None),
                                  colour)
 
-    def derived(self, key: tuple, make: Callable[[], T]) -> T:
+    def derived(self, key: tuple, make: Callable[[], T], keep: int = DERIVED_KEPT) -> T:
         """`make()`, computed once per process for `key` and shared by every session. Results
-        are kept by kind, the key's first item: of more than DERIVED_KEPT of one kind the least
+        are kept by kind, the key's first item: of more than `keep` of one kind the least
         recently used is dropped (they can be large at 1M rows), and one kind never drops
         another's."""
-        kind = self._derived.setdefault(key[0], BoundedCache(DERIVED_KEPT))
+        kind = self._derived.setdefault(key[0], BoundedCache(keep))
         return kind.get(key, make)
 
     def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:

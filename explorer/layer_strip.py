@@ -4,15 +4,16 @@ map (the maps of one store are aligned: precompute/stats/align.py), each with it
 separability of the colour-by attribute under it. Clicking a layer opens it in the main map.
 
 Each small map is rendered on the server like the main map and travels as a PNG inside the
-strip's data; the strip is built in the browser with `textContent`, like the legend.
+strip's data; the strip is built in the browser with `textContent`, like the legend. It is
+rendered only while the Layers tab is open (a filter changed meanwhile costs nothing: one
+small map per layer at 1M points takes 50-100 ms, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,15 @@ import param
 from panel.reactive import ReactiveHTML
 from PIL import Image
 
-from explorer.data import ExplorerData
+from explorer.data import CLUSTER, ExplorerData
 from explorer.scatter import EXTENT, MapRequest, is_whole_map, map_image
 from explorer.state import METHOD_LABELS
 from precompute.store import SpaceKey
 
 TILE_PX = 180  # each small map's side
 KNN = "knn"  # the separability measure written under each map
+TILES_KEPT = 64  # small maps (PNG, tens of KB each) kept per process
+LAYERS_TAB = "Layers"  # the tab the strip is in: rendered only while it is open
 # How many pixels a point grows by in a small map, by the number of images: one spread for all
 # layers, so a layer whose points lie apart does not look sparser than one whose points overlap
 SPREAD_PX = ((2_000, 2), (20_000, 1))  # (up to this many images, pixels); beyond: none
@@ -81,7 +84,12 @@ class LayerStrip(ReactiveHTML):
 
     def __init__(self, on_pick: Callable[[str], None], **params):
         super().__init__(**params)
-        self.param.watch(lambda event: event.new and on_pick(event.new), "picked")
+
+        def picked(event: param.parameterized.Event) -> None:
+            if event.new:  # the reset to '' before each click is no pick
+                on_pick(event.new)
+
+        self.param.watch(picked, "picked")
 
 
 def strip_spaces(data: ExplorerData, space: SpaceKey) -> list[SpaceKey]:
@@ -93,20 +101,25 @@ def strip_spaces(data: ExplorerData, space: SpaceKey) -> list[SpaceKey]:
 
 
 def strip_content(data: ExplorerData, space: str, method: str, color_by: str,
-                  mask: np.ndarray | None = None, isolated: tuple[str, ...] = ()
-                  ) -> dict[str, Any]:
+                  mask: np.ndarray | None = None, isolated: Sequence[str] = (),
+                  hide_filtered: bool = False, tab: str = LAYERS_TAB) -> dict[str, Any]:
     """The strip for the model of feature space `space`: per layer its small map (`method`
     where the layer has it, else its best one), its name, and its kNN accuracy for `color_by`
-    against the shuffled-label baseline, as plain values."""
+    against the shuffled-label baseline, as plain values. While `tab` is not the Layers tab
+    nothing is rendered (the strip keeps what it shows)."""
+    if tab != LAYERS_TAB:
+        raise param.parameterized.Skip()
     shown = SpaceKey.parse(space)
     scores = _knn_scores(data, color_by)
     spread = next((px for most, px in SPREAD_PX if len(data) <= most), 0)
     tiles = []
     for layer in strip_spaces(data, shown):
         drawn = method if method in data.methods[layer] else data.best_method(layer)
+        # a space's clusters are its own: "cluster 3" isolated here is no cluster of another
+        kept = tuple(isolated) if color_by != CLUSTER or layer == shown else ()
         request = MapRequest(str(layer), drawn, color_by, EXTENT, EXTENT, TILE_PX, TILE_PX,
-                             mask=mask, isolated=tuple(isolated), glyph_limit=0,
-                             spread=spread)
+                             mask=mask, hide_filtered=hide_filtered, isolated=kept,
+                             glyph_limit=0, spread=spread)
         score = scores.get(str(layer))
         tiles.append({
             "space": str(layer), "layer": layer_name(layer), "shown": layer == shown,
@@ -125,17 +138,18 @@ def layer_name(space: SpaceKey) -> str:
 
 
 def tile_png(data: ExplorerData, request: MapRequest) -> str:
-    """A data URI of the map `request` asks for, as PNG; the whole map's is made once per
-    process."""
+    """A data URI of the map `request` asks for, as PNG (blank when no point is drawn); the
+    whole map's is made once per process."""
     if is_whole_map(request):
-        return data.derived(("strip tile", dataclasses.replace(request, selection=None)),
-                            lambda: _png(map_image(data, request)))
+        return data.derived(("strip tile", request), lambda: _png(map_image(data, request)),
+                            keep=TILES_KEPT)
     return _png(map_image(data, request))
 
 
-def _png(rgba: np.ndarray) -> str:
+def _png(rgba: np.ndarray | None) -> str:
+    pixels = np.zeros((TILE_PX, TILE_PX, 4), np.uint8) if rgba is None else rgba
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -17,6 +17,7 @@ from bokeh.models import ColumnDataSource, Range1d
 from explorer.after_pause import AfterPause
 from explorer.clusters_view import cluster_label_table
 from explorer.data import ExplorerData
+from explorer.density import contour_lines, no_contours
 from explorer.plot_hooks import page_scrolls_over
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 from explorer.state import ExplorerState
@@ -86,11 +87,14 @@ class MapPanel(pn.viewable.Viewer):
             self._cluster_labels,
             streams=[hv.streams.Params(state, ["space", "method", "color_by", "cluster_labels"])],
         )
+        contours = hv.DynamicMap(
+            self._contours, streams=[hv.streams.Params(state, ["space", "method",
+                                                               "density_contours"])])
         self.param.watch(self._move_ring, "hovered")
         state.param.watch(lambda _event: setattr(self, "hovered", None), ["space", "method"])
         state.param.watch(self._show_all_if_empty, ["space", "method"])
         limits = (state.x_range or EXTENT, state.y_range or EXTENT)
-        self.plot = (base * labels * markers).opts(
+        self.plot = (base * contours * labels * markers).opts(
             hv.opts.RGB(
                 responsive=True, xaxis=None, yaxis=None,
                 xlim=limits[0], ylim=limits[1], bgcolor="#ffffff", show_legend=False,
@@ -108,6 +112,8 @@ class MapPanel(pn.viewable.Viewer):
                 size=hv.dim("kind").categorize(MARKER_SIZES),
                 marker=hv.dim("kind").categorize({"query": "star"}, default="circle"),
             ),
+            hv.opts.Contours("DensityContours", color="#222222", alpha=0.55, line_width=1.2,
+                             show_legend=False, tools=[]),
             hv.opts.Labels("ClusterLabels", text_font_size="11pt", text_font_style="bold",
                            text_color="#111111", background_fill_color="#ffffff",
                            background_fill_alpha=0.75),
@@ -140,6 +146,11 @@ class MapPanel(pn.viewable.Viewer):
             x, y, kinds = [*x, query_point[0]], [*y, query_point[1]], [*kinds, "query"]
         table = pd.DataFrame({"x": x, "y": y, "kind": kinds})
         return hv.Points(table, kdims=["x", "y"], vdims=["kind"], group="Markers")
+
+    def _contours(self, space, method, density_contours):
+        """Lines around where the map's images crowd, when asked for."""
+        return (contour_lines(self.data, SpaceKey.parse(space), method) if density_contours
+                else no_contours())
 
     def _cluster_labels(self, space, method, color_by, cluster_labels):
         """Each cluster's most over-represented value at its centre, when asked for."""

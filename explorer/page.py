@@ -85,6 +85,9 @@ class Explorer(pn.viewable.Viewer):
             *([pn.widgets.Checkbox.from_param(
                 state.param.cluster_labels, label="Label each cluster with what it over-represents",
                 css_classes=["fse-cluster-labels"])] if CLUSTER in self.data.kinds else []),
+            pn.widgets.Checkbox.from_param(
+                state.param.density_contours, label="Draw density contours",
+                css_classes=["fse-density-contours"]),
             rule(),
             pn.pane.HTML("<b>Filter</b>"),
             filters_panel(self.data, state),
@@ -127,16 +130,16 @@ class Explorer(pn.viewable.Viewer):
         ]
 
     def _tabs(self) -> list[pn.viewable.Viewable]:
+        later = {
+            "Layers": lambda: separability_panel(self.data, self.state),
+            "Metrics": lambda: metrics_panel(self.data, self.state),
+            "Quality": lambda: quality_panel(self.data, self.state),
+            "Query an image": lambda: query_panel(self.data, self.state),
+        }
         return [tabs_built_when_opened(
-            ("Selection", selection_panel(self.data, self.state)),
-            {
-                "Layers": lambda: separability_panel(self.data, self.state),
-                "Metrics": lambda: metrics_panel(self.data, self.state),
-                "Quality": lambda: quality_panel(self.data, self.state),
-                "Query an image": lambda: query_panel(self.data, self.state),
-            },
-            sizing_mode="stretch_width", css_classes=["fse-tabs"],
-        )]
+            ("Selection", selection_panel(self.data, self.state)), later,
+            opened=lambda name: setattr(self.state, "tab", name),
+            sizing_mode="stretch_width", css_classes=["fse-tabs"])]
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(
@@ -169,16 +172,20 @@ def built_after_load(build: Callable[[], list[pn.viewable.Viewable]], **params) 
 def tabs_built_when_opened(
     first: tuple[str, pn.viewable.Viewable],
     later: dict[str, Callable[[], pn.viewable.Viewable]],
+    opened: Callable[[str], None] = lambda _name: None,
     **params,
 ) -> pn.Tabs:
     """Tabs showing `first`; each of the `later` tabs is built the first time it is opened and
     kept, so the page's first paint carries only what it shows (the Layers and Metrics plots
-    take most of a page's build)."""
+    take most of a page's build). `opened` hears each tab's name as it opens, before any
+    building."""
     holders = [pn.Column(sizing_mode="stretch_width") for _ in later]
     tabs = pn.Tabs(first, *zip(later, holders, strict=True), dynamic=False, **params)
     builders = [None, *later.values()]
+    names = [first[0], *later]
 
     def build_opened(event: param.parameterized.Event) -> None:
+        opened(names[event.new])
         holder = tabs.objects[event.new]
         if builders[event.new] is not None and not holder.objects:
             holder.objects = [builders[event.new]()]

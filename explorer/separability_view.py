@@ -35,7 +35,8 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
     strip = LayerStrip(lambda space: setattr(state, "space", space),
                        content=pn.bind(strip_content, data, state.param.space,
                                        state.param.method, state.param.color_by,
-                                       state.param.mask, state.param.isolated),
+                                       state.param.mask, state.param.isolated,
+                                       state.param.hide_filtered, state.param.tab),
                        css_classes=["fse-strip"], sizing_mode="stretch_width")
     if data.store.meta(data.store.separability_path()) is None:
         return pn.Column(strip, pn.pane.HTML(placeholder(

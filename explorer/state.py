@@ -19,6 +19,7 @@ class ExplorerState(param.Parameterized):
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
     cluster_labels = param.Boolean(default=False,
                                    doc="write each cluster's most over-represented value on it")
+    density_contours = param.Boolean(default=False, doc="draw lines around where images crowd")
     isolated = param.List(default=[], item_type=str,
                           doc="values of the colour-by attribute shown in colour (none: all)")
     selection = param.Array(default=NO_ROWS, doc="selected rows (sorted, unique)")
@@ -32,6 +33,7 @@ class ExplorerState(param.Parameterized):
     query_vector = param.Array(default=None, allow_None=True, doc="embedding of an upload")
     query_point = param.Tuple(default=None, allow_None=True, length=2,
                               doc="where the upload lands on the current map")
+    tab = param.String(default="Selection", doc="the tab open below the map")
     x_range = param.Range(default=None, doc="viewport, map coordinates")
     y_range = param.Range(default=None, doc="viewport, map coordinates")
 

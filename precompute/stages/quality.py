@@ -5,6 +5,8 @@ label mistakes and outliers, and write every flagged image to `quality/issues.pa
 The neighbour search (through the space's FAISS index, built here once and reused by the index
 stage) and each attribute's label check are kept as finished parts, so an interrupted run
 resumes after the last one; the checks themselves are in precompute/stats/quality_checks.py.
+Near-duplicate candidates are confirmed by their pixels (precompute/stats/pixels.py), which
+reads the images of the candidate pairs again from the dataset folder.
 """
 
 from __future__ import annotations
@@ -187,12 +189,17 @@ def same_pixels(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
         try:
             signatures[row] = signature(open_rgb(Path(meta["root"]) / path, options,
                                                  draft_size=4 * SIDE))
-        except ImageRejected:  # changed since ingestion: nothing to confirm its pairs with
+        except ImageRejected:  # moved or changed since ingestion: the similarity decides
             signatures[row] = None
-    same = np.array([signatures[a] is not None and signatures[b] is not None
-                     and same_picture(signatures[a], signatures[b])
+    unread = sum(s is None for s in signatures.values())
+    if unread:
+        log.warning("quality: %d of %d images of similar pairs could not be read from %s; "
+                    "their pairs count as near-duplicates by similarity alone",
+                    unread, len(rows), meta["root"])
+    same = np.array([signatures[a] is None or signatures[b] is None
+                     or same_picture(signatures[a], signatures[b])
                      for a, b in zip(first, second, strict=True)])
-    log.info("quality: %d of %d similar pairs have the same pixels", same.sum(), len(same))
+    log.info("quality: %d of %d similar pairs kept as near-duplicates", same.sum(), len(same))
     return first[same], second[same], scores[same]
 
 

@@ -37,7 +37,7 @@ def test_the_layer_strip_shows_every_layer_scored_and_opens_one_in_the_map(
     before = explorer.map_pixels()
     page.get_by_text("Layers", exact=True).click()
     tiles = page.locator(".fse-strip-tile")
-    expect(tiles).to_have_count(len(layers))
+    expect(tiles).to_have_count(len(layers), timeout=60_000)  # the tab builds on first open
     assert page.locator(".fse-strip-tile.fse-shown").get_attribute("value") == str(shown)
 
     table = explorer.data.store.read_separability()
