@@ -49,6 +49,7 @@ KNOWN_DUPLICATES = {"wikiart_subset": [
     ("Ukiyo_e/utagawa-kuniyoshi_courtesan-and-her-maiko.jpg",
      "Ukiyo_e/utagawa-kuniyoshi_courtesan-and-her-maiko-1.jpg"),
 ]}
+IGNORED_COLUMNS = ("title", "id", "width", "height", "bytes")  # not attributes to check
 COPIES_PER_KIND = 10
 FLIP_SHARE = 0.10
 THRESHOLDS = (0.80, 0.825, 0.85, 0.875, 0.90, 0.925, 0.95)
@@ -107,11 +108,13 @@ def build(work: Path, manifest: Path) -> Path:
     from precompute.cli import main
 
     config = work / "config.toml"
+    present = set(pd.read_csv(manifest, nrows=0).columns)
+    ignored = [c for c in IGNORED_COLUMNS if c in present]
     config.write_text(f"""
 [dataset]
 root = "{(work / 'images').as_posix()}"
 manifest = "{manifest.as_posix()}"
-ignore_columns = ["title"]
+ignore_columns = {ignored!r}
 [model]
 backbone = "efficientnet_lite0"
 [embed]
@@ -154,11 +157,13 @@ def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: 
         index.add(vectors)
         similarities, neighbours = index.search(vectors, NEIGHBOURS + 1)
         similarities, neighbours = similarities[:, 1:], neighbours[:, 1:]
+        paths = dict(zip(ids, table[PATH_COLUMN], strict=True))
+        # the pixel check of a pair does not depend on the threshold: done once per layer
+        candidates = similar_pairs(neighbours, similarities, min(THRESHOLDS))
+        confirmed = same_pixels(store, candidates)
         for threshold in THRESHOLDS:
-            pairs = similar_pairs(neighbours, similarities, threshold)
-            for check, confirmed in (("similarity", pairs),
-                                     ("similarity+pixels", same_pixels(store, pairs))):
-                found = near_duplicates(ids, *confirmed)
+            for check, pairs in (("similarity", candidates), ("similarity+pixels", confirmed)):
+                found = near_duplicates(ids, *(part[pairs[2] >= threshold] for part in pairs))
                 group = dict(zip(found["sample_id"], found["group"], strict=True))
                 recall = np.mean([c in group and group[c] == group.get(o)
                                   for c, o in truth.items()])
@@ -171,7 +176,6 @@ def layer_scores(store_root: Path, copies: dict, flips: dict, flip: str, label: 
                     rows.append(row(f"{name}: precision ({truth_name})", len(ids),
                                     vectors.shape[1], precision, "share", 0.9,
                                     lower_is_better=False))
-                paths = dict(zip(ids, table[PATH_COLUMN], strict=True))
                 unexplained = sorted(paths[s] for s in set(group) - in_pairs - known)
                 if check != "similarity" and unexplained:
                     print(name, "flagged, neither injected nor known:", unexplained)
