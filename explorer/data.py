@@ -192,6 +192,16 @@ class ExplorerData:
         kind = self._derived.setdefault(key[0], BoundedCache(keep))
         return kind.get(key, make)
 
+    def separability(self) -> pd.DataFrame | None:
+        """The store's separability table (None before the analyse stage), read once per
+        process for the Layers tab and its strip."""
+        def read() -> pd.DataFrame | None:
+            if self.store.meta(self.store.separability_path()) is None:
+                return None
+            return self.store.read_separability()
+
+        return self.derived(("separability table",), read)
+
     def value_counts(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
         """How many images have each value of a categorical attribute, most frequent first."""
         def count() -> pd.Series:

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import param
 from panel.reactive import ReactiveHTML
 from PIL import Image
 
 from explorer.data import CLUSTER, ExplorerData
+from explorer.legend import MAKE_ELEMENT_JS
 from explorer.scatter import EXTENT, MapRequest, is_whole_map, map_image
 from explorer.state import METHOD_LABELS
 from precompute.store import SpaceKey
@@ -60,13 +60,7 @@ class LayerStrip(ReactiveHTML):
         "render": "self.draw()",
         "content": "self.draw()",
         "draw": """
-          const strip = data.content;
-          const make = (tag, cls, text) => {
-            const node = document.createElement(tag);
-            if (cls) node.className = cls;
-            if (text !== undefined) node.textContent = text;
-            return node;
-          };
+          const strip = data.content;""" + MAKE_ELEMENT_JS + """
           title.textContent = strip.title || '';
           tiles.replaceChildren();
           for (const tile of strip.tiles || []) {
@@ -155,13 +149,9 @@ def _png(rgba: np.ndarray | None) -> str:
 
 def _knn_scores(data: ExplorerData, attribute: str) -> dict[str, tuple[float, float]]:
     """Each space's kNN accuracy for `attribute` over all images, with its baseline."""
-    def read() -> pd.DataFrame:
-        if data.store.meta(data.store.separability_path()) is None:
-            return pd.DataFrame(columns=["space", "attribute", "metric", "given", "value",
-                                         "baseline"])
-        return data.store.read_separability()
-
-    table = data.derived(("separability table",), read)
+    table = data.separability()
+    if table is None:
+        return {}
     chosen = table[(table["metric"] == KNN) & (table["given"] == "")
                    & (table["attribute"] == attribute)]
     return {str(row.space): (float(row.value), float(row.baseline))

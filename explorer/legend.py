@@ -22,6 +22,16 @@ from explorer.data import ExplorerData
 from precompute.store import NUMERIC, SpaceKey
 
 SEARCHABLE = 15  # legends with more values than this get a search box
+# The browser-built components' one DOM helper (here and explorer/layer_strip.py): an element
+# with a class and text set as text, never parsed as HTML.
+MAKE_ELEMENT_JS = """
+          const make = (tag, cls, text) => {
+            const node = document.createElement(tag);
+            if (cls) node.className = cls;
+            if (text !== undefined) node.textContent = text;
+            return node;
+          };
+"""
 
 
 class Legend(ReactiveHTML):
@@ -42,13 +52,7 @@ class Legend(ReactiveHTML):
         "render": "self.draw()",
         "content": "self.draw()",
         "draw": """
-          const legend = data.content;
-          const make = (tag, cls, text) => {
-            const node = document.createElement(tag);
-            if (cls) node.className = cls;
-            if (text !== undefined) node.textContent = text;
-            return node;
-          };
+          const legend = data.content;""" + MAKE_ELEMENT_JS + """
           title.textContent = legend.title || '';
           entries.replaceChildren();
           if (legend.bar) {

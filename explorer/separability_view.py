@@ -38,11 +38,11 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
                                        state.param.mask, state.param.isolated,
                                        state.param.hide_filtered, state.param.tab),
                        css_classes=["fse-strip"], sizing_mode="stretch_width")
-    if data.store.meta(data.store.separability_path()) is None:
+    table = data.separability()
+    if table is None:
         return pn.Column(strip, pn.pane.HTML(placeholder(
             "No separability table in this store: run `precompute analyse --store DIR`.")),
             sizing_mode="stretch_width")
-    table = data.store.read_separability()
     order = [str(space) for space in data.store.spaces()]
     givens = [g for g in table["given"].unique().tolist() if g]
     metric = pn.widgets.Select(label="Measure", options=METRICS, value="knn",
