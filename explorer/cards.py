@@ -17,6 +17,8 @@ CARD_CSS = """
 .fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 .fse-card td { word-break: break-word; }
 .fse-placeholder { color: #888; font-size: 13px; }
+.fse-shared { font-size: 13px; background: #eef3f7; border-left: 3px solid #2f6690;
+              padding: 4px 8px; }
 .fse-why-card { display: flex; flex-direction: column; gap: 6px; font-size: 13px; }
 .fse-why-card img { width: 256px; border-radius: 4px; }
 .fse-query-message { color: #b00020; font-size: 13px; }

@@ -3,6 +3,7 @@ HoloViews streams (viewport, size, pointer, tap, lasso, box) — no hand-written
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -44,27 +45,48 @@ MAP_CSS = f"""
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class MapSide:
+    """Which of the state's parameters a map shows. The first map shows the session's own
+    space, method and neighbours and keeps its viewport in the state (and so in the URL); the
+    compare view's second map has a space, method and neighbours of its own. Both share the
+    colouring, filter, isolation and selection."""
+
+    space: str = "space"
+    method: str = "method"
+    neighbours: str = "neighbours"
+    css_classes: tuple[str, ...] = ("fse-map",)
+    keeps_viewport: bool = True
+
+
+FIRST_MAP = MapSide()
+SECOND_MAP = MapSide("space_b", "method_b", "neighbours_b", ("fse-map", "fse-map-b"), False)
+HOVER_RING_NAME = "fse-hover-ring"  # the Bokeh name of each map's hover ring (browser tests)
+
+
 class MapPanel(pn.viewable.Viewer):
-    """The map of one session; hovering sets `hovered` (a ring marks it), clicking sets the
+    """One map of a session; hovering sets `hovered` (a ring marks it), clicking sets the
     state's focus, lasso and box set the state's selection."""
 
     hovered = param.Integer(default=None, allow_None=True, doc="row under the cursor")
 
-    def __init__(self, data: ExplorerData, state: ExplorerState, **params):
+    def __init__(self, data: ExplorerData, state: ExplorerState, side: MapSide = FIRST_MAP,
+                 **params):
         super().__init__(**params)
-        self.data, self.state = data, state
+        self.data, self.state, self.side = data, state, side
+        names = {side.space: "space", side.method: "method"}
         self._pointer: tuple[float | None, float | None] = (None, None)
         self._look_up_hover = AfterPause(self._apply_hover, HOVER_SETTLE_MS)
         self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
         self._ranges: dict[str, tuple[Range1d, Range1d]] = {}  # each figure's x and y range
         layers = hv.streams.Params(
-            state, ["space", "method", "color_by", "selection", "mask", "hide_filtered",
-                    "isolated"]
+            state, [side.space, side.method, "color_by", "selection", "mask", "hide_filtered",
+                    "isolated"], rename=names,
         )
         # Starting at the extent shown, HoloViews' own first range event is answered from the
         # DynamicMap's memo: a session's first document holds one render, not two.
-        self.range = hv.streams.RangeXY(x_range=state.x_range or EXTENT,
-                                        y_range=state.y_range or EXTENT)
+        start = (state.x_range, state.y_range) if side.keeps_viewport else (None, None)
+        self.range = hv.streams.RangeXY(x_range=start[0] or EXTENT, y_range=start[1] or EXTENT)
         self.size = hv.streams.PlotSize()
         base = hv.DynamicMap(
             self._render, streams=[layers, self.range, self.size]
@@ -79,21 +101,18 @@ class MapPanel(pn.viewable.Viewer):
         self.box.add_subscriber(self._boxed)
         self.range.add_subscriber(self._moved)
 
-        markers = hv.DynamicMap(
-            self._markers,
-            streams=[hv.streams.Params(state, ["space", "method", "neighbours", "query_point"])],
-        )
-        labels = hv.DynamicMap(
-            self._cluster_labels,
-            streams=[hv.streams.Params(state, ["space", "method", "color_by", "cluster_labels"])],
-        )
-        contours = hv.DynamicMap(
-            self._contours, streams=[hv.streams.Params(state, ["space", "method",
-                                                               "density_contours"])])
+        markers = hv.DynamicMap(self._markers, streams=[hv.streams.Params(
+            state, [side.space, side.method, side.neighbours, "query_point"],
+            rename={**names, side.neighbours: "neighbours"})])
+        labels = hv.DynamicMap(self._cluster_labels, streams=[hv.streams.Params(
+            state, [side.space, side.method, "color_by", "cluster_labels"], rename=names)])
+        contours = hv.DynamicMap(self._contours, streams=[hv.streams.Params(
+            state, [side.space, side.method, "density_contours"], rename=names)])
         self.param.watch(self._move_ring, "hovered")
-        state.param.watch(lambda _event: setattr(self, "hovered", None), ["space", "method"])
-        state.param.watch(self._show_all_if_empty, ["space", "method"])
-        limits = (state.x_range or EXTENT, state.y_range or EXTENT)
+        state.param.watch(lambda _event: setattr(self, "hovered", None),
+                          [side.space, side.method])
+        state.param.watch(self._show_all_if_empty, [side.space, side.method])
+        limits = (start[0] or EXTENT, start[1] or EXTENT)
         self.plot = (base * contours * labels * markers).opts(
             hv.opts.RGB(
                 responsive=True, xaxis=None, yaxis=None,
@@ -119,10 +138,17 @@ class MapPanel(pn.viewable.Viewer):
                            background_fill_alpha=0.75),
             hv.opts.Overlay(show_legend=False),
         )
+        self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width",
+                                      css_classes=list(side.css_classes),
+                                      stylesheets=[MAP_CSS])
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", css_classes=["fse-map"],
-                                 stylesheets=[MAP_CSS])
+        return self.pane
+
+    def shown(self) -> tuple[SpaceKey, str]:
+        """The feature space and method this map shows."""
+        return (SpaceKey.parse(getattr(self.state, self.side.space)),
+                getattr(self.state, self.side.method))
 
     # ------------------------------------------------------------------ rendering
     def _render(self, space, method, color_by, selection, mask, hide_filtered, isolated,
@@ -137,7 +163,10 @@ class MapPanel(pn.viewable.Viewer):
         return render_map(self.data, request)
 
     def _markers(self, space, method, neighbours, query_point):
-        """Rings on the clicked point and its neighbours; a star on the upload."""
+        """Rings on the clicked point and its neighbours; a star on the upload (which lands on
+        the first map only: it is placed in the session's own space)."""
+        if self.side != FIRST_MAP:
+            query_point = None
         frame = self.data.frame(SpaceKey.parse(space), method)
         rows = [int(r) for r in neighbours]
         kinds = ["focus"] + ["neighbour"] * (len(rows) - 1) if rows else []
@@ -168,14 +197,14 @@ class MapPanel(pn.viewable.Viewer):
         figure = plot.state
         if figure.id not in self._rings:
             source = ColumnDataSource(self._ring_data())
-            figure.scatter("x", "y", source=source, **HOVER_RING)
+            figure.scatter("x", "y", source=source, name=HOVER_RING_NAME, **HOVER_RING)
             self._rings[figure.id] = source
             self._ranges[figure.id] = (figure.x_range, figure.y_range)
 
     def _ring_data(self) -> dict[str, list[float]]:
         if self.hovered is None:
             return {"x": [], "y": []}
-        frame = self.data.frame(SpaceKey.parse(self.state.space), self.state.method)
+        frame = self.data.frame(*self.shown())
         return {"x": [float(frame["x"].to_numpy()[self.hovered])],
                 "y": [float(frame["y"].to_numpy()[self.hovered])]}
 
@@ -192,11 +221,11 @@ class MapPanel(pn.viewable.Viewer):
     def _show_all_if_empty(self, _event: param.parameterized.Event) -> None:
         """A zoomed viewport kept across a change of map may hold none of the new map's
         points: then show the whole map."""
-        x_range, y_range = self.state.x_range, self.state.y_range
+        x_range, y_range = self.range.x_range, self.range.y_range
         if not x_range or not y_range or (tuple(x_range), tuple(y_range)) == (EXTENT, EXTENT):
             return
-        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
-        if len(points.in_box(x_range[0], y_range[0], x_range[1], y_range[1])):
+        if len(self.data.points(*self.shown()).in_box(x_range[0], y_range[0], x_range[1],
+                                                      y_range[1])):
             return
 
         def show_all() -> None:
@@ -204,8 +233,7 @@ class MapPanel(pn.viewable.Viewer):
                 x_axis.update(start=EXTENT[0], end=EXTENT[1])
                 y_axis.update(start=EXTENT[0], end=EXTENT[1])
 
-        self.state.param.update(x_range=EXTENT, y_range=EXTENT)
-        self.range.event(x_range=EXTENT, y_range=EXTENT)
+        self.range.event(x_range=EXTENT, y_range=EXTENT)  # into the state through _moved
         pn.state.execute(show_all)
 
     # ------------------------------------------------------------------ events
@@ -217,8 +245,7 @@ class MapPanel(pn.viewable.Viewer):
         width = (self.size.width or DEFAULT_SIZE[0])
         radius = HOVER_RADIUS_PX * (x_range[1] - x_range[0]) / width
         among = self.state.mask if self.state.hide_filtered else None
-        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
-        return points.nearest(x, y, radius, among=among)
+        return self.data.points(*self.shown()).nearest(x, y, radius, among=among)
 
     def _hover(self, x=None, y=None) -> None:
         """Served, the pointer is looked up once it has rested HOVER_SETTLE_MS. Each change of
@@ -242,14 +269,12 @@ class MapPanel(pn.viewable.Viewer):
         if geometry is None or len(geometry) < 3:
             return
         vertices = np.asarray(geometry, dtype=float)
-        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
-        self._select(points.in_polygon(vertices[:, 0], vertices[:, 1]))
+        self._select(self.data.points(*self.shown()).in_polygon(vertices[:, 0], vertices[:, 1]))
 
     def _boxed(self, bounds=None) -> None:
         if bounds is None:
             return
-        points = self.data.points(SpaceKey.parse(self.state.space), self.state.method)
-        self._select(points.in_box(*bounds))
+        self._select(self.data.points(*self.shown()).in_box(*bounds))
 
     def _select(self, rows: np.ndarray) -> None:
         if self.state.hide_filtered and self.state.mask is not None:
@@ -257,7 +282,8 @@ class MapPanel(pn.viewable.Viewer):
         self.state.select(rows)
 
     def _moved(self, x_range=None, y_range=None) -> None:
-        self.state.param.update(x_range=x_range, y_range=y_range)
+        if self.side.keeps_viewport:
+            self.state.param.update(x_range=x_range, y_range=y_range)
 
 
 def weak_hook(method: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:

@@ -13,6 +13,7 @@ import param
 
 from explorer.access import session_allowed
 from explorer.cards import CARD_CSS, image_card, placeholder
+from explorer.compare_view import MapArea, contrast_space
 from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
 from explorer.layer_strip import STRIP_CSS
@@ -72,6 +73,9 @@ class Explorer(pn.viewable.Viewer):
                                          css_classes=["fse-method"]),
             pn.widgets.Select.from_param(state.param.color_by, label="Colour by",
                                          css_classes=["fse-color-by"]),
+            pn.widgets.Checkbox.from_param(state.param.compare,
+                                           label="Compare with a second map",
+                                           css_classes=["fse-compare"]),
             built_after_load(self._legend_and_filters, sizing_mode="stretch_width"),
         ]
 
@@ -119,7 +123,7 @@ class Explorer(pn.viewable.Viewer):
         side = built_after_load(self._side, scroll=True, css_classes=["fse-side"],
                                 sizing_mode="stretch_width", stylesheets=[SIDE_CSS])
         tabs = built_after_load(self._tabs, sizing_mode="stretch_width")
-        return [pn.FlexBox(self.map, side, flex_wrap="wrap", sizing_mode="stretch_width"), tabs]
+        return [MapArea(self.data, self.state, self.map, side), tabs]
 
     def _side(self) -> list[pn.viewable.Viewable]:
         return [
@@ -250,11 +254,15 @@ def new_state(data: ExplorerData) -> ExplorerState:
     several = len({s.backbone for s in data.spaces}) > 1
     spaces = {space_label(s, several): str(s) for s in data.spaces}
     state.param.space.objects = spaces
+    state.param.space_b.objects = spaces
     state.param.color_by.objects = data.colour_attributes
     state.space = str(default_space(data.spaces))
+    state.space_b = str(contrast_space(data.spaces, SpaceKey.parse(state.space)))
     state.color_by = data.colour_attributes[0]
-    _follow_space(data, state)
-    state.param.watch(lambda _event: _follow_space(data, state), "space")
+    for space, method in (("space", "method"), ("space_b", "method_b")):
+        _follow_space(data, state, space, method)
+        state.param.watch(lambda _event, s=space, m=method: _follow_space(data, state, s, m),
+                          space)
     state.param.watch(lambda _event: setattr(state, "isolated", []), "color_by")
     state.param.watch(lambda _event: _forget_other_clusters(state), "space")
     return state
@@ -289,14 +297,17 @@ def method_label(method: str, trust: dict[str, float]) -> str:
     return name if kept is None else f"{name} · keeps {kept:.0%} of neighbours"
 
 
-def _follow_space(data: ExplorerData, state: ExplorerState) -> None:
-    """Offer the maps the current space has, keeping the chosen method when possible, else
-    the one that keeps the most neighbours."""
-    space = SpaceKey.parse(state.space)
+def _follow_space(data: ExplorerData, state: ExplorerState, space_name: str = "space",
+                  method_name: str = "method") -> None:
+    """Offer the maps one map's space has (the first map's, or with `space_b`/`method_b` the
+    second's), keeping the chosen method when possible, else the one that keeps the most
+    neighbours."""
+    space = SpaceKey.parse(getattr(state, space_name))
     methods = data.methods[space]
-    state.param.method.objects = {method_label(m, data.trust[space, m]): m for m in methods}
-    if state.method not in methods:
-        state.method = data.best_method(space)
+    state.param[method_name].objects = {method_label(m, data.trust[space, m]): m
+                                        for m in methods}
+    if getattr(state, method_name) not in methods:
+        setattr(state, method_name, data.best_method(space))
 
 
 def message_page(heading: str, body_html: str) -> pn.template.BaseTemplate:

@@ -16,6 +16,9 @@ class ExplorerState(param.Parameterized):
 
     space = param.Selector(objects=[], doc="feature space shown, as backbone/run/layer")
     method = param.Selector(objects=[], doc="2D projection method")
+    compare = param.Boolean(default=False, doc="show a second map beside the first")
+    space_b = param.Selector(objects=[], doc="feature space of the second map")
+    method_b = param.Selector(objects=[], doc="projection method of the second map")
     color_by = param.Selector(objects=[], doc="attribute the points are coloured by")
     cluster_labels = param.Boolean(default=False,
                                    doc="write each cluster's most over-represented value on it")
@@ -26,6 +29,10 @@ class ExplorerState(param.Parameterized):
     focus = param.Integer(default=None, allow_None=True, doc="row whose neighbours are shown")
     neighbours = param.Array(default=NO_ROWS, doc="focus and its nearest rows, focus first")
     similarities = param.Array(default=np.empty(0), doc="cosine similarity of each neighbour")
+    neighbours_b = param.Array(default=NO_ROWS,
+                               doc="focus and its nearest rows in the second map's space")
+    similarities_b = param.Array(default=np.empty(0),
+                                 doc="cosine similarity of each of `neighbours_b`")
     filters = param.Dict(default={}, doc="attribute → values kept")
     search = param.String(default="", doc="text searched in text and categorical attributes")
     hide_filtered = param.Boolean(default=False, doc="hide (not dim) points outside the filter")

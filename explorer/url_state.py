@@ -1,7 +1,8 @@
 """The view in the URL: feature space, method, colour, isolated legend values, filters,
-viewport, selection and focus live in the query string (through Panel's `Location.sync`), so a
-view can be shared as a link. Images are named by sample id, not by row, so a link still
-points at the same images after the store is rebuilt with images added or removed."""
+viewport, selection, focus and the compare view's second map live in the query string
+(through Panel's `Location.sync`), so a view can be shared as a link. Images are named by
+sample id, not by row, so a link still points at the same images after the store is rebuilt
+with images added or removed."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ class ViewLink(param.Parameterized):
     view = param.Parameter(default=None)
     sel = param.Parameter(default=None)
     focus = param.Parameter(default=None)
+    compare = param.Parameter(default=None)  # the second map's space, when comparing
+    compare_method = param.Parameter(default=None)
 
 
 def link_to_url(state: ExplorerState, data: ExplorerData) -> ViewLink | None:
@@ -92,7 +95,7 @@ def link_to_url(state: ExplorerState, data: ExplorerData) -> ViewLink | None:
     state.param.watch(
         follow,
         ["space", "method", "color_by", "isolated", "filters", "search", "hide_filtered",
-         "x_range", "y_range", "focus"],
+         "x_range", "y_range", "focus", "compare", "space_b", "method_b"],
     )
     state.param.watch(follow_selection, "selection")
     follow()
@@ -127,6 +130,8 @@ def link_values(state: ExplorerState, data: ExplorerData) -> dict[str, object]:
         "hide": state.hide_filtered or None,
         "view": view,
         "focus": None if state.focus is None else data.sample_id(state.focus),
+        "compare": state.space_b if state.compare else None,
+        "compare_method": state.method_b if state.compare else None,
     }
 
 
@@ -160,6 +165,10 @@ def apply_link(link: ViewLink, state: ExplorerState, data: ExplorerData, focus: 
     state.param.update(**changes)
     if link.method in _choices(state.param.method):  # the space's methods are known now
         state.method = link.method
+    if link.compare in _choices(state.param.space_b):
+        state.param.update(space_b=link.compare, compare=True)
+        if link.compare_method in _choices(state.param.method_b):
+            state.method_b = link.compare_method
     if isinstance(link.isolate, list):  # after the colour, whose change clears it
         state.isolated = [str(value) for value in link.isolate]
 

@@ -3,6 +3,7 @@ lasso, and read what the page shows."""
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 
@@ -13,13 +14,21 @@ from explorer.data import load_explorer_data
 from explorer.page import default_space, method_label
 from precompute.store import SpaceKey
 
-# Where the map's plot frame is on the page, and the data range it shows (Bokeh's own views).
-FRAME_JS = """() => {
+# Where a map's plot frame is on the page, and the data range it shows (Bokeh's own views):
+# the first plot inside an element of the class given (the compare view's second map has
+# `fse-map-b` too).
+FRAME_JS = """(mapClass = "fse-map") => {
   let found = null;
+  const inMap = (element) => {
+    for (let node = element; node; node = node.parentNode || node.host) {
+      if (node.classList?.contains(mapClass)) return true;
+    }
+    return false;
+  };
   const visit = (view) => {
     if (!view || found) return;
     const type = view.model ? view.model.type : "";
-    if (type === "Plot" || type === "Figure") {
+    if ((type === "Plot" || type === "Figure") && inMap(view.el)) {
       const box = view.frame.bbox, canvas = view.canvas_view.el.getBoundingClientRect();
       found = {left: canvas.left + box.x0, top: canvas.top + box.y0, width: box.width,
                height: box.height, x0: view.frame.x_range.start, x1: view.frame.x_range.end,
@@ -30,6 +39,32 @@ FRAME_JS = """() => {
   };
   for (const root of Object.values(window.Bokeh.index)) visit(root);
   return found;
+}"""
+
+# Where the hover ring of the map of the class given is drawn, in map coordinates (null: none).
+RING_JS = """(mapClass) => {
+  const inMap = (element) => {
+    for (let node = element; node; node = node.parentNode || node.host) {
+      if (node.classList?.contains(mapClass)) return true;
+    }
+    return false;
+  };
+  const views = [];
+  const visit = (view) => {
+    const type = view?.model ? view.model.type : "";
+    if ((type === "Plot" || type === "Figure") && inMap(view.el)) views.push(view);
+    for (const child of (view?.child_views ?? [])) visit(child);
+  };
+  for (const root of Object.values(window.Bokeh.index)) visit(root);
+  for (const view of views) {
+    for (const renderer of view.model.renderers) {
+      if (renderer.name === "fse-hover-ring") {
+        const data = renderer.data_source.data;
+        return data.x.length ? [data.x[0], data.y[0]] : null;
+      }
+    }
+  }
+  return null;
 }"""
 
 
@@ -76,6 +111,7 @@ class ExplorerPage:
 
     def __init__(self, page, url: str, store):
         self.page, self.url = page, url
+        self.map_class = "fse-map"  # which map the gestures and readings are on
         self.data = load_explorer_data(str(store.resolve()))
         space = default_space(self.data.spaces)  # where a session opens: its map that keeps
         self.space, self.method = str(space), self.data.best_method(space)  # most neighbours
@@ -101,7 +137,19 @@ class ExplorerPage:
         return self.data.coords(SpaceKey.parse(self.space), self.method)
 
     def frame(self) -> dict:
-        return self.page.evaluate(FRAME_JS)
+        return self.page.evaluate(FRAME_JS, self.map_class)
+
+    def second_map(self, space: str, method: str) -> ExplorerPage:
+        """The same page, its gestures and readings on the compare view's second map, which
+        shows `method` of `space`."""
+        second = copy.copy(self)
+        second.map_class, second.space, second.method = "fse-map-b", space, method
+        return second
+
+    def ring(self) -> tuple[float, float] | None:
+        """Where this map's hover ring is, in map coordinates."""
+        found = self.page.evaluate(RING_JS, self.map_class)
+        return None if found is None else tuple(found)
 
     def to_screen(self, x: float, y: float) -> tuple[float, float]:
         f = self.frame()
@@ -132,7 +180,7 @@ class ExplorerPage:
 
     def tool(self, title: str) -> None:
         """Activate a map tool by its toolbar title, e.g. 'Lasso Select', 'Box Select'."""
-        self.page.locator(f".fse-map [title='{title}']").first.click()
+        self.page.locator(f".{self.map_class} [title='{title}']").first.click()
 
     def lasso(self, vertices: list[tuple[float, float]]) -> None:
         """Draw a lasso through screen points (closed back to the first)."""
@@ -174,16 +222,16 @@ class ExplorerPage:
         return [int(elements.nth(i).get_attribute("data-row")) for i in range(elements.count())]
 
     def map_pixels(self) -> np.ndarray:
-        return map_pixels(self.page)
+        return map_pixels(self.page, self.map_class)
 
     def match_count(self) -> int:
         text = self.page.locator(".fse-match").inner_text()
         return int(re.search(r"([\d,]+)", text).group(1).replace(",", ""))
 
 
-def map_pixels(page) -> np.ndarray:
-    """The map as an RGB array, as the browser shows it."""
-    png = page.locator(".fse-map canvas").first.screenshot()
+def map_pixels(page, map_class: str = "fse-map") -> np.ndarray:
+    """The map (of the class given) as an RGB array, as the browser shows it."""
+    png = page.locator(f".{map_class} canvas").first.screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
