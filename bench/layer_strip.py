@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.measures import Row, row, timed  # noqa: E402
-from bench.synthetic import METHOD, make_store  # noqa: E402
+from bench.synthetic import METHOD, layered_store  # noqa: E402
 
 REPEATS = 9
 
@@ -53,12 +53,6 @@ def strip_rows(store: Path, layers: int) -> list[Row]:
             row(f"{name}: with an isolated value", n, None, isolated, "ms", goal)]
 
 
-def _complete(store: Path, layers: int) -> bool:
-    from precompute.store import Store
-
-    return (store / "store.json").exists() and len(Store.open(store).spaces()) == layers
-
-
 def main() -> None:
     from bench.run import print_table, save_rows
 
@@ -67,12 +61,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--layers", type=int, default=4)
     args = parser.parse_args()
-    store = REPO / "bench" / "stores" / f"{args.rows}x64-{args.layers}layers"
-    if not _complete(store, args.layers):
-        print(f"generating a synthetic store of {args.rows:,} rows, {args.layers} layers …",
-              flush=True)
-        make_store(store, args.rows, 64, zero_embeddings=True, index=False, layers=args.layers)
-    rows = strip_rows(store, args.layers)
+    rows = strip_rows(layered_store(args.rows, args.layers), args.layers)
     print_table(rows)
     save_rows(rows)
 

@@ -70,6 +70,16 @@ def make_store(root: Path, rows: int, dim: int, clusters: int = 64, seed: int = 
     return store
 
 
+def layered_store(rows: int, layers: int) -> Path:
+    """bench/stores' synthetic store of `rows` images with `layers` layers (64-d, no index),
+    made the first time it is asked for."""
+    root = Path(__file__).resolve().parent / "stores" / f"{rows}x64-{layers}layers"
+    if not ((root / "store.json").exists() and len(Store.open(root).spaces()) == layers):
+        print(f"generating a synthetic store of {rows:,} rows, {layers} layers …", flush=True)
+        make_store(root, rows, 64, zero_embeddings=True, index=False, layers=layers)
+    return root
+
+
 def _write_images(store: Store, rows: int, labels: np.ndarray, rng: np.random.Generator) -> None:
     paintings = sorted(p.relative_to(SAMPLE_IMAGES).as_posix()
                        for p in SAMPLE_IMAGES.rglob("*.jpg"))

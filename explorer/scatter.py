@@ -102,38 +102,14 @@ def highlighted_rows(data: ExplorerData, request: MapRequest) -> np.ndarray | No
 def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
     """The viewport's image, RGBA rows from the top (read-only), or None when it holds few
     enough points to draw as glyphs."""
-    space = SpaceKey.parse(request.space)
-    frame = data.frame(space, request.method)
-    values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
-    colouring = _colouring(data, request)
-    both = map_aggregate(data, request)
+    both = _whole_or_viewport_aggregate(data, request)
     if int(both["count"].sum()) <= request.glyph_limit:
         return None
-    if colouring.numeric:
-        image = _shade_numeric(both["mean"], values)
-        if OUTSIDE in both:  # the points outside the filter, drawn grey beneath
-            grey = tf.shade(both[OUTSIDE], cmap=[GREY_FILTERED], min_alpha=60)
-            image = tf.stack(grey, image)
-    else:
-        image = _mix(both)
     highlighted = highlighted_rows(data, request)
-    if highlighted is not None:
-        rows = highlighted
-        if request.hide_filtered and request.mask is not None:
-            rows = rows[request.mask[rows]]
-        mask = None if request.mask is None else request.mask[rows]
-        chosen = filtered(colouring.take(rows).columns(frame["x"].to_numpy()[rows],
-                                                       frame["y"].to_numpy()[rows]), mask, False)
-        canvas = _canvas(request)
-        if colouring.numeric:
-            selected = _shade_numeric(canvas.points(chosen, "x", "y", ds.mean("colour")), values)
-        else:
-            selected = _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
-        image = tf.stack(
-            tf.shade(both["count"], cmap=[FADED_GREY], min_alpha=FADED_ALPHA // 2,
-                     alpha=FADED_ALPHA),
-            selected,
-        )
+    if highlighted is None:
+        image = _coloured(data, request, both)
+    else:
+        image = tf.stack(_faded(data, request, both), _highlight(data, request, highlighted))
     if request.spread is None:
         image = tf.dynspread(image, threshold=0.6, max_px=5)
     elif request.spread:
@@ -142,6 +118,63 @@ def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
     rgba = image.data.view(np.uint8).reshape(request.height, request.width, 4)[::-1]
     rgba.flags.writeable = False  # the whole map's image is shared by every session
     return rgba
+
+
+def _unfiltered_whole(request: MapRequest) -> tuple | None:
+    """The key of the request's aggregate when it covers every point at the full extent
+    (whatever is selected or isolated, which is drawn over it): the same for every session
+    and for both maps of a compare view that change their selection together. None
+    otherwise."""
+    if request.mask is not None or (request.x_range, request.y_range) != (EXTENT, EXTENT):
+        return None
+    return (request.space, request.method, request.color_by, request.width, request.height)
+
+
+def _whole_or_viewport_aggregate(data: ExplorerData, request: MapRequest) -> xr.Dataset:
+    key = _unfiltered_whole(request)
+    if key is None:
+        return map_aggregate(data, request)
+    return data.derived(("whole aggregate", *key), lambda: map_aggregate(data, request))
+
+
+def _coloured(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.Image:
+    """Every point in its colour (a numeric colouring over the filter's outside in grey)."""
+    if not _colouring(data, request).numeric:
+        return _mix(both)
+    values = data.colour_values(request.color_by, TOP_CATEGORIES,
+                                SpaceKey.parse(request.space))
+    image = _shade_numeric(both["mean"], values)
+    if OUTSIDE in both:  # the points outside the filter, drawn grey beneath
+        image = tf.stack(tf.shade(both[OUTSIDE], cmap=[GREY_FILTERED], min_alpha=60), image)
+    return image
+
+
+def _faded(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.Image:
+    """Every point drawn, in faint grey: the ground a selection or isolation is drawn on."""
+
+    def shade() -> tf.Image:
+        return tf.shade(both["count"], cmap=[FADED_GREY], min_alpha=FADED_ALPHA // 2,
+                        alpha=FADED_ALPHA)
+
+    key = _unfiltered_whole(request)
+    return shade() if key is None else data.derived(("faded whole", *key), shade)
+
+
+def _highlight(data: ExplorerData, request: MapRequest, rows: np.ndarray) -> tf.Image:
+    """The highlighted `rows` (see `highlighted_rows`) in their colours, inside the filter."""
+    space = SpaceKey.parse(request.space)
+    frame = data.frame(space, request.method)
+    colouring = _colouring(data, request)
+    if request.hide_filtered and request.mask is not None:
+        rows = rows[request.mask[rows]]
+    mask = None if request.mask is None else request.mask[rows]
+    chosen = filtered(colouring.take(rows).columns(frame["x"].to_numpy()[rows],
+                                                   frame["y"].to_numpy()[rows]), mask, False)
+    canvas = _canvas(request)
+    if not colouring.numeric:
+        return _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
+    values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
+    return _shade_numeric(canvas.points(chosen, "x", "y", ds.mean("colour")), values)
 
 
 MIXED_COLOUR = ds.summary(count=ds.count(), r=ds.sum("r"), g=ds.sum("g"), b=ds.sum("b"))
