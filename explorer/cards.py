@@ -11,11 +11,14 @@ from explorer.data import ExplorerData
 from precompute.store import SpaceKey
 
 CARD_CSS = """
-.fse-card { display: flex; gap: 10px; align-items: flex-start; font-size: 13px; }
+.fse-card { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start;
+            font-size: 13px; }
 .fse-card img { width: 128px; height: auto; border-radius: 4px; background: #eee; }
-.fse-card table { border-collapse: collapse; }
+.fse-card table { border-collapse: collapse; flex: 1 1 220px; }
 .fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 .fse-card td { word-break: break-word; }
+.fse-card.fse-compact img { width: 64px; }
+.fse-card.fse-compact table { flex: 1 1 160px; }
 .fse-placeholder { color: #888; font-size: 13px; }
 .fse-shared { font-size: 13px; background: #eef3f7; border-left: 3px solid #2f6690;
               padding: 4px 8px; }
@@ -34,13 +37,23 @@ def image_card(data: ExplorerData, row: int, space: SpaceKey | None = None,
                extra: dict[str, str] | None = None) -> str:
     """Thumbnail beside a table of the image's attributes (its cluster in `space`, and any
     `extra` lines)."""
-    fields = {**data.describe(row, space), **(extra or {})}
+    return _card(data, row, {**data.describe(row, space), **(extra or {})}, "fse-card")
+
+
+def compact_card(data: ExplorerData, row: int, space: SpaceKey, color_by: str) -> str:
+    """A small thumbnail beside the image's id and colour-by value: the clicked image above
+    its neighbours, short so that they start in view (its full card is the hover card)."""
+    fields = {"id": data.sample_id(row), color_by: data.describe(row, space)[color_by]}
+    return _card(data, row, fields, "fse-card fse-compact")
+
+
+def _card(data: ExplorerData, row: int, fields: dict[str, str], classes: str) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
         for name, value in fields.items()
     )
     return (
-        f"<div class='fse-card' data-row='{int(row)}'>"
+        f"<div class='{classes}' data-row='{int(row)}'>"
         f"<img src='{data.thumbnail_uri(row)}' alt='thumbnail of image {int(row)}'>"
         f"<table>{rows}</table></div>"
     )

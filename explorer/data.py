@@ -63,6 +63,7 @@ class ExplorerData:
     trust: dict[tuple[SpaceKey, str], dict[str, float]] = field(default_factory=dict)
     shares: frozenset[str] = frozenset()  # numeric attributes shown as percentages
     has_thumbnails: bool = False  # the thumbs stage has run
+    depth_labels: dict[SpaceKey, str] = field(default_factory=dict)  # "block 8 of 16"
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -88,6 +89,19 @@ class ExplorerData:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def space_label(self, space: SpaceKey) -> str:
+        """How a feature space is named in the selectors: its run and layer with the layer's
+        depth ("pretrained · _blocks.7 · block 8 of 16"), after its backbone when the store
+        has several (the full key `backbone/run/layer` is in the URL)."""
+        several = len({s.backbone for s in self.spaces}) > 1
+        run = f"{space.backbone} {space.run}" if several else space.run
+        return f"{run} · {self.layer_label(space)}"
+
+    def layer_label(self, space: SpaceKey) -> str:
+        """A layer's name with its depth when the embed stage recorded one."""
+        depth = self.depth_labels.get(space)
+        return space.layer if depth is None else f"{space.layer} · {depth}"
 
     def best_method(self, space: SpaceKey) -> str:
         """The map of `space` that keeps the most of its neighbours (the first method when
@@ -354,8 +368,11 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
         kinds[CLUSTER] = CATEGORICAL
     trust = {(space, method): store.meta(store.projection_path(space, method)).get("trust", {})
              for space, names in methods.items() for method in names}
+    depth_labels = {space: label for space in methods
+                    if (label := store.meta(store.embeddings_path(space)).get("depth_label"))}
     return ExplorerData(store, table, kinds, methods, dask, issues, trust, frozenset(shares),
-                        has_thumbnails=store.meta(store.thumbs_path) is not None)
+                        has_thumbnails=store.meta(store.thumbs_path) is not None,
+                        depth_labels=depth_labels)
 
 
 def run_tags(store: Store) -> dict[str, str]:

@@ -116,7 +116,7 @@ def strip_content(data: ExplorerData, space: str, method: str, color_by: str,
                              glyph_limit=0, spread=spread)
         score = scores.get(str(layer))
         tiles.append({
-            "space": str(layer), "layer": layer_name(layer), "shown": layer == shown,
+            "space": str(layer), "layer": layer_name(data, layer), "shown": layer == shown,
             "image": tile_png(data, request),
             "score": "no score" if score is None
                      else f"kNN {score[0]:.2f} (chance {score[1]:.2f})",
@@ -126,9 +126,10 @@ def strip_content(data: ExplorerData, space: str, method: str, color_by: str,
             "tiles": tiles}
 
 
-def layer_name(space: SpaceKey) -> str:
-    """A layer's name in the strip: its run when fine-tuned, then the layer."""
-    return space.layer if space.pretrained else f"{space.run} · {space.layer}"
+def layer_name(data: ExplorerData, space: SpaceKey) -> str:
+    """A layer's name in the strip: its run when fine-tuned, then the layer and its depth."""
+    layer = data.layer_label(space)
+    return layer if space.pretrained else f"{space.run} · {layer}"
 
 
 def tile_png(data: ExplorerData, request: MapRequest) -> str:

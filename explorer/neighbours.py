@@ -8,8 +8,9 @@ import numpy as np
 import panel as pn
 import param
 
-from explorer.cards import image_card, neighbour_tile, placeholder
+from explorer.cards import compact_card, neighbour_tile, placeholder
 from explorer.data import ExplorerData
+from explorer.into_view import IntoView
 from explorer.state import NO_ROWS, ExplorerState
 from precompute.store import SpaceKey
 
@@ -54,11 +55,15 @@ class NeighboursPanel(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         state = self.state
+        band = IntoView()  # over the first row of neighbours: shown after each click
+        state.param.watch(lambda _event: band.show(), "focus")
         return pn.Column(
             pn.pane.HTML(pn.bind(self.shared, state.param.neighbours, state.param.neighbours_b,
                                  state.param.space_b), sizing_mode="stretch_width"),
-            pn.pane.HTML(pn.bind(self.focused, state.param.neighbours, state.param.space),
+            pn.pane.HTML(pn.bind(self.focused, state.param.neighbours, state.param.space,
+                                 state.param.color_by),
                          sizing_mode="stretch_width", css_classes=["fse-focus"]),
+            band,
             pn.bind(self.grid, state.param.neighbours, state.param.similarities,
                     state.param.color_by, state.param.space),
             pn.bind(self.second, state.param.neighbours_b, state.param.color_by,
@@ -85,12 +90,12 @@ class NeighboursPanel(pn.viewable.Viewer):
                          self.grid(rows_b, self.state.similarities_b, color_by, space_b),
                          sizing_mode="stretch_width")
 
-    def focused(self, rows: np.ndarray, space: str) -> str:
-        """The clicked image's card, or how to choose one."""
+    def focused(self, rows: np.ndarray, space: str, color_by: str) -> str:
+        """The clicked image in short, or how to choose one."""
         if not len(rows):
             return placeholder("Click a point (or a grid image) to see its neighbours.")
         return (f"<div class='fse-neighbours-title'>Nearest in {html.escape(space)}</div>"
-                + image_card(self.data, rows[0], SpaceKey.parse(space)))
+                + compact_card(self.data, rows[0], SpaceKey.parse(space), color_by))
 
     def grid(self, rows: np.ndarray, similarities: np.ndarray, color_by: str, space: str
              ) -> pn.FlexBox:

@@ -38,6 +38,8 @@ SIDE_CSS = f"""
 :host {{ flex: 1 1 280px; max-width: 420px; height: max(420px, calc(100vh - 150px)); }}
 @media {NARROW} {{ :host {{ height: 280px; max-width: none; }} }}
 """  # beside the map as tall as it, or below it (explorer/map_panel.py)
+# The hover card scrolls past 40% of the window, so a click's neighbours below it start in view
+HOVER_CSS = ":host { max-height: 40vh; overflow-y: auto; }"
 
 
 class Explorer(pn.viewable.Viewer):
@@ -114,7 +116,7 @@ class Explorer(pn.viewable.Viewer):
             return image_card(self.data, row, SpaceKey.parse(space))
 
         return pn.pane.HTML(pn.bind(card, self.map.param.hovered, self.state.param.space),
-                            css_classes=["fse-hover"],
+                            css_classes=["fse-hover"], stylesheets=[HOVER_CSS],
                             sizing_mode="stretch_width", min_height=140)
 
     def main(self) -> list[pn.viewable.Viewable]:
@@ -251,8 +253,7 @@ def new_state(data: ExplorerData) -> ExplorerState:
     """A session state showing the default feature space, its map that keeps the most
     neighbours, and the first attribute."""
     state = ExplorerState()
-    several = len({s.backbone for s in data.spaces}) > 1
-    spaces = {space_label(s, several): str(s) for s in data.spaces}
+    spaces = {data.space_label(s): str(s) for s in data.spaces}
     state.param.space.objects = spaces
     state.param.space_b.objects = spaces
     state.param.color_by.objects = data.colour_attributes
@@ -281,13 +282,6 @@ def default_space(spaces: list[SpaceKey]) -> SpaceKey:
     penultimate = [s for s in spaces if s.layer == PENULTIMATE]
     finetuned = [s for s in penultimate if not s.pretrained]
     return (finetuned or penultimate or spaces)[0]
-
-
-def space_label(space: SpaceKey, several_backbones: bool = False) -> str:
-    """How a feature space is named in the selector: its run and layer, after its backbone
-    when the store has several (the full key `backbone/run/layer` is in the URL)."""
-    run = f"{space.backbone} {space.run}" if several_backbones else space.run
-    return f"{run} · {space.layer}"
 
 
 def method_label(method: str, trust: dict[str, float]) -> str:

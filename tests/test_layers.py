@@ -20,6 +20,9 @@ def test_stages_are_evenly_spaced_blocks_of_efficientnet_lite0(lite0):
     layers = resolve_layers(lite0, ["stages", "penultimate"], 3, 224)
     assert list(layers) == ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
     assert list(layers.values()) == sorted(layers.values())
+    assert [depth.label for depth in layers.values()] == [
+        "block 4 of 16", "block 8 of 16", "block 12 of 16", None
+    ]
 
 
 def test_stages_of_a_resnet_are_its_residual_stages():
@@ -28,6 +31,8 @@ def test_stages_of_a_resnet_are_its_residual_stages():
         "layer1", "layer2", "layer3", "penultimate"
     ]
     assert list(resolve_layers(resnet, ["stages"], 1, 64)) == ["layer2"]
+    inside = resolve_layers(resnet, ["layer3.1.conv1"], 3, 64)["layer3.1.conv1"]
+    assert inside.label == "in block 3 of 4"
 
 
 def test_layers_are_ordered_from_shallow_to_deep_whatever_the_config_order(lite0):

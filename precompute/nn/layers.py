@@ -10,6 +10,8 @@ modules, so early layers sort before late ones whatever their names.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -24,9 +26,18 @@ STAGES = "stages"
 TRUNK_SHARE = 0.8
 
 
+@dataclass(frozen=True, order=True)
+class LayerDepth:
+    """Where a layer runs: its place in the order a forward pass finishes modules, and for a
+    block of the trunk (or a module inside one) which block it is, e.g. "block 8 of 16"."""
+
+    order: int
+    label: str | None = None
+
+
 def resolve_layers(
     model: nn.Module, requested: list[str], stages: int, input_size: int
-) -> dict[str, int]:
+) -> dict[str, LayerDepth]:
     """The layers to embed with their depth, shallowest first: `stages` becomes `stages` evenly
     spaced blocks, `penultimate` stays (deepest of all), module names are checked."""
     order = execution_order(model, input_size)
@@ -48,7 +59,25 @@ def resolve_layers(
                 f"layer {name} of {type(model).__name__} does not run when the model embeds an "
                 "image (e.g. an auxiliary head used only in training); choose another layer"
             )
-    return dict(sorted(depths.items(), key=lambda item: item[1]))
+    labels = block_labels(model, names, order)
+    return {name: LayerDepth(depth, labels.get(name))
+            for name, depth in sorted(depths.items(), key=lambda item: item[1])}
+
+
+def block_labels(model: nn.Module, names: list[str], order: list[str]) -> dict[str, str]:
+    """"block i of n" for each of `names` that is a block of the trunk, "in block i of n" for
+    a module inside one; none for other layers, nor for a model whose trunk is not found."""
+    try:
+        blocks = trunk_blocks(model, order)
+    except BackboneError:
+        return {}
+    labels = {}
+    for name in names:
+        for number, block in enumerate(blocks, start=1):
+            if name == block or name.startswith(block + "."):
+                inside = "" if name == block else "in "
+                labels[name] = f"{inside}block {number} of {len(blocks)}"
+    return labels
 
 
 def execution_order(model: nn.Module, input_size: int) -> list[str]:

@@ -1,7 +1,8 @@
 """Embed stage: one pass of a model over every accepted image, writing one array per layer.
 
 The layers are `[embed] layers` with `stages` expanded (see layers.py); each array's sidecar
-records the layer's depth, so the store lists a model's layers from shallow to deep.
+records the layer's depth and, for a block of the trunk, which one it is ("block 8 of 16"), so the
+store lists a model's layers from shallow to deep and the explorer names their depth.
 
 The arrays grow in place as memory-mapped `.partial` files; after every few batches the rows
 done are recorded, so an interrupted run resumes at the first unfinished batch. On completion
@@ -35,7 +36,7 @@ from precompute.nn.device import describe, mixed_precision, pick_device, prepare
 from precompute.nn.distributed import SINGLE, Shard, wait_for_all
 from precompute.nn.features import LayerTap
 from precompute.nn.image_dataset import ImageFileDataset
-from precompute.nn.layers import resolve_layers
+from precompute.nn.layers import LayerDepth, resolve_layers
 from precompute.nn.sources import ModelSource
 from precompute.processes import die_with_parent
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
@@ -190,10 +191,10 @@ def _embed_batches(
 
 def _commit_arrays(
     store: Store, arrays: dict[SpaceKey, np.memmap], shard: Shard, base: dict[str, Any],
-    total: int, dims: dict[str, int], depths: dict[str, int], **info: Any,
+    total: int, dims: dict[str, int], depths: dict[str, LayerDepth], **info: Any,
 ) -> None:
     """Rename each finished `.partial` array into place and write its sidecar (dim, count,
-    depth, then `info`): only now does it look complete."""
+    depth and its label, then `info`): only now does it look complete."""
     for array in arrays.values():
         array.flush()
     spaces = list(arrays)
@@ -206,7 +207,8 @@ def _commit_arrays(
             _recipe(base, space, shard, total),
             dim=dims[space.layer],
             count=len(shard.rows(total)),
-            depth=depths[space.layer],
+            depth=depths[space.layer].order,
+            depth_label=depths[space.layer].label,
             **info,
         )
 

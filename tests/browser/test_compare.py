@@ -12,7 +12,6 @@ from playwright.sync_api import expect
 
 from explorer.compare_view import contrast_space
 from explorer.neighbours import SHARED_K, shared_count
-from explorer.page import space_label
 from precompute.store import SpaceKey
 from tests.browser.explorer_page import FRAME_JS, RING_JS, ExplorerPage
 
@@ -43,7 +42,7 @@ def test_the_two_maps_share_hover_and_selection(served_store, built_store, page)
     first, second = open_compare(page, served_store, built_store)
     assert second.space != first.space
     expect(page.locator(".fse-compare-b-space select")).to_have_value(
-        space_label(SpaceKey.parse(second.space)))
+        first.data.space_label(SpaceKey.parse(second.space)))
     assert second.frame()["left"] > first.frame()["left"] + 200  # side by side
 
     # hovering an image in either map rings it in both, each at its place in its own map

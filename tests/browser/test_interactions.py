@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from explorer.page import space_label
 from precompute.store import ID_COLUMN, SpaceKey
 from tests.browser.explorer_page import ExplorerPage, distance_to_edges, points_inside
 from tests.browser.server import ARTIFACTS
@@ -217,9 +216,10 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
     explorer.page.mouse.click(x, y)
     explorer.page.locator(".fse-legend-title").get_by_text("artist", exact=True).wait_for()
     expect(explorer.page.locator(".fse-space select option:checked")).to_have_text(
-        space_label(target))
+        explorer.data.space_label(target))
     expect(explorer.page.locator(".fse-color-by select")).to_have_value("artist")
-    expect(explorer.page.locator(".fse-space select")).to_have_value(space_label(target))
+    expect(explorer.page.locator(".fse-space select")).to_have_value(
+        explorer.data.space_label(target))
     assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
     explorer.page.locator(".fse-map").scroll_into_view_if_needed()
     explorer.page.wait_for_timeout(1_500)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from explorer.layer_strip import TILE_PX, strip_spaces
-from explorer.page import space_label
 from precompute.store import SpaceKey
 from tests.browser.explorer_page import ExplorerPage
 
@@ -44,6 +44,9 @@ def test_the_layer_strip_shows_every_layer_scored_and_opens_one_in_the_map(
     colour_by = page.locator(".fse-color-by select").input_value()
     for layer, tile in zip(layers, tiles.all(), strict=True):
         assert tile.get_attribute("value") == str(layer)
+        if layer.pretrained and layer.layer != "penultimate":  # a block of the trunk
+            assert re.fullmatch(rf"{re.escape(layer.layer)} · block \d+ of \d+",
+                                tile.locator(".fse-strip-layer").inner_text())
         score = table[(table["space"] == str(layer)) & (table["attribute"] == colour_by)
                       & (table["metric"] == "knn") & (table["given"] == "")]["value"]
         assert tile.locator(".fse-strip-score").inner_text().startswith(
@@ -59,7 +62,7 @@ def test_the_layer_strip_shows_every_layer_scored_and_opens_one_in_the_map(
     page.wait_for_timeout(500)
     assert page.locator(".fse-map").bounding_box()["y"] < -200  # the map is scrolled away
     tiles.first.click()
-    expect(page.locator(".fse-space select")).to_have_value(space_label(first))
+    expect(page.locator(".fse-space select")).to_have_value(explorer.data.space_label(first))
     expect(page.locator(".fse-strip-tile.fse-shown")).to_have_attribute("value", str(first))
     page.wait_for_function(  # the link names the layer shown
         f"() => decodeURIComponent(location.search).includes({json.dumps(str(first))})")

@@ -1,6 +1,6 @@
 """The page at the window sizes people use: the map keeps at least half the width, every
 selection tool in view, and the tabs (and, when the side panel moves under the map, the hover
-card) on screen without scrolling."""
+card) on screen without scrolling; a click's neighbours come into view."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
-        ExplorerPage(page, served_store, built_store).open()
+        explorer = ExplorerPage(page, served_store, built_store).open()
         page.screenshot(path=ARTIFACTS / f"layout-{width}x{height}.png")
         plot = page.locator(".fse-map").bounding_box()
         assert plot["width"] >= width / 2, f"the map is {plot['width']:.0f} px wide"
@@ -35,5 +35,14 @@ def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served
         assert tabs["y"] + 30 <= height, "the tab bar should be on screen"
         hover = page.get_by_text("Under the cursor", exact=True).bounding_box()
         assert hover["y"] + 60 <= height, "the hover card should be on screen"
+
+        explorer.click(30)  # its neighbours come into view, beside the map or below it
+        first = page.locator(".fse-neighbour").first
+        first.wait_for()
+        page.wait_for_timeout(1_500)  # the scroll is smooth
+        page.screenshot(path=ARTIFACTS / f"layout-clicked-{width}x{height}.png")
+        box = first.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height, (
+            f"the first neighbour is at y = {box['y']:.0f} in a {height}-px window")
     finally:
         context.close()
