@@ -17,6 +17,28 @@ from tests.browser.server import ARTIFACTS, chromium, panel_server  # noqa: E402
 DOCS = REPO / "docs"
 
 
+def compare_view(page, url: str, store: Path) -> None:
+    """The compare view with one painting's neighbours ringed in both maps, at the README's
+    size and the three sizes looked at."""
+    from explorer.compare_view import contrast_space
+    from precompute.store import SpaceKey
+    from tests.browser.explorer_page import ExplorerPage
+
+    explorer = ExplorerPage(page, url, store)
+    second = contrast_space(explorer.data.spaces, SpaceKey.parse(explorer.space))
+    explorer.open(f"?compare={second}")
+    page.locator(".fse-map-b canvas").first.wait_for(state="visible")
+    page.wait_for_timeout(3_000)
+    explorer.click(17)
+    page.wait_for_timeout(4_000)
+    page.screenshot(path=DOCS / "screenshot-compare.png")
+    for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(2_000)
+        page.screenshot(path=ARTIFACTS / f"compare-{width}x{height}.png")
+    page.set_viewport_size({"width": 1400, "height": 860})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", default=str(REPO / "sample_data" / "store"))
@@ -50,6 +72,7 @@ def main() -> None:
         page.locator(".fse-legend-value").first.wait_for()
         page.wait_for_timeout(5_000)  # zoomed in on one corner: the paintings themselves
         page.screenshot(path=DOCS / "screenshot-images.png")
+        compare_view(page, url, Path(args.store))
         page.goto(url, wait_until="networkidle")
         page.locator(".fse-legend-value").first.wait_for()
         page.get_by_text("Layers", exact=True).click()
@@ -62,8 +85,8 @@ def main() -> None:
             page.get_by_text(tab, exact=True).click()
             if tab == "Quality":  # the sample set has no near-duplicates: its likely mistakes
                 page.locator(".fse-quality-kinds").get_by_text("Label mistakes?").click()
-            page.locator(".fse-tabs").scroll_into_view_if_needed()
-            page.mouse.wheel(0, 400)
+            page.locator(".fse-tabs").evaluate("tabs => tabs.scrollIntoView({block: 'start'})")
+            page.mouse.wheel(0, -110)  # the tab bar below the page's header
             page.wait_for_timeout(3_000)
             page.screenshot(path=DOCS / f"screenshot-{tab.lower()}.png")
             for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at
