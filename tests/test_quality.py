@@ -5,6 +5,7 @@ high, and an interrupted run resumes without redoing its neighbour search."""
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from precompute.cli import main
 from precompute.config import TrainConfig
 from precompute.stats.pixels import pixel_difference, same_picture, signature
 from precompute.stats.quality_checks import issue_table, label_issues, split_leaks
+from precompute.stages.quality import same_pixels
 from precompute.stats.split import ensure_split, near_duplicate_groups, seen_in_training
 from precompute.store import (
     ID_COLUMN,
@@ -182,6 +184,28 @@ def test_pixels_tell_copies_from_look_alikes_and_ignore_blank_canvases(small_tre
     pale.save(buffer, format="JPEG", quality=50)
     assert same_picture(signature(pale), signature(Image.open(buffer)))
     assert not same_picture(signature(pale), signature(paler))
+
+
+def test_a_pair_whose_image_cannot_be_read_is_decided_by_its_similarity(injected, caplog):
+    store, copies, _ = injected
+    paths = store.read_images([PATH_COLUMN])[PATH_COLUMN].tolist()
+    name, original = next(iter(copies.items()))
+    other = next(p for p in paths if p not in copies and p not in copies.values())
+    copy_row, original_row, other_row = (paths.index(p) for p in (name, original, other))
+    pairs = (np.array([copy_row, copy_row]), np.array([original_row, other_row]),
+             np.array([0.97, 0.96]))
+    assert same_pixels(store, pairs)[1].tolist() == [original_row]  # the other is no copy
+
+    copy = Path(store.images_meta()["root"]) / name
+    readable = copy.read_bytes()
+    copy.write_bytes(readable[:200])  # changed since ingestion: no longer decodes
+    try:
+        with caplog.at_level(logging.WARNING, logger="precompute.stages.quality"):
+            first, second, _ = same_pixels(store, pairs)
+    finally:
+        copy.write_bytes(readable)
+    assert first.tolist() == [copy_row] * 2 and second.tolist() == [original_row, other_row]
+    assert "1 of 3 images of similar pairs could not be read" in caplog.text
 
 
 def test_confident_learning_flags_a_label_its_probabilities_contradict():
