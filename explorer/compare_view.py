@@ -6,6 +6,7 @@ click shows the image's neighbours in both spaces (explorer/neighbours.py)."""
 from __future__ import annotations
 
 import panel as pn
+import param
 
 from explorer.data import ExplorerData
 from explorer.map_panel import NARROW, SECOND_MAP, MapPanel
@@ -56,15 +57,16 @@ def selectors(state: ExplorerState, space: str, method: str, css_class: str) -> 
 
 class MapArea(pn.viewable.Viewer):
     """The maps and the side panel: the first map alone, or with `state.compare` on, both maps
-    under their selectors. The second map is built each time compare is turned on and dropped
-    when it is turned off, so a session that does not compare renders one map."""
+    under their selectors. The second map is built the first time compare is turned on and
+    kept when it is turned off (out of the page, it renders nothing), so a session that never
+    compares renders one map and one that toggles builds the second once."""
 
     def __init__(self, data: ExplorerData, state: ExplorerState, first: MapPanel,
                  side: pn.viewable.Viewable):
         super().__init__()
         self.data, self.state, self.first, self.side = data, state, first, side
         self.second: MapPanel | None = None
-        self._hover_link = None  # the first map's watcher that rings its hover in the second
+        self._columns: list[pn.Column] = []  # both maps under their selectors, once built
         self.box = pn.FlexBox(flex_wrap="wrap", sizing_mode="stretch_width")
         self._single_css = (list(first.pane.stylesheets), list(side.stylesheets))
         state.param.watch(self._arrange, "compare")
@@ -74,31 +76,34 @@ class MapArea(pn.viewable.Viewer):
         return self.box
 
     def _arrange(self, *_events) -> None:
-        if self._hover_link is not None:
-            self.first.param.unwatch(self._hover_link)
-            self._hover_link = None
         if not self.state.compare:
-            self.second = None
             self.first.pane.stylesheets, self.side.stylesheets = self._single_css
             self.box.objects = [self.first, self.side]
             return
-        self.second = MapPanel(self.data, self.state, SECOND_MAP)
-        self.second.pane.stylesheets = [COMPARE_MAP_CSS]
+        if self.second is None:
+            self.second = MapPanel(self.data, self.state, SECOND_MAP)
+            self.second.pane.stylesheets = [COMPARE_MAP_CSS]
+            link_hover(self.state, self.first, self.second)
+            self._columns = [
+                pn.Column(selectors(self.state, "space", "method", "fse-compare-a"),
+                          self.first, stylesheets=[COMPARE_COLUMN_CSS],
+                          css_classes=["fse-compare-a"]),
+                pn.Column(selectors(self.state, "space_b", "method_b", "fse-compare-b"),
+                          self.second, stylesheets=[COMPARE_COLUMN_CSS],
+                          css_classes=["fse-compare-b"]),
+            ]
         self.first.pane.stylesheets = [COMPARE_MAP_CSS]
         self.side.stylesheets = [COMPARE_SIDE_CSS]
-        self._hover_link = link_hover(self.first, self.second)
-        self.box.objects = [
-            pn.Column(selectors(self.state, "space", "method", "fse-compare-a"), self.first,
-                      stylesheets=[COMPARE_COLUMN_CSS], css_classes=["fse-compare-a"]),
-            pn.Column(selectors(self.state, "space_b", "method_b", "fse-compare-b"),
-                      self.second, stylesheets=[COMPARE_COLUMN_CSS],
-                      css_classes=["fse-compare-b"]),
-            self.side,
-        ]
+        self.box.objects = [*self._columns, self.side]
 
 
-def link_hover(first: MapPanel, second: MapPanel):
-    """Ring the image under the cursor of either map in both (the hover card follows the
-    first map's `hovered`). Returns the watcher on `first`, to unwatch when `second` goes."""
+def link_hover(state: ExplorerState, first: MapPanel, second: MapPanel) -> None:
+    """Ring the image under the cursor of either map in both while the compare view is on
+    (the hover card follows the first map's `hovered`)."""
+
+    def to_second(event: param.parameterized.Event) -> None:
+        if state.compare:
+            second.hovered = event.new
+
     second.param.watch(lambda event: setattr(first, "hovered", event.new), "hovered")
-    return first.param.watch(lambda event: setattr(second, "hovered", event.new), "hovered")
+    first.param.watch(to_second, "hovered")

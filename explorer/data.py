@@ -305,9 +305,13 @@ class ExplorerData:
     # ------------------------------------------------------------------ neighbours
     def neighbours(self, space: SpaceKey, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The `k` nearest images to image `row` in the full feature space (cosine, FAISS):
-        rows and similarities, the image itself first."""
+        rows and similarities, the image itself first (an exact copy may tie with it)."""
         vector = self.store.load_embeddings(space)[int(row)].astype(np.float32)
-        return self.search_vector(space, vector, k)
+        rows, similarities = self.search_vector(space, vector, k + 1)
+        others = rows != row
+        own = similarities[~others][:1] if not others.all() else similarities[:1]
+        return (np.concatenate([[int(row)], rows[others][:k - 1]]),
+                np.concatenate([own, similarities[others][:k - 1]]))
 
     def search_vector(self, space: SpaceKey, vector: np.ndarray, k: int
                       ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from bokeh.models import ColumnDataSource, Range1d
 
 from explorer.after_pause import AfterPause
 from explorer.clusters_view import cluster_label_table
-from explorer.data import ExplorerData
+from explorer.data import CLUSTER, ExplorerData
 from explorer.density import contour_lines, no_contours
 from explorer.plot_hooks import page_scrolls_over
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
@@ -155,6 +155,8 @@ class MapPanel(pn.viewable.Viewer):
                 x_range=None, y_range=None, width=None, height=None, scale=1.0):
         width, height = (int(width * scale), int(height * scale)) if width and height else (
             DEFAULT_SIZE)
+        if color_by == CLUSTER and space != self.state.space:
+            isolated = ()  # the legend's clusters are the first map's: no cluster of this space
         request = MapRequest(
             space, method, color_by, tuple(x_range or EXTENT), tuple(y_range or EXTENT),
             max(width, 1), max(height, 1), selection=selection, mask=mask,

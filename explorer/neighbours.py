@@ -42,7 +42,8 @@ def follow_focus(data: ExplorerData, state: ExplorerState) -> None:
 
 
 def shared_count(first: np.ndarray, second: np.ndarray, k: int = SHARED_K) -> int:
-    """How many of the `k` nearest (after the focus, which leads both) two spaces share."""
+    """How many of the `k` nearest (after the focus, which leads both: `data.neighbours`) two
+    spaces share."""
     return len(np.intersect1d(first[1:k + 1], second[1:k + 1]))
 
 
@@ -56,7 +57,12 @@ class NeighboursPanel(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         state = self.state
         band = IntoView()  # over the first row of neighbours: shown after each click
-        state.param.watch(lambda _event: band.show(), "focus")
+
+        def show_neighbours(event: param.parameterized.Event) -> None:
+            if event.new is not None:  # an image clicked, not the focus cleared
+                band.show()
+
+        state.param.watch(show_neighbours, "focus")
         return pn.Column(
             pn.pane.HTML(pn.bind(self.shared, state.param.neighbours, state.param.neighbours_b,
                                  state.param.space_b), sizing_mode="stretch_width"),

@@ -102,14 +102,17 @@ def highlighted_rows(data: ExplorerData, request: MapRequest) -> np.ndarray | No
 def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
     """The viewport's image, RGBA rows from the top (read-only), or None when it holds few
     enough points to draw as glyphs."""
-    both = _whole_or_viewport_aggregate(data, request)
-    if int(both["count"].sum()) <= request.glyph_limit:
-        return None
     highlighted = highlighted_rows(data, request)
     if highlighted is None:
+        both = map_aggregate(data, request)
+        if int(both["count"].sum()) <= request.glyph_limit:
+            return None
         image = _coloured(data, request, both)
     else:
-        image = tf.stack(_faded(data, request, both), _highlight(data, request, highlighted))
+        drawn, ground = _ground(data, request)
+        if drawn <= request.glyph_limit:
+            return None
+        image = tf.stack(ground, _highlight(data, request, highlighted))
     if request.spread is None:
         image = tf.dynspread(image, threshold=0.6, max_px=5)
     elif request.spread:
@@ -120,21 +123,21 @@ def map_image(data: ExplorerData, request: MapRequest) -> np.ndarray | None:
     return rgba
 
 
-def _unfiltered_whole(request: MapRequest) -> tuple | None:
-    """The key of the request's aggregate when it covers every point at the full extent
-    (whatever is selected or isolated, which is drawn over it): the same for every session
-    and for both maps of a compare view that change their selection together. None
-    otherwise."""
+def _ground(data: ExplorerData, request: MapRequest) -> tuple[int, tf.Image]:
+    """How many points the viewport draws, and all of them in faint grey: the ground a
+    selection or isolation is drawn on. At the full extent without a filter it is the same
+    for every selection (and for both maps of a compare view that change their selection
+    together), so it is kept once per map and size."""
+
+    def make() -> tuple[int, tf.Image]:
+        count = map_aggregate(data, request)["count"]
+        return int(count.sum()), tf.shade(count, cmap=[FADED_GREY],
+                                          min_alpha=FADED_ALPHA // 2, alpha=FADED_ALPHA)
+
     if request.mask is not None or (request.x_range, request.y_range) != (EXTENT, EXTENT):
-        return None
-    return (request.space, request.method, request.color_by, request.width, request.height)
-
-
-def _whole_or_viewport_aggregate(data: ExplorerData, request: MapRequest) -> xr.Dataset:
-    key = _unfiltered_whole(request)
-    if key is None:
-        return map_aggregate(data, request)
-    return data.derived(("whole aggregate", *key), lambda: map_aggregate(data, request))
+        return make()
+    key = (request.space, request.method, request.width, request.height)  # any colouring
+    return data.derived(("whole ground", *key), make)
 
 
 def _coloured(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.Image:
@@ -147,17 +150,6 @@ def _coloured(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.I
     if OUTSIDE in both:  # the points outside the filter, drawn grey beneath
         image = tf.stack(tf.shade(both[OUTSIDE], cmap=[GREY_FILTERED], min_alpha=60), image)
     return image
-
-
-def _faded(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.Image:
-    """Every point drawn, in faint grey: the ground a selection or isolation is drawn on."""
-
-    def shade() -> tf.Image:
-        return tf.shade(both["count"], cmap=[FADED_GREY], min_alpha=FADED_ALPHA // 2,
-                        alpha=FADED_ALPHA)
-
-    key = _unfiltered_whole(request)
-    return shade() if key is None else data.derived(("faded whole", *key), shade)
 
 
 def _highlight(data: ExplorerData, request: MapRequest, rows: np.ndarray) -> tf.Image:

@@ -138,6 +138,24 @@ def test_the_explorer_renders_outside_a_server_as_in_a_notebook(built_store):
     assert explorer.state.space == "efficientnet_lite0/finetuned-style-head/penultimate"
 
 
+def test_turning_compare_on_again_shows_the_same_second_map(built_store):
+    from explorer.compare_view import MapArea
+    from explorer.page import Explorer
+
+    explorer = Explorer(store=str(built_store))
+    area = MapArea(explorer.data, explorer.state, explorer.map, pn.Column())
+    watchers = len(explorer.state.param.watchers.get("space_b", {}).get("value", []))
+    explorer.state.compare = True
+    second = area.second
+    assert second is not None and area.box.objects[1].objects[1] is second.pane
+    built = len(explorer.state.param.watchers["space_b"]["value"])
+    for on in (False, True, False, True):
+        explorer.state.compare = on
+        assert len(area.box.objects) == (3 if on else 2)
+    assert area.second is second, "built once, not again at each toggle"
+    assert len(explorer.state.param.watchers["space_b"]["value"]) == built > watchers
+
+
 @pytest.mark.parametrize("attribute", ["style", "year"])
 def test_few_points_in_view_are_drawn_as_glyphs(built_store, attribute):
     from explorer.scatter import MapRequest, render_map

@@ -16,9 +16,9 @@ from PIL import Image
 
 from precompute.cli import main
 from precompute.config import TrainConfig
+from precompute.stages.quality import same_pixels
 from precompute.stats.pixels import pixel_difference, same_picture, signature
 from precompute.stats.quality_checks import issue_table, label_issues, split_leaks
-from precompute.stages.quality import same_pixels
 from precompute.stats.split import ensure_split, near_duplicate_groups, seen_in_training
 from precompute.store import (
     ID_COLUMN,

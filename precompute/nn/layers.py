@@ -26,7 +26,7 @@ STAGES = "stages"
 TRUNK_SHARE = 0.8
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class LayerDepth:
     """Where a layer runs: its place in the order a forward pass finishes modules, and for a
     block of the trunk (or a module inside one) which block it is, e.g. "block 8 of 16"."""

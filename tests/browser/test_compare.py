@@ -86,7 +86,11 @@ def test_a_click_shows_neighbours_in_both_spaces_and_the_link_keeps_the_view(
     rows_b, _ = data.neighbours(SpaceKey.parse(second.space), row, 13)
     expected = shared_count(rows_a, rows_b)
     expect(shared).to_contain_text(f"{expected} of {SHARED_K}")
-    assert first.rows_of(".fse-neighbours .fse-card, .fse-neighbours [data-row]")  # both grids
+    grids = page.locator(".fse-neighbours")
+    expect(grids).to_have_count(2)  # its neighbours in the first map's space, then the second's
+    for grid, rows in zip(range(2), (rows_a, rows_b), strict=True):
+        expect(grids.nth(grid).locator(".fse-tile")).to_have_count(len(rows) - 1)
+        assert first.rows_of(f".fse-neighbours >> nth={grid} >> .fse-tile") == rows[1:].tolist()
 
     page.wait_for_function("() => location.search.includes('compare=')")
     query = urllib.parse.parse_qs(page.evaluate("() => location.search").lstrip("?"))
