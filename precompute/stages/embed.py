@@ -38,7 +38,7 @@ from precompute.nn.features import LayerTap
 from precompute.nn.image_dataset import ImageFileDataset
 from precompute.nn.layers import LayerDepth, resolve_layers
 from precompute.nn.sources import ModelSource
-from precompute.processes import die_with_parent
+from precompute.processes import dies_with_this_process
 from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _loader(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if config.workers else None,
-        worker_init_fn=die_with_parent,
+        worker_init_fn=dies_with_this_process(),
     )
 
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from precompute.config import DatasetConfig
 from precompute.errors import ConfigError, DatasetError
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
-from precompute.processes import die_with_parent
+from precompute.processes import dies_with_this_process
 from precompute.store import (
     CATEGORICAL,
     HEIGHT_COLUMN,
@@ -348,7 +348,7 @@ def validate_images(
     With `inside`, a path that resolves (symlinks followed) outside that folder is rejected."""
     chunksize = max(1, min(64, len(paths) // (workers * 8) or 1))
     jobs = [(path, options, inside) for path in paths]
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=dies_with_this_process()) as pool:
         results = list(
             tqdm(
                 pool.map(_validate_one, jobs, chunksize=chunksize),

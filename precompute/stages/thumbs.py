@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from precompute.config import ThumbnailConfig
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
-from precompute.processes import die_with_parent
+from precompute.processes import dies_with_this_process
 from precompute.store import (
     PATH_COLUMN,
     THUMB_SHARD_ROWS,
@@ -81,7 +81,7 @@ def run_thumbs(
     todo = [s for s in shards if not store.thumb_shard_paths(s)[1].exists()]
     made = 0
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                             initializer=die_with_parent) as pool, tqdm(
+                             initializer=dies_with_this_process()) as pool, tqdm(
         total=len(paths), initial=len(paths) - _rows_in(todo, len(paths)),
         desc="thumbnails", unit="img",
     ) as bar:

@@ -55,7 +55,7 @@ from precompute.nn.finetuned import (
 )
 from precompute.nn.image_dataset import ImageFileDataset
 from precompute.nn.sources import PretrainedSource, pretrained_space
-from precompute.processes import die_with_parent
+from precompute.processes import dies_with_this_process
 from precompute.stages.embed import (
     embed_in_every_process,
     embedding_recipe,
@@ -554,7 +554,7 @@ def _loaders(
         "num_workers": workers,
         "pin_memory": device.type == "cuda",
         "prefetch_factor": 4 if workers else None,
-        "worker_init_fn": die_with_parent,
+        "worker_init_fn": dies_with_this_process(),
     }
     if shard.sharded:
         share = DistributedSampler(train_set, num_replicas=shard.world, rank=shard.rank,
