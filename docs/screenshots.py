@@ -15,6 +15,18 @@ sys.path.insert(0, str(REPO))
 from tests.browser.server import ARTIFACTS, chromium, panel_server  # noqa: E402
 
 DOCS = REPO / "docs"
+README_SIZE = {"width": 1400, "height": 860}  # the README's screenshots
+LOOKED_AT = ((1500, 950), (1280, 720), (900, 900))  # the sizes looked at, not shipped
+
+
+def at_each_size(page, name: str, full_page: bool = False) -> None:
+    """Screenshots `<name>-<width>x<height>.png` of the page as it is, at each size looked at,
+    into the test artifacts; then back to the README's size."""
+    for width, height in LOOKED_AT:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(2_000)
+        page.screenshot(path=ARTIFACTS / f"{name}-{width}x{height}.png", full_page=full_page)
+    page.set_viewport_size(README_SIZE)
 
 
 def compare_view(page, url: str, store: Path) -> None:
@@ -32,11 +44,7 @@ def compare_view(page, url: str, store: Path) -> None:
     explorer.click(17)
     page.wait_for_timeout(4_000)
     page.screenshot(path=DOCS / "screenshot-compare.png")
-    for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(2_000)
-        page.screenshot(path=ARTIFACTS / f"compare-{width}x{height}.png")
-    page.set_viewport_size({"width": 1400, "height": 860})
+    at_each_size(page, "compare")
 
 
 def main() -> None:
@@ -44,7 +52,7 @@ def main() -> None:
     parser.add_argument("--store", default=str(REPO / "sample_data" / "store"))
     args = parser.parse_args()
     with panel_server(Path(args.store)) as url, chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 860})
+        page = browser.new_page(viewport=README_SIZE)
         page.set_default_timeout(60_000)
         page.goto(url, wait_until="networkidle")
         page.locator(".fse-legend-value").first.wait_for()
@@ -60,11 +68,7 @@ def main() -> None:
         legend.filter(has_text="claude-monet").first.click(modifiers=["Shift"])
         page.wait_for_timeout(4_000)
         page.screenshot(path=DOCS / "screenshot-isolated.png")
-        for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at, not shipped
-            page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_timeout(2_000)
-            page.screenshot(path=ARTIFACTS / f"isolated-{width}x{height}.png")
-        page.set_viewport_size({"width": 1400, "height": 860})
+        at_each_size(page, "isolated")
         legend.filter(has_text="claude-monet").first.click()  # back to one, then to all
         legend.filter(has_text="claude-monet").first.click()
         page.locator(".fse-color-by select").select_option("style")
@@ -89,12 +93,7 @@ def main() -> None:
             page.mouse.wheel(0, -110)  # the tab bar below the page's header
             page.wait_for_timeout(3_000)
             page.screenshot(path=DOCS / f"screenshot-{tab.lower()}.png")
-            for width, height in ((1500, 950), (1280, 720), (900, 900)):  # to look at
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(2_000)
-                page.screenshot(path=ARTIFACTS / f"{tab.lower()}-{width}x{height}.png",
-                                full_page=True)
-            page.set_viewport_size({"width": 1400, "height": 860})
+            at_each_size(page, tab.lower(), full_page=True)
     print(f"wrote the screenshots into {DOCS} and {ARTIFACTS}")
 
 
