@@ -61,7 +61,9 @@ def process_group(shard: Shard) -> Iterator[None]:
     """Join torchrun's processes for the duration (nothing to do for a single process).
 
     Each process uses the GPU of its local rank; gradients of GPU replicas pass through NCCL,
-    everything else (barriers, CPU training) through gloo."""
+    everything else (barriers, CPU training) through gloo. NCCL refuses two processes on one
+    GPU, so where a node runs more processes than it has GPUs, GPU tensors go through gloo
+    too."""
     if not shard.sharded:
         yield
         return
@@ -70,8 +72,10 @@ def process_group(shard: Shard) -> Iterator[None]:
 
     backend = "gloo"
     if torch.cuda.is_available():
-        torch.cuda.set_device(shard.local_rank % torch.cuda.device_count())
-        backend = "cpu:gloo,cuda:nccl"
+        gpus = torch.cuda.device_count()
+        torch.cuda.set_device(shard.local_rank % gpus)
+        if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= gpus:
+            backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend, timeout=WAIT_LIMIT)
     try:
         yield
