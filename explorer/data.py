@@ -21,6 +21,7 @@ import pandas as pd
 import panel as pn
 
 from explorer.bounded_cache import BoundedCache
+from explorer.build_status import store_stamp
 from explorer.geometry import PointIndex
 from precompute.store import (
     CATEGORICAL,
@@ -64,6 +65,7 @@ class ExplorerData:
     shares: frozenset[str] = frozenset()  # numeric attributes shown as percentages
     has_thumbnails: bool = False  # the thumbs stage has run
     depth_labels: dict[SpaceKey, str] = field(default_factory=dict)  # "block 8 of 16"
+    stamp: tuple = ()  # the store's state when read (explorer/build_status.py)
     _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -316,15 +318,26 @@ class ExplorerData:
     def search_vector(self, space: SpaceKey, vector: np.ndarray, k: int
                       ) -> tuple[np.ndarray, np.ndarray]:
         """The `k` images nearest to an embedding of `space` (cosine)."""
-        import faiss
-
-        index = self._indexes.get(space,
-                                  lambda: faiss.read_index(str(self.store.index_path(space))))
+        index = self._indexes.get(space, lambda: self._index(space))
         query = vector.reshape(1, -1).astype(np.float32)
         query /= max(float(np.linalg.norm(query)), 1e-12)
         similarities, rows = index.search(query, k)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), similarities[0][keep]
+
+    def _index(self, space: SpaceKey):
+        """The space's FAISS index; before the index stage has made it (a store still being
+        built), an exact one over its embeddings."""
+        import faiss
+
+        if self.store.meta(self.store.index_path(space)):
+            return faiss.read_index(str(self.store.index_path(space)))
+        from precompute.stages.index import add_in_chunks
+
+        embeddings = self.store.load_embeddings(space)
+        index = faiss.IndexFlatIP(embeddings.shape[1])
+        add_in_chunks(index, embeddings)
+        return index
 
 
 def id_numbers(ids: pd.Series) -> np.ndarray:
@@ -339,11 +352,17 @@ def scaled_to_map(projected: np.ndarray, scale: tuple[np.ndarray, float]) -> np.
     return ((np.asarray(projected, dtype=np.float32) - centre) / half).astype(np.float32)
 
 
-@pn.cache(max_items=4)
 def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
-    """Open the store at `root` once per process; every session shares the result. With `dask`
-    (a scheduler address, or "local" for a cluster in this process) the map's image is
-    aggregated through Dask (explorer/dask_points.py)."""
+    """Open the store at `root` once per process and state of the store: every session shares
+    the result, and one opened after a running build has landed more gets it too
+    (explorer/build_status.py). With `dask` (a scheduler address, or "local" for a cluster in
+    this process) the map's image is aggregated through Dask (explorer/dask_points.py)."""
+    return _load_explorer_data(root, dask, store_stamp(root))
+
+
+@pn.cache(max_items=4)
+def _load_explorer_data(root: str, dask: str | None, stamp: tuple) -> ExplorerData:
+    """The store at `root` as it is in the state `stamp` names."""
     store = Store.open(root)
     meta = store.images_meta()
     kinds = dict(meta["attributes"])
@@ -376,7 +395,7 @@ def load_explorer_data(root: str, dask: str | None = None) -> ExplorerData:
                     if (label := store.meta(store.embeddings_path(space)).get("depth_label"))}
     return ExplorerData(store, table, kinds, methods, dask, issues, trust, frozenset(shares),
                         has_thumbnails=store.meta(store.thumbs_path) is not None,
-                        depth_labels=depth_labels)
+                        depth_labels=depth_labels, stamp=stamp)
 
 
 def run_tags(store: Store) -> dict[str, str]:

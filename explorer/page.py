@@ -12,6 +12,7 @@ import panel as pn
 import param
 
 from explorer.access import session_allowed
+from explorer.build_status import BUILD_CSS, BuildBanner, build_note, reload_when_ready
 from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.compare_view import MapArea, contrast_space
 from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
@@ -29,11 +30,12 @@ from explorer.separability_view import SEPARABILITY_CSS, separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
 from explorer.url_state import link_to_url
 from explorer.why import WhyPanel
-from precompute.store import PENULTIMATE, SpaceKey
+from precompute.progress import RUNNING, read_progress
+from precompute.store import PENULTIMATE, SpaceKey, Store
 
 TITLE = "Feature Space Explorer"
 ACCENT = "#2f6690"
-CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS, SEPARABILITY_CSS, STRIP_CSS]
+CSS = [LEGEND_CSS, CARD_CSS, TABLE_CSS, QUALITY_CSS, SEPARABILITY_CSS, STRIP_CSS, BUILD_CSS]
 SIDE_CSS = f"""
 :host {{ flex: 1 1 280px; max-width: 420px; height: max(420px, calc(100vh - 150px)); }}
 @media {NARROW} {{ :host {{ height: 280px; max-width: none; }} }}
@@ -125,7 +127,8 @@ class Explorer(pn.viewable.Viewer):
         side = built_after_load(self._side, scroll=True, css_classes=["fse-side"],
                                 sizing_mode="stretch_width", stylesheets=[SIDE_CSS])
         tabs = built_after_load(self._tabs, sizing_mode="stretch_width")
-        return [MapArea(self.data, self.state, self.map, side), tabs]
+        banner = BuildBanner(self.data.store.root, self.data.stamp)
+        return [banner, MapArea(self.data, self.state, self.map, side), tabs]
 
     def _side(self) -> list[pn.viewable.Viewable]:
         return [
@@ -220,11 +223,20 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
             "to share it on a network.</p>",
         )
     if not store_ready(root):
+        progress = read_progress(Store(root))
+        if progress is not None and progress.state == RUNNING:
+            line, css_class = build_note(progress)
+            return message_page(
+                "The store is being built",
+                f"<p class='{css_class}'>{line}</p><p>The first map shows here as soon as it "
+                "lands: this page reloads itself.</p>",
+                reload_when_ready(lambda: store_ready(root)))
         return message_page(
             "No store to explore yet",
             f"<p>There is no built store at <code>{html.escape(str(root))}</code>.</p>"
             f"<p>Build it with:</p><pre>{html.escape(build_hint(root))}</pre>"
-            "<p>then reload this page.</p>",
+            "<p>The map shows here as soon as the first one lands: this page reloads itself.</p>",
+            reload_when_ready(lambda: store_ready(root)),
         )
     explorer = Explorer(store=str(root), dask=dask)
     # One column per area: each item given to a template is a root of the document, and Bokeh
@@ -304,11 +316,12 @@ def _follow_space(data: ExplorerData, state: ExplorerState, space_name: str = "s
         setattr(state, method_name, data.best_method(space))
 
 
-def message_page(heading: str, body_html: str) -> pn.template.BaseTemplate:
-    """A page with one message instead of the explorer."""
+def message_page(heading: str, body_html: str, *more: pn.viewable.Viewable
+                 ) -> pn.template.BaseTemplate:
+    """A page with one message instead of the explorer (and `more` below it)."""
     load_extensions()
     message = pn.pane.HTML(
         f"<div class='fse-message'><h2>{html.escape(heading)}</h2>{body_html}</div>",
         sizing_mode="stretch_width",
     )
-    return page_template(main=[message])
+    return page_template(main=[pn.Column(message, *more, sizing_mode="stretch_width")])

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from precompute.progress import read_progress
 from precompute.store import FORMAT_VERSION, SpaceKey, Store, read_json
 
 
 def describe_store(store: Store) -> dict[str, Any]:
     """Counts, attributes, feature spaces, projections (with their trust scores), indexes,
     thumbnails, the test metrics of fine-tuned models, clusters and separability scores of
-    `store`, and the work that interrupted runs left unfinished."""
+    `store`, the work that interrupted runs left unfinished, and the latest run's progress."""
     images = store.meta(store.images_path)
     info: dict[str, Any] = {
         "store": str(store.root.resolve()),
@@ -58,7 +59,18 @@ def describe_store(store: Store) -> dict[str, Any]:
     info["quality"] = {"space": quality["space"], **quality["counts"]} if quality else {}
     info["separability"] = separability_summary(store)
     info["unfinished"] = unfinished_work(store)
+    info["build"] = build_state(store)
     return info
+
+
+def build_state(store: Store) -> dict[str, Any]:
+    """The latest run: `running`, `finished` or `stopped`, its stages done and still to come
+    (empty for a store built before runs were recorded)."""
+    progress = read_progress(store)
+    if progress is None:
+        return {}
+    return {"state": progress.state, "finished": progress.finished, "left": progress.left,
+            "started": progress.started, "updated": progress.updated}
 
 
 def run_metrics(store: Store, model: str) -> dict[str, Any]:

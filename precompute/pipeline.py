@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from precompute.config import RunConfig
 from precompute.nn.distributed import current_shard, process_group, wait_for_all
 from precompute.preflight import check_after_ingest, check_before_stages
+from precompute.progress import recorded_build, step
 from precompute.store import Store
 
 
@@ -110,6 +113,22 @@ STAGES: dict[str, Callable[[Store, RunConfig, bool], Any]] = {
     "analyse": analyse,
 }
 
+# The order a run takes its stages in. The thumbnails and the maps of the embedded layers come
+# first, so the explorer can show a map (penultimate layer first, its fastest method first)
+# while the quality checks, training and analysis run; project runs again after training for
+# the fine-tuned spaces, the maps made before counting as up to date.
+ORDER = ["ingest", "embed", "thumbs", "project", "quality", "train", "project", "index",
+         "cluster", "analyse"]
+
+
+def stage_order(names: list[str]) -> list[str]:
+    """The named stages in run order: each once, but project twice when training runs too."""
+    ordered: list[str] = []
+    for name in ORDER:
+        if name in names and (name not in ordered or "train" in names):
+            ordered.append(name)
+    return ordered
+
 
 @dataclass
 class StageRun:
@@ -141,19 +160,28 @@ def run_stages(
     Under torchrun (several processes), the sharded stages run in every process and the others
     in the main process only; all processes finish each stage before the next begins."""
     shard = current_shard()
-    runs = []
-    ordered = [n for n in STAGES if n in names]
+    runs: list[StageRun] = []
+    ordered = stage_order(names)
     first_after_ingest = next((n for n in ordered if n != "ingest"), None)
     check_before_stages(config, names)
-    with process_group(shard):
+    with process_group(shard), recorded(store, ordered, shard.is_main) as progress:
         for name in ordered:
             if name == first_after_ingest:
                 check_after_ingest(store, config)
             if shard.is_main or name in SHARDED_STAGES:
-                began = time.perf_counter()
-                summary = STAGES[name](store, config, force)
+                # a stage's second run in one pipeline (project) only adds what is new
+                redo = force and name not in (run.name for run in runs)
+                with step(store, progress, name) if shard.is_main else nullcontext():
+                    began = time.perf_counter()
+                    summary = STAGES[name](store, config, redo)
                 line = summary.line() + (f" [rank {shard.rank}]" if shard.sharded else "")
                 report(line)
                 runs.append(StageRun(name, time.perf_counter() - began, line))
             wait_for_all(shard)
     return runs
+
+
+def recorded(store: Store, stages: list[str], is_main: bool) -> ContextManager[Any]:
+    """The run's progress in the store's build.json (precompute/progress.py), written by the
+    main process only."""
+    return recorded_build(store, stages) if is_main else nullcontext()

@@ -5,6 +5,7 @@ file and column. Layout (format version 2):
 
     store.json                         format version, the writing package's and libraries' versions
     config.json                        the run config of the latest `precompute` run
+    build.json                         the latest run's stages: finished, running, still to come
     images.parquet (+ images.json)     accepted images with their `sample_id`; row i is row i of
                                        every array below
     rejected.parquet                   excluded files with the reason
@@ -232,6 +233,11 @@ class Store:
     @property
     def config_path(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def build_path(self) -> Path:
+        """The latest run's stages, those finished and the one running (precompute/progress.py)."""
+        return self.root / "build.json"
 
     @property
     def images_path(self) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from precompute.cli import main
+from precompute.info import describe_store
 from precompute.store import Store, sidecar_path
 from tests.helpers import kill_when, write_config
 
@@ -85,9 +86,12 @@ def test_a_build_killed_in_the_project_stage_keeps_its_finished_maps(built_store
     assert pca.exists(), "the run should have been killed after its first map"
     assert not all(store.projection_path(s, "umap").exists() for s in store.spaces())
     made = pca.stat().st_mtime_ns
+    build = describe_store(store)["build"]  # its record still says running: its process is gone
+    assert (build["state"], build["finished"], build["left"]) == ("stopped", [], ["project"])
 
     assert main(["-q", "project", "--store", str(store_dir)]) == 0
     assert pca.stat().st_mtime_ns == made  # the finished map was not made again
+    assert describe_store(store)["build"]["state"] == "finished"
     for space in store.spaces():
         reference = Store.open(built_store).load_projection(space, "pca")
         assert np.allclose(store.load_projection(space, "pca"), reference, atol=1e-3)

@@ -18,6 +18,7 @@ from PIL import Image
 from precompute.cli import main
 from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
+from precompute.pipeline import stage_order
 from precompute.stages.project import run_project
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, sidecar_path, write_json
@@ -130,7 +131,8 @@ def test_a_second_run_skips_finished_work(built_store, capsys):
     printed = capsys.readouterr().out
     assert "ingest: up to date (66 images, 0 rejected)" in printed
     assert "embed efficientnet_lite0/pretrained: up to date" in printed
-    assert "project: up to date (20 projections)" in printed
+    reported = printed.splitlines()  # each stage's line as it ends (the table repeats them)
+    assert reported.count("project: up to date (20 projections)") == 2  # before, after train
     assert "index: up to date" in printed and "thumbs: up to date (66 thumbnails)" in printed
     assert "cluster: up to date (5 spaces)" in printed
     assert "analyse: up to date (5 spaces" in printed
@@ -158,6 +160,18 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
     assert layer["index"] == "IndexFlatIP"
     assert info["thumbnails"] == 66 and info["format_version"] == 2
     assert info["unfinished"] == []  # a finished build leaves nothing to continue
+    # the maps of the embedded layers come before training, so the explorer can show one
+    # early; project runs again after training for the fine-tuned space
+    assert info["build"]["state"] == "finished" and info["build"]["left"] == []
+    assert info["build"]["finished"] == ["ingest", "embed", "thumbs", "project", "quality",
+                                         "train", "project", "index", "cluster", "analyse"]
+
+
+def test_stages_run_in_pipeline_order_and_project_twice_only_around_training():
+    assert stage_order(["analyse", "project", "ingest"]) == ["ingest", "project", "analyse"]
+    assert stage_order(["project"]) == ["project"]
+    assert stage_order(["train", "project", "embed"]) == ["embed", "project", "train",
+                                                          "project"]
 
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
