@@ -16,7 +16,9 @@ from explorer.separability_view import scope_note
 from precompute.cli import main
 from precompute.config import AnalysisConfig, RunConfig
 from precompute.errors import ConfigError
-from precompute.stages.analyse import run_analyse
+from precompute.stages.analyse import plan_groupings, run_analyse, score_space
+from precompute.stats.separability import assess, probe_correct
+from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, read_json
 
 LAYERS = ["_blocks.3", "_blocks.7", "_blocks.11", "penultimate"]
@@ -96,6 +98,26 @@ def test_the_separability_table_scores_every_attribute_in_every_layer(built_stor
     meta = store.meta(store.separability_path())
     assert meta["spaces"] == [str(s) for s in ALL_SPACES]
     assert "bootstrap" in meta["interval"] and "shuffles" in meta["baseline"]
+
+
+def test_probes_scored_in_worker_processes_equal_a_probe_scored_here(built_store):
+    """The stage's probes run in worker processes while kNN and silhouettes are scored in the
+    stage's own: each cell is what scoring it alone, here, gives."""
+    store = Store.open(built_store)
+    config = AnalysisConfig(min_class_size=2, shuffles=2, probe_shuffles=1, bootstrap=50)
+    table = store.read_images(["style", "artist"])
+    sample = np.arange(len(table))
+    groupings = plan_groupings(table, ["style", "artist"], [("artist", "style")], sample, 2)
+    records = pd.DataFrame(score_space(store, SPACES[0], groupings, sample, config))
+    for (attribute, given), grouping in groupings.items():
+        points = normalised(np.asarray(store.load_embeddings(SPACES[0]), dtype=np.float32))
+        alone = assess(lambda y, g=grouping, x=points[grouping.rows]: probe_correct(
+            x, y, g, config.folds, config.seed), grouping, config.probe_shuffles,
+            config.bootstrap, np.random.default_rng(config.seed)).record()
+        pooled = records[(records["attribute"] == attribute) & (records["given"] == given)
+                         & (records["metric"] == "probe")].iloc[0]
+        assert {key: pooled[key] for key in alone} == pytest.approx(alone)
+    assert list(records["metric"][:3]) == ["knn", "probe", "silhouette"]
 
 
 def test_info_reports_clusters_and_separability(built_store, capsys):

@@ -15,7 +15,10 @@ one part of a split for every space.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -26,9 +29,11 @@ from tqdm.auto import tqdm
 
 from precompute.config import AnalysisConfig
 from precompute.errors import ConfigError, StoreError
+from precompute.processes import dies_with_this_process
 from precompute.stats.separability import (
     METRICS,
     Grouping,
+    Score,
     assess,
     cosine_distances,
     knn_correct,
@@ -268,33 +273,62 @@ def score_space(
     index = load_index(store, space)
     vectors = normalised(np.asarray(store.load_embeddings(space)[sample]))
     distances = cosine_distances(vectors)
+    positions = {key: np.searchsorted(sample, grouping.rows) for key, grouping in
+                 groupings.items()}
     records = []
-    with tqdm(total=len(groupings) * len(METRICS), desc=f"analyse {space}", unit="score") as bar:
+    with probe_pool(vectors, len(groupings)) as pool, tqdm(
+        total=len(groupings) * len(METRICS), desc=f"analyse {space}", unit="score",
+    ) as bar:
+        # the probes, nearly all of the stage's time, run in worker processes while this one
+        # scores kNN and silhouettes
+        probes = {key: pool.submit(probe_score, positions[key], grouping, config)
+                  for key, grouping in groupings.items()}
         for (attribute, given), grouping in groupings.items():
-            positions = np.searchsorted(sample, grouping.rows)
-            points = vectors[positions]
-            neighbours = neighbours_within_strata(index, points, grouping, config.knn)
-            among = distances[np.ix_(positions, positions)]
-            per_image = {  # labels → one score per image
-                "knn": partial(knn_correct, neighbours),
-                "probe": lambda y, g=grouping, x=points: probe_correct(
-                    x, y, g, config.folds, config.seed
-                ),
-                "silhouette": lambda y, g=grouping, d=among: silhouettes(d, y, g),
-            }
+            at = positions[attribute, given]
+            neighbours = neighbours_within_strata(index, vectors[at], grouping, config.knn)
+            among = distances[np.ix_(at, at)]
             for metric in METRICS:
-                shuffles = config.probe_shuffles if metric == "probe" else config.shuffles
-                # One seed per cell: every space sees the same shuffles and resamples.
-                score = assess(
-                    per_image[metric], grouping, shuffles, config.bootstrap,
-                    np.random.default_rng(config.seed),
-                )
+                if metric == "probe":
+                    score = probes[attribute, given].result()
+                else:
+                    per_image = (partial(knn_correct, neighbours) if metric == "knn" else
+                                 partial(silhouettes, among, grouping=grouping))
+                    score = assess(per_image, grouping, config.shuffles, config.bootstrap,
+                                   np.random.default_rng(config.seed))
                 records.append({
                     "space": str(space), "attribute": attribute, "given": given,
                     "metric": metric, **score.record(),
                 })
                 bar.update()
     return records
+
+
+# ---------------------------------------------------------------------------- probe workers
+_probe_vectors: np.ndarray | None = None  # the analysed rows' vectors, in a probe worker
+
+
+def probe_pool(vectors: np.ndarray, probes: int) -> ProcessPoolExecutor:
+    """Worker processes for the probes (one per core, at most one per probe), each given
+    `vectors` once as it starts (inherited, not copied, where processes fork) and dying with
+    this process."""
+    return ProcessPoolExecutor(max_workers=max(1, min(probes, os.cpu_count() or 1)),
+                               initializer=_start_probe_worker,
+                               initargs=(dies_with_this_process(), vectors))
+
+
+def _start_probe_worker(die_with_parent: Callable[[], None], vectors: np.ndarray) -> None:
+    global _probe_vectors
+    die_with_parent()
+    _probe_vectors = vectors
+
+
+def probe_score(positions: np.ndarray, grouping: Grouping, config: AnalysisConfig) -> Score:
+    """The probe's cell of one grouping, with its own seeded shuffles and resamples (the same
+    in every space, as every cell's), in a probe worker."""
+    points = _probe_vectors[positions]
+    return assess(lambda y: probe_correct(points, y, grouping, config.folds, config.seed),
+                  grouping, config.probe_shuffles, config.bootstrap,
+                  np.random.default_rng(config.seed))
 
 
 def load_index(store: Store, space: SpaceKey) -> faiss.Index:
