@@ -61,8 +61,8 @@ def embedding_measures(backbone: str = "efficientnet_lite0", batch_size: int = 3
     return [
         row(f"embedding end to end ({where})", n, None, statistics.median(end_to_end), "img/s"),
         row(f"model forward only ({where})", n, None, statistics.median(model_only), "img/s"),
-        row(f"embedding end to end / model only ({where})", n, None, statistics.median(ratios), "ratio",
-            goal, lower_is_better=False),
+        row(f"embedding end to end / model only ({where})", n, None,
+            statistics.median(ratios), "ratio", goal, lower_is_better=False),
     ]
 
 

@@ -1,6 +1,7 @@
 """A new dataset, from the command to its first map in the browser, and to the full build.
 
     python bench/first_map.py [--images 1000] [--dataset ../shared/datasets/fashion_small]
+    python bench/first_map.py --first-map-only    # stop the build once the map is painted
 
 A `panel serve` of the store's folder is started first, as a user would in a second terminal,
 and a headless Chromium opens it (the page says the store is not built yet and reloads itself
@@ -51,8 +52,10 @@ backbone = "efficientnet_lite0"
     return config
 
 
-def first_map_and_build(dataset: Path, images: int) -> tuple[list[Row], str]:
-    """Seconds to the first painted map and to the end of `precompute all`; the stage table."""
+def first_map_and_build(dataset: Path, images: int, whole: bool = True
+                        ) -> tuple[list[Row], str]:
+    """Seconds to the first painted map and, if `whole`, to the end of `precompute all`; the
+    stage table."""
     with tempfile.TemporaryDirectory(prefix="first-map-") as folder:
         config = write_dataset(Path(folder), dataset, images)
         store = Path(folder) / "store"
@@ -67,10 +70,17 @@ def first_map_and_build(dataset: Path, images: int) -> tuple[list[Row], str]:
                     [sys.executable, "-m", "precompute.cli", "all", "--config", str(config),
                      "--store", str(store)], stdout=output, stderr=subprocess.STDOUT,
                     cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-            first_map = painted_after(page, began, build)
-            print(f"first map painted after {first_map:.1f} s; the build goes on", flush=True)
-            build.wait(timeout=BUILD_LIMIT_S)
-            built = time.monotonic() - began
+            try:
+                first_map = painted_after(page, began, build)
+                print(f"first map painted after {first_map:.1f} s", flush=True)
+                if not whole:
+                    return [row("first map of a new dataset", images, None, first_map, "s",
+                                60)], ""
+                build.wait(timeout=BUILD_LIMIT_S)
+                built = time.monotonic() - began
+            finally:
+                build.kill()  # (a no-op once it has finished)
+                build.wait()
             if build.returncode != 0:
                 raise RuntimeError(f"precompute all failed:\n{log.read_text()[-3000:]}")
         table = log.read_text().split("\nstage ", 1)[-1]
@@ -100,8 +110,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--first-map-only", action="store_true",
+                        help="stop the build once the first map is painted")
     args = parser.parse_args()
-    rows, stages = first_map_and_build(args.dataset, args.images)
+    rows, stages = first_map_and_build(args.dataset, args.images, not args.first_map_only)
     print(stages)
     for result in rows:
         print(f"{result['measure']}: {result['value']} {result['unit']} (goal {result['goal']}: "

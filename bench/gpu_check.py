@@ -215,15 +215,17 @@ def step_knn(sizes: Sizes, dry_run: bool, work: Path) -> list[Row]:
         resources = faiss.StandardGpuResources()
         index = faiss.GpuIndexFlatIP(resources, sizes.knn_dim)
         index.add(vectors)
-        search = lambda q: index.search(vectors[q], 11)[1]  # noqa: E731
-        rows += knn_rows("FAISS GPU flat", search, queries, exact, sizes)
+        rows += knn_rows("FAISS GPU flat", lambda q: index.search(vectors[q], 11)[1], queries,
+                         exact, sizes)
     else:
         print("FAISS sees no GPU (faiss-gpu is not installed here, or no GPU): torch instead")
     half = torch.float16 if device.type == "cuda" else torch.float32
     base_half = base.to(half)
-    search = lambda q: torch_top_k(base_half, base_half[torch.from_numpy(q).to(device)],  # noqa: E731
-                                   11, half)
-    rows += knn_rows(f"torch {str(half).removeprefix('torch.')} on {device.type}", search,
+
+    def torch_search(q: np.ndarray) -> np.ndarray:
+        return torch_top_k(base_half, base_half[torch.from_numpy(q).to(device)], 11, half)
+
+    rows += knn_rows(f"torch {str(half).removeprefix('torch.')} on {device.type}", torch_search,
                      queries, exact, sizes)
     return rows
 
@@ -311,7 +313,8 @@ def environment_line() -> str:
 
 
 def run_steps(names: list[str], dry_run: bool) -> tuple[list[Row], dict[str, str]]:
-    """Each named step in turn; returns the rows and each step's outcome."""
+    """Each named step in turn; returns the rows and each step's outcome. A real run saves
+    each step's rows as it ends, so a run stopped at its time limit keeps what it measured."""
     sizes = Sizes.for_run(dry_run)
     rows: list[Row] = []
     outcomes: dict[str, str] = {}
@@ -323,6 +326,8 @@ def run_steps(names: list[str], dry_run: bool) -> tuple[list[Row], dict[str, str
                 found = STEPS[name](sizes, dry_run, Path(folder))
                 outcome = f"done in {time.perf_counter() - began:.0f} s"
                 rows += found
+                if not dry_run:  # a dry run's small CPU figures are not kept
+                    save(found)
                 for result in found:
                     print(f"  {result['measure']} (n={result['n']}): {result['value']} "
                           f"{result['unit']}" + ("" if result["met"] is None else
@@ -336,6 +341,16 @@ def run_steps(names: list[str], dry_run: bool) -> tuple[list[Row], dict[str, str
             outcomes[name] = outcome
             print(f"== {name}: {outcome}", flush=True)
     return rows, outcomes
+
+
+def save(rows: list[Row]) -> None:
+    """Into bench/results.json and, on the device machine, a copy into $OUT (whose files come
+    back from there)."""
+    from bench.run import RESULTS, save_rows
+
+    save_rows(rows)
+    if os.environ.get("OUT"):
+        shutil.copy(RESULTS, Path(os.environ["OUT"]) / "results.json")
 
 
 def main() -> int:
@@ -358,12 +373,6 @@ def main() -> int:
         return 2
     rows, outcomes = run_steps(names, args.dry_run)
     print("\n" + "\n".join(f"{name:<9} {outcome}" for name, outcome in outcomes.items()))
-    if not args.dry_run:  # a dry run's small CPU figures are not kept
-        from bench.run import RESULTS, save_rows
-
-        save_rows(rows)
-        if os.environ.get("OUT"):  # the device machine: its files come back from there
-            shutil.copy(RESULTS, Path(os.environ["OUT"]) / "results.json")
     return 1 if any(o.startswith("FAILED") for o in outcomes.values()) else 0
 
 

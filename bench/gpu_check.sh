@@ -31,7 +31,7 @@ fi
 # The project's environment where there is one (a developer's machine, CI); else the system's
 # Python (the GPU machine's), given the carried wheels.
 PYTHON=""
-for candidate in "${VENV:-}/bin/python" .venv/bin/python; do
+for candidate in ${VENV:+"$VENV/bin/python"} .venv/bin/python; do
   if [[ -x "$candidate" ]]; then PYTHON="$candidate"; break; fi
 done
 if [[ -z "$PYTHON" ]]; then

@@ -11,6 +11,7 @@ the first map exists reloads itself once it has landed.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import panel as pn
@@ -18,7 +19,8 @@ import panel as pn
 from precompute.progress import RUNNING, STOPPED, BuildProgress, read_progress
 from precompute.store import Store
 
-CHECK_EVERY_MS = 3_000
+CHECK_EVERY_MS = 3_000  # an open explorer looks at the build's progress this often
+FIRST_MAP_CHECK_MS = 1_000  # the page waiting for a first map, this often
 BUILD_CSS = """
 .fse-build { background: #fff7e0; border: 1px solid #e8c66a; border-radius: 4px;
              padding: 4px 10px; font-size: 13px; }
@@ -26,7 +28,7 @@ BUILD_CSS = """
 """
 
 
-def store_stamp(root: str | Path) -> tuple:
+def store_stamp(root: str | Path) -> tuple[object, ...]:
     """What distinguishes the store's state: the latest run's record and, while a run is
     writing, every finished artifact (their sidecars), so a page opened after another map or
     score has landed reads the store again."""
@@ -36,12 +38,16 @@ def store_stamp(root: str | Path) -> tuple:
         return ()
     if progress.state != RUNNING:
         return (progress.updated, progress.state)
-    landed = sorted(str(p.relative_to(store.root)) for p in store.root.glob("*/**/*.json"))
+    try:
+        landed = sorted(str(p.relative_to(store.root)) for p in store.root.glob("*/**/*.json"))
+    except FileNotFoundError:  # a folder the build removed during the walk: look again
+        return store_stamp(root)
     return (progress.updated, progress.state, len(landed), hash(tuple(landed)))
 
 
-def build_note(progress: BuildProgress | None) -> tuple[str, str] | None:
-    """One line on an unfinished build (HTML, escaped) and its CSS class; None when finished."""
+def build_note(progress: BuildProgress | None, root: Path) -> tuple[str, str] | None:
+    """One line on an unfinished build of the store at `root` (HTML, escaped) and its CSS
+    class; None when finished."""
     if progress is None or progress.state not in (RUNNING, STOPPED):
         return None
     done, total = len(progress.finished), len(progress.stages)
@@ -49,8 +55,10 @@ def build_note(progress: BuildProgress | None) -> tuple[str, str] | None:
     if progress.state == RUNNING:
         return (f"<b>Still building</b>: {done} of {total} stages done; to come: "
                 f"{html.escape(left)}. What has landed is shown.", "fse-build")
+    command = f"precompute all --store {root}" if "ingest" in progress.stages else \
+        f"precompute {progress.left[0]} --store {root}"
     return (f"<b>The build stopped</b> after {done} of {total} stages (left: "
-            f"{html.escape(left)}). Run <code>precompute all --store DIR</code> to finish it.",
+            f"{html.escape(left)}). Run <code>{html.escape(command)}</code> to finish it.",
             "fse-build fse-stopped")
 
 
@@ -76,7 +84,7 @@ class BuildBanner(pn.viewable.Viewer):
     def _check(self) -> bool:
         """Show the build's state; whether to keep checking (while it runs)."""
         progress = read_progress(Store(self._root))
-        note = build_note(progress)
+        note = build_note(progress, self._root)
         landed = store_stamp(self._root) != self._opened_on
         self._row.visible = note is not None or landed
         if note is not None:
@@ -93,7 +101,7 @@ class BuildBanner(pn.viewable.Viewer):
         return self._row
 
 
-def reload_when_ready(ready) -> pn.widgets.TextInput:
+def reload_when_ready(ready: Callable[[], bool]) -> pn.widgets.TextInput:
     """A hidden widget that reloads the page once `ready()` says the store has a map; the
     page that says no store is there yet carries it."""
     signal = pn.widgets.TextInput(visible=False)
@@ -104,5 +112,5 @@ def reload_when_ready(ready) -> pn.widgets.TextInput:
             signal.value = "ready"
             callback.stop()
 
-    callback = pn.state.add_periodic_callback(check, CHECK_EVERY_MS)
+    callback = pn.state.add_periodic_callback(check, FIRST_MAP_CHECK_MS)
     return signal

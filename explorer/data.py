@@ -23,6 +23,7 @@ import panel as pn
 from explorer.bounded_cache import BoundedCache
 from explorer.build_status import store_stamp
 from explorer.geometry import PointIndex
+from precompute.stats.vectors import normalised
 from precompute.store import (
     CATEGORICAL,
     ID_COLUMN,
@@ -317,27 +318,25 @@ class ExplorerData:
 
     def search_vector(self, space: SpaceKey, vector: np.ndarray, k: int
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` images nearest to an embedding of `space` (cosine)."""
-        index = self._indexes.get(space, lambda: self._index(space))
+        """The `k` images nearest to an embedding of `space` (cosine): through its FAISS
+        index, or before the index stage has made it (a store still being built) by an exact
+        search of its embeddings a chunk at a time."""
+        import faiss
+
         query = vector.reshape(1, -1).astype(np.float32)
         query /= max(float(np.linalg.norm(query)), 1e-12)
+        if not self.store.meta(self.store.index_path(space)):
+            from precompute.stages.index import exact_neighbours
+
+            embeddings = self.store.load_embeddings(space)
+            rows = exact_neighbours(query, embeddings, k)[0]
+            rows = rows[rows >= 0]
+            return rows.astype(np.int64), normalised(embeddings[rows]) @ query[0]
+        index = self._indexes.get(
+            space, lambda: faiss.read_index(str(self.store.index_path(space))))
         similarities, rows = index.search(query, k)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), similarities[0][keep]
-
-    def _index(self, space: SpaceKey):
-        """The space's FAISS index; before the index stage has made it (a store still being
-        built), an exact one over its embeddings."""
-        import faiss
-
-        if self.store.meta(self.store.index_path(space)):
-            return faiss.read_index(str(self.store.index_path(space)))
-        from precompute.stages.index import add_in_chunks
-
-        embeddings = self.store.load_embeddings(space)
-        index = faiss.IndexFlatIP(embeddings.shape[1])
-        add_in_chunks(index, embeddings)
-        return index
 
 
 def id_numbers(ids: pd.Series) -> np.ndarray:

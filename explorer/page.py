@@ -225,7 +225,7 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
     if not store_ready(root):
         progress = read_progress(Store(root))
         if progress is not None and progress.state == RUNNING:
-            line, css_class = build_note(progress)
+            line, css_class = build_note(progress, root)
             return message_page(
                 "The store is being built",
                 f"<p class='{css_class}'>{line}</p><p>The first map shows here as soon as it "

@@ -17,14 +17,16 @@ from explorer.page import default_space
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 
 log = logging.getLogger(__name__)
+WAIT_S = 1.0  # how often a store with no map yet is looked at again
 
 
 def warm_up(root: Path, dask: str | None = None) -> None:
-    """Render one small map per colour kind of the store at `root` (no-op if it is not built)
-    and the whole map a session opens on, through the Dask scheduler `dask` if given, as the
-    pages will (starting its cluster)."""
-    if not store_ready(root):
-        return
+    """Render one small map per colour kind of the store at `root` and the whole map a session
+    opens on, through the Dask scheduler `dask` if given, as the pages will (starting its
+    cluster). A store with no map yet (still being built, or not started) is waited for, so its
+    first map's first render finds the kernels compiled or compiling."""
+    while not store_ready(root):
+        time.sleep(WAIT_S)
     began = time.perf_counter()
     data = load_explorer_data(str(root), dask)  # as `Explorer` calls it: the same cached data
     space = default_space(data.spaces)

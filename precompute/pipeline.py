@@ -64,6 +64,15 @@ def project(store: Store, config: RunConfig, force: bool) -> Any:
     return run_project(store, config.projection, force=force)
 
 
+def project_before_training(store: Store, config: RunConfig, force: bool) -> Any:
+    """The maps of the pretrained layers: training replaces the fine-tuned spaces, so their
+    maps wait for project's run after it."""
+    from precompute.stages.project import run_project
+
+    spaces = [space for space in store.spaces() if space.pretrained]
+    return run_project(store, config.projection, spaces=spaces, force=force)
+
+
 def index(store: Store, config: RunConfig, force: bool) -> Any:
     from precompute.stages.index import run_index
 
@@ -169,11 +178,14 @@ def run_stages(
             if name == first_after_ingest:
                 check_after_ingest(store, config)
             if shard.is_main or name in SHARDED_STAGES:
-                # a stage's second run in one pipeline (project) only adds what is new
-                redo = force and name not in (run.name for run in runs)
-                with step(store, progress, name) if shard.is_main else nullcontext():
+                # project's first run, before training, maps the pretrained layers; its second
+                # only adds what training made (forced or not)
+                again = name in (run.name for run in runs)
+                stage = (project_before_training if name == "project" and not again
+                         and "train" in ordered else STAGES[name])
+                with step(store, progress, name):
                     began = time.perf_counter()
-                    summary = STAGES[name](store, config, redo)
+                    summary = stage(store, config, force and not again)
                 line = summary.line() + (f" [rank {shard.rank}]" if shard.sharded else "")
                 report(line)
                 runs.append(StageRun(name, time.perf_counter() - began, line))

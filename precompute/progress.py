@@ -1,9 +1,10 @@
-"""What a `precompute` run planned and has finished, kept in the store's `build.json`, so a
-reader (the explorer, `precompute info`) can tell a store still being built from a finished one,
-or from one whose build stopped, and say which stages are still to come.
+"""A `precompute` run's stages, those finished and the one running, in the store's `build.json`.
 
-The file is rewritten as each stage starts and ends. A run killed outright leaves it saying a
-stage is running: the process id (on the machine that wrote it) tells that it no longer is.
+A reader (the explorer, `precompute info`) tells from it a store still being built from a
+finished one, or from one whose build stopped, and which stages are still to come. The file is
+rewritten as each stage starts and ends. A run killed outright leaves it saying a stage is
+running: on the machine that wrote it, the process id tells that it no longer is; read from
+another machine, such a record counts as running.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from precompute.store import Store, now, read_json, write_json
 
@@ -45,8 +46,8 @@ class BuildProgress:
         return self.stages[len(self.finished):]
 
     def _process_alive(self) -> bool:
-        if self.host != socket.gethostname():
-            return True  # another machine's process: nothing here can tell
+        if self.host != socket.gethostname() or os.name != "posix":
+            return True  # another machine's process, or no signal 0 to ask with
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -56,10 +57,17 @@ class BuildProgress:
         return True
 
 
+FIELDS = [f.name for f in fields(BuildProgress)]
+
+
 def read_progress(store: Store) -> BuildProgress | None:
-    """The latest run's progress, or None for a store built before runs recorded it."""
+    """The latest run's progress; None for a store built before runs recorded it, or for a
+    record this version cannot read (written by another version, or edited by hand)."""
     record = read_json(store.build_path)
-    return BuildProgress(**record) if record else None
+    try:
+        return BuildProgress(**{name: record[name] for name in FIELDS if name in record})
+    except (TypeError, KeyError):
+        return None
 
 
 @contextmanager
@@ -77,8 +85,12 @@ def recorded_build(store: Store, stages: list[str]) -> Iterator[BuildProgress]:
 
 
 @contextmanager
-def step(store: Store, progress: BuildProgress, name: str) -> Iterator[None]:
-    """Mark stage `name` running for the duration, then finished (unless it raised)."""
+def step(store: Store, progress: BuildProgress | None, name: str) -> Iterator[None]:
+    """Mark stage `name` running for the duration, then finished (unless it raised); nothing
+    where `progress` is None (a torchrun process other than the main one)."""
+    if progress is None:
+        yield
+        return
     progress.running = name
     _write(store, progress)
     yield

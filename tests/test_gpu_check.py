@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -17,6 +19,13 @@ def gpu_check(*arguments: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(cuda_present(), reason="a GPU is here: bench/gpu_check.sh runs for real")
 def test_a_dry_run_falls_back_to_the_cpu_or_skips_with_the_reason():
     done = gpu_check("--dry-run", "--steps", "knn,umap")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -26,6 +35,7 @@ def test_a_dry_run_falls_back_to_the_cpu_or_skips_with_the_reason():
     assert "kNN recall@10 vs exact (torch float32 on cpu) (n=20000): 1.0" in done.stdout
 
 
+@pytest.mark.skipif(cuda_present(), reason="a GPU is here: bench/gpu_check.sh runs for real")
 def test_without_a_gpu_a_real_run_and_an_unknown_step_are_refused_in_one_line():
     real = gpu_check("--steps", "knn")
     assert real.returncode == 2 and "run with --dry-run" in real.stderr

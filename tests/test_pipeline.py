@@ -18,7 +18,7 @@ from PIL import Image
 from precompute.cli import main
 from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
-from precompute.pipeline import stage_order
+from precompute.pipeline import STAGES, stage_order
 from precompute.stages.project import run_project
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, sidecar_path, write_json
@@ -132,7 +132,9 @@ def test_a_second_run_skips_finished_work(built_store, capsys):
     assert "ingest: up to date (66 images, 0 rejected)" in printed
     assert "embed efficientnet_lite0/pretrained: up to date" in printed
     reported = printed.splitlines()  # each stage's line as it ends (the table repeats them)
-    assert reported.count("project: up to date (20 projections)") == 2  # before, after train
+    # the pretrained layers' maps before training, then every space's after it
+    assert reported.count("project: up to date (16 projections)") == 1
+    assert reported.count("project: up to date (20 projections)") == 1
     assert "index: up to date" in printed and "thumbs: up to date (66 thumbnails)" in printed
     assert "cluster: up to date (5 spaces)" in printed
     assert "analyse: up to date (5 spaces" in printed
@@ -168,6 +170,7 @@ def test_info_prints_one_json_object_describing_the_store(built_store):
 
 
 def test_stages_run_in_pipeline_order_and_project_twice_only_around_training():
+    assert set(stage_order(list(STAGES))) == set(STAGES)  # no stage left out of the order
     assert stage_order(["analyse", "project", "ingest"]) == ["ingest", "project", "analyse"]
     assert stage_order(["project"]) == ["project"]
     assert stage_order(["train", "project", "embed"]) == ["embed", "project", "train",

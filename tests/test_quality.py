@@ -165,6 +165,19 @@ def test_an_interrupted_quality_run_keeps_its_neighbour_search(injected):
     assert store.meta(store.quality_path()) is not None
 
 
+def test_a_rerun_keeps_the_pixel_verdicts_of_its_similar_pairs(injected):
+    """The pixel check reads the candidate pairs' images again: its verdicts are a kept part,
+    like the neighbour search, so a run interrupted after it does not read them again."""
+    store, copies, _ = injected
+    verdicts = store.quality_part_path("same-pixels.npz")
+    assert store.meta(verdicts)["pairs"] >= len(copies)
+    checked = verdicts.stat().st_mtime_ns
+    store.invalidate(store.quality_path())  # as a run killed before its table was written
+    assert main(["-q", "quality", "--store", str(store.root)]) == 0
+    assert verdicts.stat().st_mtime_ns == checked
+    assert (pd.read_parquet(store.quality_path())["kind"] == NEAR_DUPLICATE).sum() >= len(copies)
+
+
 def test_pixels_tell_copies_from_look_alikes_and_ignore_blank_canvases(small_tree):
     paintings = sorted(small_tree.rglob("*.jpg"))[:24]
     signatures = [signature(Image.open(p)) for p in paintings]

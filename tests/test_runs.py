@@ -225,8 +225,8 @@ def test_changing_workers_redoes_nothing(runs_store, small_tree, tmp_path, capsy
     assert stages and all("up to date" in line for line in stages), stages
     # the run ends with one row per stage: its wall time and what it did
     names = [line.split()[0] for line in lines[table + 1:-1] if line[0] != " "]
-    assert names == ["ingest", "embed", "quality", "train", "project", "index", "thumbs",
-                     "cluster", "analyse"]
+    assert names == ["ingest", "embed", "thumbs", "project", "quality", "train", "project",
+                     "index", "cluster", "analyse"]
 
 
 def test_store_json_records_the_versions_that_wrote_it(runs_store):

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -307,13 +308,20 @@ def score_space(
 _probe_vectors: np.ndarray | None = None  # the analysed rows' vectors, in a probe worker
 
 
-def probe_pool(vectors: np.ndarray, probes: int) -> ProcessPoolExecutor:
+@contextmanager
+def probe_pool(vectors: np.ndarray, probes: int) -> Iterator[ProcessPoolExecutor]:
     """Worker processes for the probes (one per core, at most one per probe), each given
     `vectors` once as it starts (inherited, not copied, where processes fork) and dying with
-    this process."""
-    return ProcessPoolExecutor(max_workers=max(1, min(probes, os.cpu_count() or 1)),
+    this process. An error drops the probes still queued instead of waiting for them."""
+    pool = ProcessPoolExecutor(max_workers=max(1, min(probes, os.cpu_count() or 1)),
                                initializer=_start_probe_worker,
                                initargs=(dies_with_this_process(), vectors))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _start_probe_worker(die_with_parent: Callable[[], None], vectors: np.ndarray) -> None:

@@ -6,7 +6,8 @@ The neighbour search (through the space's FAISS index, built here once and reuse
 stage) and each attribute's label check are kept as finished parts, so an interrupted run
 resumes after the last one; the checks themselves are in precompute/stats/quality_checks.py.
 Near-duplicate candidates are confirmed by their pixels (precompute/stats/pixels.py), which
-reads the images of the candidate pairs again from the dataset folder.
+reads the images of the candidate pairs again from the dataset folder; those verdicts are kept
+as a finished part too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from precompute.config import RunConfig
 from precompute.errors import ConfigError
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
+from precompute.stats.pixels import SETTINGS as PIXEL_SETTINGS
 from precompute.stats.pixels import SIDE, same_picture, signature
 from precompute.stats.quality_checks import (
     conflicting_duplicates,
@@ -120,8 +122,8 @@ def run_quality(store: Store, config: RunConfig, force: bool = False) -> Quality
     ids = table[ID_COLUMN].to_numpy()
     neighbours, similarities = _neighbours(store, space, quality.neighbours, recipe, force)
     pairs = similar_pairs(neighbours, similarities, quality.duplicate_similarity)
-    duplicates = near_duplicates(ids, *(same_pixels(store, pairs) if quality.duplicate_pixels
-                                        else pairs))
+    duplicates = near_duplicates(ids, *(_confirmed(store, pairs, recipe, force)
+                                        if quality.duplicate_pixels else pairs))
     found = [duplicates]
     if target:
         split = ensure_split(store, config.train, groups=groups_by_row(duplicates, ids))
@@ -173,13 +175,45 @@ def _neighbours(store: Store, space: SpaceKey, k: int, recipe: dict, force: bool
     return rows, similarities
 
 
+def _confirmed(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], recipe: dict,
+               force: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`same_pixels` of the candidate pairs, its verdicts kept as a finished part: a run after an
+    interruption, or with other label settings, does not read the pairs' images again."""
+    path = store.quality_part_path("same-pixels.npz")
+    first, second, scores = pairs
+    part_recipe = {"embeddings": recipe["embeddings"], "images": store.images_meta()["recipe"],
+                   "pairs": fingerprint([f"{a}:{b}" for a, b in zip(first, second, strict=True)]),
+                   "pixels": PIXEL_SETTINGS}
+    if not force and store.is_current(path, part_recipe):
+        with np.load(path) as saved:
+            same = saved["same"]
+    else:
+        same, unread = pixel_verdicts(store, first, second)
+        if not unread:  # a verdict by similarity alone is not kept: the image may come back
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, same=same)
+            store.commit(path, part_recipe, kept=int(same.sum()), pairs=len(same))
+    log.info("quality: %d of %d similar pairs kept as near-duplicates", same.sum(), len(same))
+    return first[same], second[same], scores[same]
+
+
 def same_pixels(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs whose images show the same picture in their pixels (precompute/stats/pixels.py):
     copies of one picture, not two pictures the network sees as alike."""
     first, second, scores = pairs
+    same, _ = pixel_verdicts(store, first, second)
+    return first[same], second[same], scores[same]
+
+
+def pixel_verdicts(store: Store, first: np.ndarray, second: np.ndarray
+                   ) -> tuple[np.ndarray, int]:
+    """Whether the images of rows `first[i]` and `second[i]` show the same picture, and how
+    many images could not be read; a pair with such an image counts as one (its similarity
+    decides)."""
     if not len(first):
-        return pairs
+        return np.zeros(0, dtype=bool), 0
     meta = store.images_meta()
     rows = np.unique(np.concatenate([first, second]))
     paths = store.read_images([PATH_COLUMN])[PATH_COLUMN].to_numpy()[rows]
@@ -196,11 +230,9 @@ def same_pixels(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
         log.warning("quality: %d of %d images of similar pairs could not be read from %s; "
                     "their pairs count as near-duplicates by similarity alone",
                     unread, len(rows), meta["root"])
-    same = np.array([signatures[a] is None or signatures[b] is None
+    return np.array([signatures[a] is None or signatures[b] is None
                      or same_picture(signatures[a], signatures[b])
-                     for a, b in zip(first, second, strict=True)])
-    log.info("quality: %d of %d similar pairs kept as near-duplicates", same.sum(), len(same))
-    return first[same], second[same], scores[same]
+                     for a, b in zip(first, second, strict=True)], dtype=bool), unread
 
 
 def _label_check(store: Store, space: SpaceKey, table: pd.DataFrame, attribute: str,

@@ -31,6 +31,9 @@ LOW_CONTRAST = 4.0  # grey levels: a crop whose standard deviation is below this
 SAME_LAYOUT = 0.9  # grey correlation from which two crops show the same layout
 SAME_COLOURS = 15.0  # root-mean-square RGB difference (of 255) up to which colours are the same
 SAME_BLANK = 2.4  # the same, for a pair with a near-blank image (no layout to compare)
+# What decides a pair: a kept result of the check is redone when any of these changes.
+SETTINGS = {"crops": CROPS, "max_scale": MAX_SCALE, "side": SIDE, "low_contrast": LOW_CONTRAST,
+            "same_layout": SAME_LAYOUT, "same_colours": SAME_COLOURS, "same_blank": SAME_BLANK}
 _RATIO = np.divide.outer(CROPS, CROPS)
 COMPARED = (_RATIO <= MAX_SCALE) & (_RATIO >= 1 / MAX_SCALE)  # which pairs of crops are compared
 

@@ -4,7 +4,6 @@ neighbours without the index), and offers a reload once the build has finished."
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -13,23 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from precompute.pipeline import STAGES as PIPELINE_STAGES
+from precompute.pipeline import stage_order
 from precompute.progress import BuildProgress
-from precompute.store import SpaceKey, Store
+from precompute.store import SpaceKey, Store, write_json
 from tests.browser.explorer_page import FRAME_JS, ExplorerPage
 from tests.browser.server import panel_server
 
 pytestmark = pytest.mark.browser
 
 PENULTIMATE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
-STAGES = ["ingest", "embed", "thumbs", "project", "quality", "train", "project", "index",
-          "cluster", "analyse"]
+STAGES = stage_order(list(PIPELINE_STAGES))  # what `precompute all` runs
 
 
 def record_build(store: Path, pid: int, finished: list[str], ended: bool = False) -> None:
     """build.json as `precompute all` writes it, for a run by process `pid`."""
     progress = BuildProgress(STAGES, list(finished), None if ended else STAGES[len(finished)],
                              ended, pid, socket.gethostname())
-    (store / "build.json").write_text(json.dumps(asdict(progress)))
+    write_json(store / "build.json", asdict(progress))  # atomically, as the pipeline does
 
 
 def embedded_only(built: Path, destination: Path) -> Path:
@@ -108,4 +108,4 @@ def test_a_build_that_stopped_says_how_to_finish_it(built_store, tmp_path, page)
         banner.wait_for()
         text = banner.inner_text()
         assert "The build stopped after 4 of 10 stages" in text
-        assert "precompute all --store DIR" in text
+        assert f"precompute all --store {store}" in text

@@ -26,13 +26,17 @@ def a_clear_lasso(explorer: ExplorerPage) -> tuple[list[tuple[float, float]], np
     closer than 4 pixels to any point, and the rows inside it by the even-odd rule."""
     coords = explorer.coords()
     screen = np.array([explorer.to_screen(float(x), float(y)) for x, y in coords])
-    centre = np.median(screen, axis=0)
-    for radius in range(70, 200, 7):
-        angles = np.linspace(0, 2 * np.pi, 9)[:-1] + 0.2
-        vertices = centre + radius * np.column_stack([np.cos(angles), 0.8 * np.sin(angles)])
-        inside = points_inside(vertices, screen)
-        if 5 <= inside.sum() <= 40 and distance_to_edges(vertices, screen).min() > 4:
-            return [tuple(v) for v in vertices], np.flatnonzero(inside)
+    # around the map's middle first, then around its points (the layout varies with the
+    # versions of the reducers' libraries)
+    centres = [np.median(screen, axis=0), *screen[np.random.default_rng(0).permutation(
+        len(screen))[:40]]]
+    angles = np.linspace(0, 2 * np.pi, 9)[:-1] + 0.2
+    for centre in centres:
+        for radius in range(70, 200, 7):
+            vertices = centre + radius * np.column_stack([np.cos(angles), 0.8 * np.sin(angles)])
+            inside = points_inside(vertices, screen)
+            if 5 <= inside.sum() <= 40 and distance_to_edges(vertices, screen).min() > 4:
+                return [tuple(v) for v in vertices], np.flatnonzero(inside)
     raise AssertionError("no clear lasso found on this map")
 
 
