@@ -71,7 +71,7 @@ async def one_session(browser, url: str, points: np.ndarray, began: float) -> di
         deadline = time.perf_counter() + ACTION_TIMEOUT_MS / 1000
         while await legend.inner_text() == before and time.perf_counter() < deadline:
             await page.wait_for_timeout(50)
-        frame = await page.evaluate(FRAME_JS)
+        frame = await map_frame(page)
         cx, cy = frame["left"] + frame["width"] / 2, frame["top"] + frame["height"] / 2
         await page.mouse.move(cx, cy)
         await page.mouse.down()
@@ -80,7 +80,7 @@ async def one_session(browser, url: str, points: np.ndarray, began: float) -> di
         await page.wait_for_timeout(500)
         card = page.locator(".fse-hover .fse-card")
         for x, y in points.tolist():  # plain floats: Playwright refuses numpy's
-            frame = await page.evaluate(FRAME_JS)
+            frame = await map_frame(page)
             sx = frame["left"] + (x - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
             sy = frame["top"] + (frame["y1"] - y) / (frame["y1"] - frame["y0"]) * frame["height"]
             shown = await card.first.get_attribute("data-row") if await card.count() else None
@@ -98,6 +98,12 @@ async def one_session(browser, url: str, points: np.ndarray, began: float) -> di
     finally:
         await context.close()
     return result
+
+
+async def map_frame(page) -> dict:
+    """The map's plot frame on the screen and its ranges, once the map has one (a colour
+    change re-renders the plot, which has none for a moment)."""
+    return await (await page.wait_for_function(f"() => ({FRAME_JS})()")).json_value()
 
 
 def spin(seconds: float) -> None:
