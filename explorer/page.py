@@ -224,19 +224,19 @@ def explorer_page(root: str | Path, dask: str | None = None) -> pn.template.Base
         )
     if not store_ready(root):
         progress = read_progress(Store(root))
+        waiting = reload_when_ready(lambda: store_ready(root))
         if progress is not None and progress.state == RUNNING:
             line, css_class = build_note(progress, root)
             return message_page(
                 "The store is being built",
                 f"<p class='{css_class}'>{line}</p><p>The first map shows here as soon as it "
-                "lands: this page reloads itself.</p>",
-                reload_when_ready(lambda: store_ready(root)))
+                "lands: this page reloads itself.</p>", waiting)
         return message_page(
             "No store to explore yet",
             f"<p>There is no built store at <code>{html.escape(str(root))}</code>.</p>"
             f"<p>Build it with:</p><pre>{html.escape(build_hint(root))}</pre>"
             "<p>The map shows here as soon as the first one lands: this page reloads itself.</p>",
-            reload_when_ready(lambda: store_ready(root)),
+            waiting,
         )
     explorer = Explorer(store=str(root), dask=dask)
     # One column per area: each item given to a template is a root of the document, and Bokeh

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager as ContextManager
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +171,7 @@ def run_stages(
     ordered = stage_order(names)
     first_after_ingest = next((n for n in ordered if n != "ingest"), None)
     check_before_stages(config, names)
-    with process_group(shard), recorded(store, ordered, shard.is_main) as progress:
+    with process_group(shard), recorded_build(store, ordered, shard.is_main) as progress:
         for name in ordered:
             if name == first_after_ingest:
                 check_after_ingest(store, config)
@@ -191,9 +189,3 @@ def run_stages(
                 runs.append(StageRun(name, time.perf_counter() - began, line))
             wait_for_all(shard)
     return runs
-
-
-def recorded(store: Store, stages: list[str], is_main: bool) -> ContextManager[Any]:
-    """The run's progress in the store's build.json (precompute/progress.py), written by the
-    main process only."""
-    return recorded_build(store, stages) if is_main else nullcontext()

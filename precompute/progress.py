@@ -71,9 +71,14 @@ def read_progress(store: Store) -> BuildProgress | None:
 
 
 @contextmanager
-def recorded_build(store: Store, stages: list[str]) -> Iterator[BuildProgress]:
+def recorded_build(store: Store, stages: list[str], record: bool = True
+                   ) -> Iterator[BuildProgress | None]:
     """Record a run of `stages` in `build.json`: the caller marks each stage with `step`, and
-    the run is marked ended however it leaves (an exception leaves it `stopped`)."""
+    the run is marked ended however it leaves (an exception leaves it `stopped`). Without
+    `record` (a torchrun process other than the main one) nothing is written: None."""
+    if not record:
+        yield None
+        return
     progress = BuildProgress(list(stages))
     _write(store, progress)
     try:

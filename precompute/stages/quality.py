@@ -168,11 +168,18 @@ def _neighbours(store: Store, space: SpaceKey, k: int, recipe: dict, force: bool
         keep = np.arange(k + 1)[None, :] != drop[:, None]
         rows[start:start + len(chunk)] = found_rows[keep].reshape(len(chunk), k)
         similarities[start:start + len(chunk)] = found_scores[keep].reshape(len(chunk), k)
+    _keep_arrays(store, path, part_recipe, {"rows": rows, "similarities": similarities},
+                 chunk=NORMALISE_CHUNK)
+    return rows, similarities
+
+
+def _keep_arrays(store: Store, path: Path, recipe: dict, arrays: dict[str, np.ndarray],
+                 **info: object) -> None:
+    """Write a finished part of arrays (`.npz`) and its sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, rows=rows, similarities=similarities)
-    store.commit(path, part_recipe, chunk=NORMALISE_CHUNK)
-    return rows, similarities
+        np.savez(handle, **arrays)
+    store.commit(path, recipe, **info)
 
 
 def _confirmed(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], recipe: dict,
@@ -190,10 +197,8 @@ def _confirmed(store: Store, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], r
     else:
         same, unread = pixel_verdicts(store, first, second)
         if not unread:  # a verdict by similarity alone is not kept: the image may come back
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                np.savez(handle, same=same)
-            store.commit(path, part_recipe, kept=int(same.sum()), pairs=len(same))
+            _keep_arrays(store, path, part_recipe, {"same": same}, kept=int(same.sum()),
+                         pairs=len(same))
     log.info("quality: %d of %d similar pairs kept as near-duplicates", same.sum(), len(same))
     return first[same], second[same], scores[same]
 
