@@ -23,8 +23,8 @@ import pandas as pd
 from precompute.config import RunConfig
 from precompute.errors import ConfigError
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
+from precompute.stats.pixels import DRAFT, same_picture, signature
 from precompute.stats.pixels import SETTINGS as PIXEL_SETTINGS
-from precompute.stats.pixels import SIDE, same_picture, signature
 from precompute.stats.quality_checks import (
     conflicting_duplicates,
     issue_table,
@@ -227,7 +227,7 @@ def pixel_verdicts(store: Store, first: np.ndarray, second: np.ndarray
     for row, path in zip(rows, paths, strict=True):
         try:
             signatures[row] = signature(open_rgb(Path(meta["root"]) / path, options,
-                                                 draft_size=4 * SIDE))
+                                                 draft_size=DRAFT))
         except ImageRejected:  # moved or changed since ingestion: the similarity decides
             signatures[row] = None
     unread = sum(s is None for s in signatures.values())
