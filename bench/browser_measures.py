@@ -19,6 +19,7 @@ FIRST_PAINTS = 15  # page loads timed; the median is reported (single loads vary
 # is timed only once the one before it is complete and this long has passed, so no load shares
 # the machine with the one before it.
 SETTLE_MS = 1_000
+LASSO_LIMIT_S = 60  # a lasso whose count has not changed by then has failed
 
 
 def rss_mb(pid: int) -> float:
@@ -111,6 +112,8 @@ def lasso_times(explorer: ExplorerPage, count: int = 5) -> list[float]:
         began = time.perf_counter()
         explorer.page.mouse.up()
         while not header.count() or header.inner_text() == before:
+            if time.perf_counter() - began > LASSO_LIMIT_S:
+                raise TimeoutError(f"no new selection count {LASSO_LIMIT_S} s after a lasso")
             explorer.page.wait_for_timeout(5)
         times.append((time.perf_counter() - began) * 1000)
     return times
