@@ -49,8 +49,10 @@ store: install
 	$(VENV)/bin/precompute all --config sample_data/config.toml --store $(STORE)
 
 ## Build the sample store if needed, then serve the explorer on http://127.0.0.1:$(PORT)/app
+## (glibc's allocator for every object: the server hands a closed session's memory back).
 demo: store
-	$(VENV)/bin/panel serve app --address 127.0.0.1 --port $(PORT) --show
+	PYTHONMALLOC=malloc MALLOC_ARENA_MAX=2 \
+		$(VENV)/bin/panel serve app --address 127.0.0.1 --port $(PORT) --show
 
 ## Install test extras and the browser if needed, then run the whole test suite.
 test: install-test chromium

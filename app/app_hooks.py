@@ -1,6 +1,7 @@
 """Server lifecycle hooks of `panel serve app`: get the store ready before the first visitor."""
 
 import logging
+import os
 import sys
 import threading
 
@@ -26,14 +27,20 @@ def on_server_loaded(server_context) -> None:
     restrict_component_route()
     quiet_closed_connections(IOLoop.current().asyncio_loop)
     drop_messages_of_closed_connections()
-    logging.getLogger("explorer").setLevel(logging.INFO)
+    log = logging.getLogger("explorer")
+    log.setLevel(logging.INFO)
+    if os.environ.get("PYTHONMALLOC") != "malloc":
+        log.info("Python's allocator keeps the memory of a burst of sessions after they close; "
+                 "start the server with PYTHONMALLOC=malloc MALLOC_ARENA_MAX=2 (as `make demo` "
+                 "does) to hand it back (docs/benchmarks.md, Twenty users at once)")
     root = store_root(ARGS)
     threading.Thread(target=warm_up, args=(root, dask_scheduler(ARGS)), name="fse-warm-up",
                      daemon=True).start()
 
 
 def on_session_destroyed(session_context) -> None:
-    """A closed session's memory goes back to the system, not only to Python's free lists."""
+    """A closed session's memory goes back to the system, not only to the allocator's free
+    lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded)."""
     release_freed_memory()
     logging.getLogger("explorer").info("session %s closed; memory released",
                                        session_context.id)

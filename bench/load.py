@@ -2,12 +2,16 @@
 127.0.0.1, each loading the page, changing the colour, panning and hovering over known points.
 
     python bench/load.py --store sample_data/store [--sessions 20] [--busy 2]
+        [--allocators pymalloc glibc]
 
 Counts page errors and server tracebacks (session close included), hover cards shown, the time
 until the last session shows its map, and the server's memory before, at the peak and a minute
 after every session has closed. `--busy N` keeps N processes spinning on the CPU meanwhile (a
 loaded machine). Bounded: a fixed number of sessions and actions, each with a time limit; it
-stops by itself. Rows go to bench/results.json through bench/run.py's format.
+stops by itself. `--allocators` runs the whole load once per memory allocator of the server, in
+turn: Python's own (pymalloc, the default) and glibc's for every object, as `make demo` starts
+the server (docs/benchmarks.md, *Twenty users at once*; what glibc's costs in speed:
+bench/allocator_cost.py). Rows go to bench/results.json through bench/run.py's format.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, panel_server  # noqa: 
 ACTION_TIMEOUT_MS = 120_000
 HOVERS = 3  # known points each session hovers over
 SETTLE_AFTER_CLOSE_S = 60
+# The server's memory allocator: its environment, and what the rows' names add.
+ALLOCATORS = {"pymalloc": ({}, ""),
+              "glibc": ({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}, ", glibc malloc")}
 
 
 def known_points(store: Path, count: int) -> np.ndarray:
@@ -83,13 +90,12 @@ async def one_session(browser, url: str, points: np.ndarray, began: float) -> di
             frame = await map_frame(page)
             sx = frame["left"] + (x - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
             sy = frame["top"] + (frame["y1"] - y) / (frame["y1"] - frame["y0"]) * frame["height"]
-            shown = await card.first.get_attribute("data-row") if await card.count() else None
+            shown = await card_row(card)
             await page.mouse.move(sx - 20, sy - 20)
             await page.mouse.move(sx, sy, steps=4)
             deadline = time.perf_counter() + 30
             while time.perf_counter() < deadline:
-                if await card.count() and await card.first.get_attribute("data-row") not in (
-                        None, shown):
+                if await card_row(card) not in (None, shown):
                     result["cards"] += 1
                     break
                 await page.wait_for_timeout(50)
@@ -98,6 +104,12 @@ async def one_session(browser, url: str, points: np.ndarray, began: float) -> di
     finally:
         await context.close()
     return result
+
+
+async def card_row(card) -> str | None:
+    """The row of the hover card shown, if any, read at once: a card re-rendered between a
+    count and a read would leave a waiting read with nothing to find (120 s lost)."""
+    return await card.evaluate_all("cards => cards.length ? cards[0].dataset.row : null")
 
 
 async def map_frame(page) -> dict:
@@ -155,14 +167,17 @@ def server_tracebacks(log: Path) -> int:
     return text.count("Traceback") + text.count("Uncaught exception")
 
 
-def load_measures(store: Path, sessions: int = 20, busy: int = 0) -> list[Row]:
-    """The load figures on one store; `busy` spinning processes load the machine meanwhile."""
+def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str = "pymalloc"
+                  ) -> list[Row]:
+    """The load figures on one store; `busy` spinning processes load the machine meanwhile;
+    the server allocates its memory with `allocator` (one of ALLOCATORS)."""
     from precompute.store import Store
 
-    label = f"{sessions} sessions at once" + (f", {busy} busy cores" if busy else "")
+    environment, named = ALLOCATORS[allocator]
+    label = f"{sessions} sessions at once" + (f", {busy} busy cores" if busy else "") + named
     n = Store.open(store).images_meta()["count"]
     points = known_points(store, sessions * HOVERS)
-    with panel_server(store) as url:
+    with panel_server(store, env=environment) as url:
         url.wait_until_warm()
         cold = rss_mb(url.pid)
         # One session first: what the first visitor loads once per process (modules imported
@@ -272,10 +287,13 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=REPO / "sample_data" / "store")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--busy", type=int, default=0)
+    parser.add_argument("--allocators", nargs="+", choices=sorted(ALLOCATORS),
+                        default=["pymalloc"], help="the server's memory allocators, run in turn")
     parser.add_argument("--upload", type=Path,
                         help="also measure hovers while this image is uploaded and analysed")
     args = parser.parse_args()
-    rows = load_measures(args.store, args.sessions, args.busy) if args.sessions else []
+    rows = [measured for allocator in args.allocators if args.sessions
+            for measured in load_measures(args.store, args.sessions, args.busy, allocator)]
     if args.upload:
         rows += upload_measures(args.store, args.upload)
     print_table(rows)

@@ -104,9 +104,12 @@ def _let_go(handler) -> bool:
 
 
 def release_freed_memory() -> None:
-    """Collect a closed session's objects and hand the freed heap back to the system (glibc's
-    `malloc_trim`): without it the server kept about 15% more memory a minute after twenty
-    sessions had closed (docs/benchmarks.md, *Twenty users at once*)."""
+    """Collect a closed session's objects and hand glibc's free pages back to the system
+    (`malloc_trim`). Python's own small-object arenas it cannot reach: an arena goes back only
+    when every object in it is gone, and a few that outlive a burst of sessions keep many of
+    them (pymalloc's statistics after twenty sessions: 78 more arenas, 80 MB in empty pools),
+    hence PYTHONMALLOC=malloc for a shared server (docs/benchmarks.md, *Twenty users at
+    once*)."""
     gc.collect()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).malloc_trim(0)

@@ -50,11 +50,12 @@ class AppUrl(str):
 
 @contextlib.contextmanager
 def panel_server(store: Path, *extra: str, repo: Path = REPO, python: str | None = None,
-                 cwd: Path | None = None) -> Iterator[AppUrl]:
+                 cwd: Path | None = None, env: dict[str, str] | None = None
+                 ) -> Iterator[AppUrl]:
     """Run `panel serve app --args --store STORE` on a free port, with the code of the checkout
     `repo` (this one unless given) on the path; yield the app's URL. With `python` (another
     environment's interpreter) the app runs on that environment's installed package instead,
-    from the folder `cwd`."""
+    from the folder `cwd`; `env` adds variables to the server's environment."""
     port = free_port()
     log = (ARTIFACTS / f"panel-serve-{port}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def panel_server(store: Path, *extra: str, repo: Path = REPO, python: str | None
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=cwd or repo, stdout=output,
                                    stderr=subprocess.STDOUT, env={
-                                       **os.environ,
+                                       **os.environ, **(env or {}),
                                        "PYTHONPATH": os.pathsep.join(filter(None, path))})
     url = AppUrl(f"http://127.0.0.1:{port}/app")
     url.pid, url.log = process.pid, log

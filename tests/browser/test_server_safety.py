@@ -46,6 +46,20 @@ def test_the_component_route_imports_no_module_a_request_names(built_store):
     assert all(status in {403, 404} for status in statuses.values()), statuses
 
 
+def test_a_server_started_without_glibc_allocator_says_once_how_to_start_it(built_store):
+    """Started as `make demo` starts it, the server says nothing of its allocator; started
+    plainly, it names the setting that hands a burst of sessions' memory back, once
+    (app/app_hooks.py)."""
+    setting = {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}
+    hint = " ".join(f"{name}={value}" for name, value in setting.items())
+    with panel_server(built_store, env=setting) as url:
+        pass
+    assert hint not in url.log.read_text()
+    with panel_server(built_store) as url:
+        pass
+    assert url.log.read_text().count(hint) == 1, url.log
+
+
 def same_origin(url: str, server: str) -> bool:
     """Whether the browser fetched `url` from the server at `server` (a blob: URL is the page's
     own memory, named with the page's origin; a data: URL is no fetch)."""
