@@ -57,7 +57,12 @@ from bench.browser_measures import SETTLE_MS, lasso_times, rss_mb  # noqa: E402
 from bench.embedding_atlas_export import AtlasServer  # noqa: E402
 from bench.measures import Row, row  # noqa: E402
 from bench.run import STORES, print_table, save_rows  # noqa: E402
-from tests.browser.explorer_page import FRAME_JS, MAP_PAINT_WATCH_JS, ExplorerPage  # noqa: E402
+from tests.browser.explorer_page import (  # noqa: E402
+    FRAME_JS,
+    MAP_PAINT_WATCH_JS,
+    MAP_PLOTS_JS,
+    ExplorerPage,
+)
 from tests.browser.server import ARTIFACTS, AppUrl, chromium, free_port, panel_server  # noqa: E402
 
 OURS, PLAIN = "ours", "plain HoloViews app"
@@ -76,27 +81,16 @@ FAILURES = (RuntimeError, TimeoutError, PlaywrightError)
 
 # Image arrays of the map's plots, so a zoom's round trip ends when the plot holds an image it
 # did not hold before (both apps draw the map as a HoloViews RGB: a Bokeh ImageRGBA glyph).
-IMAGES_JS = """(mapClass) => {
-  const inMap = (element) => {
-    for (let node = element; node; node = node.parentNode || node.host) {
-      if (node.classList?.contains(mapClass)) return true;
-    }
-    return false;
-  };
+IMAGES_JS = f"""(mapClass) => {{
   const images = [];
-  const visit = (view) => {
-    const type = view?.model ? view.model.type : "";
-    if ((type === "Plot" || type === "Figure") && inMap(view.el)) {
-      for (const renderer of view.model.renderers) {
-        const image = renderer.data_source?.data?.image;
-        if (image && image.length) images.push(image[0]);
-      }
-    }
-    for (const child of (view?.child_views ?? [])) visit(child);
-  };
-  for (const root of Object.values(window.Bokeh.index)) visit(root);
+  for (const view of ({MAP_PLOTS_JS})(mapClass)) {{
+    for (const renderer of view.model.renderers) {{
+      const image = renderer.data_source?.data?.image;
+      if (image && image.length) images.push(image[0]);
+    }}
+  }}
   return images;
-}"""
+}}"""
 MARK_IMAGES_JS = f"""(mapClass) => {{
   window.peersImages = window.peersImages || ({IMAGES_JS});
   window.peersShown = new Set(window.peersImages(mapClass));

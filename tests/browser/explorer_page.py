@@ -14,35 +14,9 @@ from explorer.data import load_explorer_data
 from explorer.page import default_space, method_label
 from precompute.store import SpaceKey
 
-# Where a map's plot frame is on the page, and the data range it shows (Bokeh's own views):
-# the first plot inside an element of the class given (the compare view's second map has
-# `fse-map-b` too).
-FRAME_JS = """(mapClass = "fse-map") => {
-  let found = null;
-  const inMap = (element) => {
-    for (let node = element; node; node = node.parentNode || node.host) {
-      if (node.classList?.contains(mapClass)) return true;
-    }
-    return false;
-  };
-  const visit = (view) => {
-    if (!view || found) return;
-    const type = view.model ? view.model.type : "";
-    if ((type === "Plot" || type === "Figure") && inMap(view.el)) {
-      const box = view.frame.bbox, canvas = view.canvas_view.el.getBoundingClientRect();
-      found = {left: canvas.left + box.x0, top: canvas.top + box.y0, width: box.width,
-               height: box.height, x0: view.frame.x_range.start, x1: view.frame.x_range.end,
-               y0: view.frame.y_range.start, y1: view.frame.y_range.end};
-      return;
-    }
-    for (const child of (view.child_views ?? [])) visit(child);
-  };
-  for (const root of Object.values(window.Bokeh.index)) visit(root);
-  return found;
-}"""
-
-# Where the hover ring of the map of the class given is drawn, in map coordinates (null: none).
-RING_JS = """(mapClass) => {
+# The Bokeh plot views of the map of the class given, in document order (the compare view's
+# second map has `fse-map-b` too): a JavaScript function the scripts below call.
+MAP_PLOTS_JS = """(mapClass) => {
   const inMap = (element) => {
     for (let node = element; node; node = node.parentNode || node.host) {
       if (node.classList?.contains(mapClass)) return true;
@@ -56,16 +30,32 @@ RING_JS = """(mapClass) => {
     for (const child of (view?.child_views ?? [])) visit(child);
   };
   for (const root of Object.values(window.Bokeh.index)) visit(root);
-  for (const view of views) {
-    for (const renderer of view.model.renderers) {
-      if (renderer.name === "fse-hover-ring") {
+  return views;
+}"""
+
+# Where a map's plot frame is on the page, and the data range it shows (Bokeh's own views):
+# the first plot of the map of the class given (null: none yet).
+FRAME_JS = f"""(mapClass = "fse-map") => {{
+  const view = ({MAP_PLOTS_JS})(mapClass)[0];
+  if (!view) return null;
+  const box = view.frame.bbox, canvas = view.canvas_view.el.getBoundingClientRect();
+  return {{left: canvas.left + box.x0, top: canvas.top + box.y0, width: box.width,
+          height: box.height, x0: view.frame.x_range.start, x1: view.frame.x_range.end,
+          y0: view.frame.y_range.start, y1: view.frame.y_range.end}};
+}}"""
+
+# Where the hover ring of the map of the class given is drawn, in map coordinates (null: none).
+RING_JS = f"""(mapClass) => {{
+  for (const view of ({MAP_PLOTS_JS})(mapClass)) {{
+    for (const renderer of view.model.renderers) {{
+      if (renderer.name === "fse-hover-ring") {{
         const data = renderer.data_source.data;
         return data.x.length ? [data.x[0], data.y[0]] : null;
-      }
-    }
-  }
+      }}
+    }}
+  }}
   return null;
-}"""
+}}"""
 
 
 # Installed before a page loads: every 25 ms, until it finds one, it looks for a canvas inside
