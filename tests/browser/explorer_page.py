@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import re
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -94,6 +95,42 @@ MAP_PAINT_WATCH_JS = """(() => {
     }
   }, 25);
 })()"""
+
+
+# Arms a watch for one round trip: from the next `trigger` event (its own timestamp) to the
+# first frame that shows the element matched by `parts` with a new `attribute` (its text when
+# null). `parts` are selectors, each inside the shadow roots of the one before (Panel renders
+# each pane into a shadow root). The result, in ms, lands in window.fseRoundTrip.ms. The page
+# reads it once per frame (requestAnimationFrame) and only until it changes, so a measure costs
+# no screenshots, no round trips to Playwright, and reads exactly when the browser paints.
+ROUND_TRIP_JS = """([trigger, parts, attribute]) => {
+  const within = (node, selector) => {
+    const found = node.querySelector?.(selector);
+    if (found) return found;
+    for (const host of [node, ...(node.querySelectorAll?.("*") ?? [])]) {
+      const deeper = host.shadowRoot && within(host.shadowRoot, selector);
+      if (deeper) return deeper;
+    }
+    return null;
+  };
+  const read = () => {
+    let node = document;
+    for (const selector of parts) {
+      node = within(node, selector);
+      if (!node) return null;
+    }
+    return attribute ? node.getAttribute(attribute) : node.textContent;
+  };
+  const trip = window.fseRoundTrip = {before: read()};
+  const watch = () => {
+    if (read() !== trip.before) trip.ms = performance.now() - trip.began;
+    else requestAnimationFrame(watch);
+  };
+  window.addEventListener(trigger, (event) => {
+    trip.began = event.timeStamp;
+    requestAnimationFrame(watch);
+  }, {capture: true, once: true});
+}"""
 
 
 class ExplorerPage:
@@ -199,6 +236,16 @@ class ExplorerPage:
             select.select_option(label=label)
         else:
             select.select_option(value)
+
+    def round_trip(self, act: Callable[[], None], trigger: str, parts: list[str],
+                   attribute: str | None = None, timeout: float = 10_000) -> float:
+        """Milliseconds from the `trigger` event that `act` causes to the first frame showing
+        a new value of what `parts` and `attribute` pick (ROUND_TRIP_JS)."""
+        self.page.evaluate(ROUND_TRIP_JS, [trigger, parts, attribute])
+        act()
+        found = self.page.wait_for_function(
+            "() => 'ms' in window.fseRoundTrip && [window.fseRoundTrip.ms]", timeout=timeout)
+        return found.json_value()[0]
 
     # ------------------------------------------------------------------ reading
     def selected_count(self, timeout: float = 20_000) -> int:
