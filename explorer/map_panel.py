@@ -1,5 +1,6 @@
 """The interactive map: the rendered scatter plus markers, wired to the session state through
-HoloViews streams (viewport, size, pointer, tap, lasso, box) — no hand-written JavaScript."""
+HoloViews streams (viewport, size) and Bokeh's own events (pointer, tap, lasso, box) — no
+hand-written JavaScript."""
 
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Range1d
+from bokeh.events import MouseMove, PanEnd, PanStart, SelectionGeometry, Tap
+from bokeh.models import ColumnDataSource, LassoSelectTool, Range1d
 
-from explorer.after_pause import AfterPause
 from explorer.clusters_view import cluster_label_table
 from explorer.data import CLUSTER, ExplorerData
 from explorer.density import contour_lines, no_contours
 from explorer.plot_hooks import page_scrolls_over
 from explorer.scatter import DEFAULT_SIZE, EXTENT, MapRequest, render_map
 from explorer.state import ExplorerState
+from explorer.throttle import Throttle
 from precompute.store import SpaceKey
 
 HOVER_RADIUS_PX = 12  # the cursor picks the nearest point within this many screen pixels
-HOVER_SETTLE_MS = 50  # the pointer must rest this long before the point under it is shown
+HOVER_INTERVAL_MS = 100  # a moving pointer's point is looked up at most this often
 # Every marker is black, which no category's colour is (the palette's darkest grey is #505646):
 # a wide ring on the clicked point, narrower ones on its neighbours, a star on an upload, a
 # dotted ring under the cursor.
@@ -76,29 +78,27 @@ class MapPanel(pn.viewable.Viewer):
         self.data, self.state, self.side = data, state, side
         names = {side.space: "space", side.method: "method"}
         self._pointer: tuple[float | None, float | None] = (None, None)
-        self._look_up_hover = AfterPause(self._apply_hover, HOVER_SETTLE_MS)
+        self._dragging = False  # a pan, lasso or box is being drawn: no hover look-ups
+        self._look_up_hover = Throttle(self._apply_hover, HOVER_INTERVAL_MS)
         self._rings: dict[str, ColumnDataSource] = {}  # the hover ring's source, by figure id
         self._ranges: dict[str, tuple[Range1d, Range1d]] = {}  # each figure's x and y range
         layers = hv.streams.Params(
-            state, [side.space, side.method, "color_by", "selection", "mask", "hide_filtered",
-                    "isolated"], rename=names,
+            state, [side.space, side.method, "color_by", "mask", "hide_filtered", "isolated"],
+            rename=names,
         )
+        # A new selection is drawn on the server's next turn: its count, cheap, reaches the page
+        # first, and the faded map (a full render) follows (docs/benchmarks.md).
+        selected = hv.streams.Params(state, ["selection"], watch=False)
+        state.param.watch(lambda _event: pn.state.execute(
+            lambda: hv.streams.Stream.trigger([selected]), schedule=True), "selection")
         # Starting at the extent shown, HoloViews' own first range event is answered from the
         # DynamicMap's memo: a session's first document holds one render, not two.
         start = (state.x_range, state.y_range) if side.keeps_viewport else (None, None)
         self.range = hv.streams.RangeXY(x_range=start[0] or EXTENT, y_range=start[1] or EXTENT)
         self.size = hv.streams.PlotSize()
         base = hv.DynamicMap(
-            self._render, streams=[layers, self.range, self.size]
+            self._render, streams=[layers, selected, self.range, self.size]
         )
-        self.pointer = hv.streams.PointerXY(source=base)
-        self.tap = hv.streams.Tap(source=base)
-        self.lasso = hv.streams.Lasso(source=base)
-        self.box = hv.streams.BoundsXY(source=base)
-        self.pointer.add_subscriber(self._hover)
-        self.tap.add_subscriber(self._click)
-        self.lasso.add_subscriber(self._lassoed)
-        self.box.add_subscriber(self._boxed)
         self.range.add_subscriber(self._moved)
 
         markers = hv.DynamicMap(self._markers, streams=[hv.streams.Params(
@@ -120,7 +120,7 @@ class MapPanel(pn.viewable.Viewer):
                 tools=["tap", "box_select", "lasso_select"],
                 default_tools=["pan", "wheel_zoom", "reset"],
                 active_tools=["pan"], toolbar="above",
-                hooks=[weak_hook(self._add_ring), page_scrolls_over],
+                hooks=[weak_hook(self._wire_figure), page_scrolls_over],
             ),
             hv.opts.Points(
                 "Glyphs", color="colour", alpha="alpha", size="size", line_color="white",
@@ -189,17 +189,31 @@ class MapPanel(pn.viewable.Viewer):
                  if cluster_labels else pd.DataFrame({"x": [], "y": [], "text": []}))
         return hv.Labels(table, kdims=["x", "y"], vdims=["text"], group="ClusterLabels")
 
-    # ------------------------------------------------------------------ hover ring
-    # The ring on the hovered point is a Bokeh glyph of its own, not a HoloViews layer: every
-    # HoloViews refresh ends with Bokeh walking every model of the document (about 60 ms on
-    # this page), while moving the ring is one change to a small data source.
+    # ------------------------------------------------------------------ pointer events
+    # The pointer, clicks, lassos and boxes are heard through Bokeh's own events, not HoloViews
+    # streams: a stream's events wait 10 ms in HoloViews' queue and switch the page's busy
+    # indicator on and off around each one. The lasso reports its shape once, when released
+    # (Bokeh's default sends it at every step of the drag), and the pointer's moves during a
+    # drag are not looked up: at 1M points the server was still answering a lasso's drag when
+    # it was released (docs/benchmarks.md). The ring on the hovered point is a Bokeh glyph of
+    # its own, not a HoloViews layer: every HoloViews refresh ends with Bokeh walking every
+    # model of the document (about 60 ms on this page), while moving the ring is one change to
+    # a small data source.
 
-    def _add_ring(self, plot, _element) -> None:  # through weak_hook
-        """HoloViews hook: give the map's figure the hover ring, once."""
+    def _wire_figure(self, plot, _element) -> None:  # through weak_hook
+        """HoloViews hook: give the map's figure the hover ring and the pointer's handlers,
+        once."""
         figure = plot.state
         if figure.id not in self._rings:
             source = ColumnDataSource(self._ring_data())
             figure.scatter("x", "y", source=source, name=HOVER_RING_NAME, **HOVER_RING)
+            figure.on_event(MouseMove, self._hover)
+            figure.on_event(PanStart, self._drag_started)
+            figure.on_event(PanEnd, lambda _event: setattr(self, "_dragging", False))
+            figure.on_event(Tap, self._click)
+            figure.on_event(SelectionGeometry, self._drawn)
+            for tool in figure.select(type=LassoSelectTool):
+                tool.continuous = False
             self._rings[figure.id] = source
             self._ranges[figure.id] = (figure.x_range, figure.y_range)
 
@@ -249,12 +263,19 @@ class MapPanel(pn.viewable.Viewer):
         among = self.state.mask if self.state.hide_filtered else None
         return self.data.points(*self.shown()).nearest(x, y, radius, among=among)
 
-    def _hover(self, x=None, y=None) -> None:
-        """Served, the pointer is looked up once it has rested HOVER_SETTLE_MS. Each change of
-        `hovered` refreshes the map's plot, and a lasso drawn over a dense map moves onto a new
-        point at every step: looking up every move queued seconds of refreshes ahead of the
-        lasso (docs/benchmarks.md)."""
-        self._pointer = (x, y)
+    def _hover(self, event: MouseMove) -> None:
+        """Served, the pointer is looked up at once, then at most every HOVER_INTERVAL_MS
+        while it keeps moving, and not while it drags a pan, lasso or box."""
+        if self._dragging:
+            return
+        self._pointer = (event.x, event.y)
+        self._look_up_hover()
+
+    def _drag_started(self, event: PanStart) -> None:
+        """A drag's first moves reach the server as hovers before Bokeh knows it is a drag:
+        the point is looked up again where the button went down (the pan's start)."""
+        self._dragging = True
+        self._pointer = (event.x, event.y)
         self._look_up_hover()
 
     def _apply_hover(self) -> None:
@@ -262,21 +283,23 @@ class MapPanel(pn.viewable.Viewer):
         if row != self.hovered:
             self.hovered = row
 
-    def _click(self, x=None, y=None) -> None:
-        row = self.nearest(x, y)
+    def _click(self, event: Tap) -> None:
+        row = self.nearest(event.x, event.y)
         if row is not None:
             self.state.focus = row
 
-    def _lassoed(self, geometry=None) -> None:
-        if geometry is None or len(geometry) < 3:
+    def _drawn(self, event: SelectionGeometry) -> None:
+        """A lasso or box released on the map: the points inside become the selection."""
+        shape = event.geometry or {}
+        if not event.final or shape.get("type") not in ("poly", "rect"):
             return
-        vertices = np.asarray(geometry, dtype=float)
-        self._select(self.data.points(*self.shown()).in_polygon(vertices[:, 0], vertices[:, 1]))
-
-    def _boxed(self, bounds=None) -> None:
-        if bounds is None:
-            return
-        self._select(self.data.points(*self.shown()).in_box(*bounds))
+        points = self.data.points(*self.shown())
+        if shape["type"] == "poly":
+            rows = points.in_polygon(np.asarray(shape["x"], dtype=float),
+                                     np.asarray(shape["y"], dtype=float))
+        else:
+            rows = points.in_box(shape["x0"], shape["y0"], shape["x1"], shape["y1"])
+        self._select(rows)
 
     def _select(self, rows: np.ndarray) -> None:
         if self.state.hide_filtered and self.state.mask is not None:

@@ -73,6 +73,37 @@ def test_lasso_selects_the_images_inside_and_the_grid_shows_them(explorer):
     explorer.page.screenshot(path=ARTIFACTS / "lasso-selection.png", full_page=True)
 
 
+def test_a_lasso_drawn_over_points_leaves_the_hover_card_as_it_was(explorer):
+    """The pointer rests on points while a lasso is drawn, and the card stays as it was: only
+    a pointer that is not dragging is looked up (answering every step of a lasso queued work
+    ahead of it)."""
+    coords = explorer.coords()
+    screen = np.array([explorer.to_screen(float(x), float(y)) for x, y in coords])
+    frame = explorer.frame()
+    spots = [(frame["left"] + fx * frame["width"], frame["top"] + fy * frame["height"])
+             for fx in np.linspace(0.2, 0.8, 4) for fy in np.linspace(0.2, 0.8, 4)]
+    crossed = {int(np.argmin(np.hypot(*(screen - spot).T))) for spot in spots} - {17}
+    explorer.hover(17)
+    explorer.page.locator(".fse-hover .fse-card[data-row='17']").wait_for()
+    explorer.tool("Lasso Select")
+    explorer.page.mouse.move(*screen[17], steps=4)
+    explorer.page.mouse.down()
+    explorer.page.mouse.move(screen[17][0] + 3, screen[17][1] + 3)  # the drag begins
+    shown = []
+    for row in crossed:
+        explorer.page.mouse.move(*screen[row], steps=4)
+        explorer.page.wait_for_timeout(400)  # resting on a point, mid-drag
+        shown.append(explorer.rows_of(".fse-hover .fse-card"))
+    explorer.page.mouse.move(*screen[17], steps=4)
+    explorer.page.mouse.up()
+    explorer.page.wait_for_timeout(800)
+    assert shown == [[17]] * len(crossed)
+    assert explorer.rows_of(".fse-hover .fse-card") == [17]
+    row = min(crossed)
+    explorer.page.mouse.move(*screen[row], steps=4)  # not dragging: the card follows
+    explorer.page.locator(f".fse-hover .fse-card[data-row='{row}']").wait_for()
+
+
 def test_box_selection_selects_the_images_inside_the_box(explorer):
     coords = explorer.coords()
     corner, opposite = (-0.6, -0.2), (0.2, 0.6)
