@@ -4,13 +4,14 @@ and lasso as a person sees them, and memory per extra browser session."""
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from bench.measures import Row, p95, row
-from tests.browser.explorer_page import ExplorerPage
+from tests.browser.explorer_page import ExplorerPage, round_trip
 from tests.browser.server import chromium, panel_server
 
 EXTRA_SESSIONS = 5
@@ -84,9 +85,10 @@ def hover_times(explorer: ExplorerPage, count: int = 20) -> list[float]:
     for row_number in rng.choice(inside, count, replace=False):
         x, y = explorer.to_screen(*(float(v) for v in coords[row_number]))
         try:
-            times.append(explorer.round_trip(lambda x=x, y=y: explorer.page.mouse.move(x, y),
-                                             "pointermove", [".fse-hover", ".fse-card"],
-                                             "data-row", timeout=HOVER_LIMIT_MS))
+            times.append(round_trip(explorer.page, partial(explorer.page.mouse.move, x, y),
+                                    "pointermove",
+                                    [".fse-hover", ".fse-card"], "data-row",
+                                    timeout=HOVER_LIMIT_MS))
         except PlaywrightTimeoutError:
             times.append(HOVER_LIMIT_MS)
         explorer.page.wait_for_timeout(HOVER_GAP_MS)
@@ -108,7 +110,6 @@ def lasso_times(explorer: ExplorerPage, count: int = 5) -> list[float]:
         explorer.page.mouse.down()
         for vertex in [*vertices[1:], vertices[0]]:
             explorer.page.mouse.move(*vertex, steps=4)
-        times.append(explorer.round_trip(explorer.page.mouse.up, "pointerup",
-                                         [".fse-selection-header", "b"],
-                                         timeout=LASSO_LIMIT_S * 1000))
+        times.append(round_trip(explorer.page, explorer.page.mouse.up, "pointerup",
+                                [".fse-selection-header", "b"], timeout=LASSO_LIMIT_S * 1000))
     return times

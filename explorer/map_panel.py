@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.events import MouseMove, PanEnd, PanStart, SelectionGeometry, Tap
+from bokeh.events import DoubleTap, MouseMove, PanEnd, PanStart, SelectionGeometry, Tap
 from bokeh.models import ColumnDataSource, LassoSelectTool, Range1d
 
 from explorer.clusters_view import cluster_label_table
@@ -209,8 +209,9 @@ class MapPanel(pn.viewable.Viewer):
             figure.scatter("x", "y", source=source, name=HOVER_RING_NAME, **HOVER_RING)
             figure.on_event(MouseMove, self._hover)
             figure.on_event(PanStart, self._drag_started)
-            figure.on_event(PanEnd, lambda _event: setattr(self, "_dragging", False))
+            figure.on_event(PanEnd, self._drag_ended)
             figure.on_event(Tap, self._click)
+            figure.on_event(DoubleTap, self._click)  # a second click within 300 ms
             figure.on_event(SelectionGeometry, self._drawn)
             for tool in figure.select(type=LassoSelectTool):
                 tool.continuous = False
@@ -266,16 +267,20 @@ class MapPanel(pn.viewable.Viewer):
     def _hover(self, event: MouseMove) -> None:
         """Served, the pointer is looked up at once, then at most every HOVER_INTERVAL_MS
         while it keeps moving, and not while it drags a pan, lasso or box."""
-        if self._dragging:
-            return
-        self._pointer = (event.x, event.y)
-        self._look_up_hover()
+        if not self._dragging:
+            self._point_at(event.x, event.y)
 
     def _drag_started(self, event: PanStart) -> None:
         """A drag's first moves reach the server as hovers before Bokeh knows it is a drag:
         the point is looked up again where the button went down (the pan's start)."""
         self._dragging = True
-        self._pointer = (event.x, event.y)
+        self._point_at(event.x, event.y)
+
+    def _drag_ended(self, _event: PanEnd) -> None:
+        self._dragging = False
+
+    def _point_at(self, x: float, y: float) -> None:
+        self._pointer = (x, y)
         self._look_up_hover()
 
     def _apply_hover(self) -> None:
@@ -283,7 +288,7 @@ class MapPanel(pn.viewable.Viewer):
         if row != self.hovered:
             self.hovered = row
 
-    def _click(self, event: Tap) -> None:
+    def _click(self, event: Tap | DoubleTap) -> None:
         row = self.nearest(event.x, event.y)
         if row is not None:
             self.state.focus = row
@@ -295,6 +300,8 @@ class MapPanel(pn.viewable.Viewer):
             return
         points = self.data.points(*self.shown())
         if shape["type"] == "poly":
+            if len(shape["x"]) < 3:  # a drag too short to enclose anything
+                return
             rows = points.in_polygon(np.asarray(shape["x"], dtype=float),
                                      np.asarray(shape["y"], dtype=float))
         else:

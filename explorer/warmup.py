@@ -52,7 +52,8 @@ def keep_out_of_collections() -> None:
     """Move every object alive now (the store's data and the libraries, which live as long as
     the server) out of the cycle collector's reach. Each full collection walked them all and
     stopped the server for 0.2-0.4 s at 1M points, in the middle of whatever a page was waiting
-    for (docs/benchmarks.md, Browser round trips). Called once, before visitors arrive: an
-    object alive now that later becomes cyclic garbage is never collected."""
+    for (docs/benchmarks.md, Browser round trips). Called once, when the warm-up ends: a
+    session open at that moment (usually none, or the small page that waits for a store's
+    first map) is never cycle-collected after it closes, a few MB once per server start."""
     gc.collect()
     gc.freeze()

@@ -138,6 +138,51 @@ def test_the_explorer_renders_outside_a_server_as_in_a_notebook(built_store):
     assert explorer.state.space == "efficientnet_lite0/finetuned-style-head/penultimate"
 
 
+def test_the_maps_events_hover_click_lasso_and_box_as_bokeh_sends_them(built_store):
+    """Real Bokeh events on the rendered map (as a server passes them on): outside a server
+    each is answered at once."""
+    from bokeh.events import DoubleTap, MouseMove, PanEnd, PanStart, SelectionGeometry
+    from bokeh.models import Plot
+
+    from explorer.page import Explorer
+
+    explorer = Explorer(store=str(built_store))
+    root = pn.panel(explorer).get_root()
+    map_panel, state = explorer.map, explorer.state
+    figure = next(plot for plot in root.select({"type": Plot}) if plot.id in map_panel._rings)
+    coords = explorer.data.coords(*map_panel.shown())
+    x, y = (float(v) for v in coords[17])
+
+    figure._trigger_event(MouseMove(figure, x=x, y=y))
+    assert map_panel.hovered == 17
+    figure._trigger_event(DoubleTap(figure, x=x, y=y))  # a second click in quick succession
+    assert state.focus == 17
+    x2, y2 = (float(v) for v in coords[40])
+    figure._trigger_event(PanStart(figure, x=x2, y=y2))  # the press is looked up
+    assert map_panel.hovered == 40
+    figure._trigger_event(MouseMove(figure, x=x, y=y))  # a move while dragging is not
+    assert map_panel.hovered == 40
+    figure._trigger_event(PanEnd(figure, x=x, y=y))
+
+    polygon = np.array([[-0.5, -0.5], [0.4, -0.6], [0.5, 0.5], [-0.4, 0.4]])
+    lasso = {"type": "poly", "x": polygon[:, 0].tolist(), "y": polygon[:, 1].tolist()}
+    figure._trigger_event(SelectionGeometry(figure, geometry=lasso, final=True))
+    inside = np.flatnonzero(points_inside(polygon, coords))
+    assert len(inside) > 10
+    assert len(set(state.selection.tolist()) ^ set(inside.tolist())) <= 2  # boundary only
+    chosen = state.selection.copy()
+    for unfinished in (SelectionGeometry(figure, geometry=lasso, final=False),
+                       SelectionGeometry(figure, geometry={"type": "poly", "x": [0.0, 0.1],
+                                                           "y": [0.0, 0.1]}, final=True)):
+        figure._trigger_event(unfinished)
+        assert np.array_equal(state.selection, chosen)
+    box = {"type": "rect", "x0": 0.2, "x1": -0.3, "y0": 0.5, "y1": -0.1}
+    figure._trigger_event(SelectionGeometry(figure, geometry=box, final=True))
+    in_box = ((coords[:, 0] >= -0.3) & (coords[:, 0] <= 0.2)
+              & (coords[:, 1] >= -0.1) & (coords[:, 1] <= 0.5))
+    assert state.selection.tolist() == np.flatnonzero(in_box).tolist()
+
+
 def test_turning_compare_on_again_shows_the_same_second_map(built_store):
     from explorer.compare_view import MapArea
     from explorer.page import Explorer

@@ -123,14 +123,28 @@ ROUND_TRIP_JS = """([trigger, parts, attribute]) => {
   };
   const trip = window.fseRoundTrip = {before: read()};
   const watch = () => {
-    if (read() !== trip.before) trip.ms = performance.now() - trip.began;
+    if (window.fseRoundTrip !== trip) return;  // a later measure took over
+    const now = read();
+    if (now !== null && now !== trip.before) trip.ms = performance.now() - trip.began;
     else requestAnimationFrame(watch);
   };
   window.addEventListener(trigger, (event) => {
+    if (window.fseRoundTrip !== trip) return;
     trip.began = event.timeStamp;
     requestAnimationFrame(watch);
   }, {capture: true, once: true});
 }"""
+
+
+def round_trip(page, act: Callable[[], None], trigger: str, parts: list[str],
+               attribute: str | None = None, timeout: float = 10_000) -> float:
+    """Milliseconds from the `trigger` event that `act` causes on `page` to the first frame
+    showing a new value of what `parts` and `attribute` pick (ROUND_TRIP_JS)."""
+    page.evaluate(ROUND_TRIP_JS, [trigger, parts, attribute])
+    act()
+    found = page.wait_for_function(
+        "() => 'ms' in window.fseRoundTrip && [window.fseRoundTrip.ms]", timeout=timeout)
+    return found.json_value()[0]
 
 
 class ExplorerPage:
@@ -236,16 +250,6 @@ class ExplorerPage:
             select.select_option(label=label)
         else:
             select.select_option(value)
-
-    def round_trip(self, act: Callable[[], None], trigger: str, parts: list[str],
-                   attribute: str | None = None, timeout: float = 10_000) -> float:
-        """Milliseconds from the `trigger` event that `act` causes to the first frame showing
-        a new value of what `parts` and `attribute` pick (ROUND_TRIP_JS)."""
-        self.page.evaluate(ROUND_TRIP_JS, [trigger, parts, attribute])
-        act()
-        found = self.page.wait_for_function(
-            "() => 'ms' in window.fseRoundTrip && [window.fseRoundTrip.ms]", timeout=timeout)
-        return found.json_value()[0]
 
     # ------------------------------------------------------------------ reading
     def selected_count(self, timeout: float = 20_000) -> int:

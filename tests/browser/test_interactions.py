@@ -88,7 +88,7 @@ def test_a_lasso_drawn_over_points_leaves_the_hover_card_as_it_was(explorer):
     explorer.tool("Lasso Select")
     explorer.page.mouse.move(*screen[17], steps=4)
     explorer.page.mouse.down()
-    explorer.page.mouse.move(screen[17][0] + 3, screen[17][1] + 3)  # the drag begins
+    explorer.page.mouse.move(screen[17][0] + 6, screen[17][1] + 6)  # the drag begins
     shown = []
     for row in crossed:
         explorer.page.mouse.move(*screen[row], steps=4)
