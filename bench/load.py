@@ -50,7 +50,7 @@ def known_points(store: Path, count: int) -> np.ndarray:
 
     data = load_explorer_data(str(store.resolve()))
     space = default_space(data.spaces)
-    coords = data.coords(space, data.methods[space][0])
+    coords = data.coords(space, data.best_method(space))  # as a session opens
     central = np.flatnonzero(np.hypot(coords[:, 0], coords[:, 1]) < 0.5)
     return coords[np.random.default_rng(0).choice(central, count, replace=False)]
 
