@@ -2,11 +2,17 @@
 
 Opened with a Dask scheduler (`--dask`, FSE_DASK: explorer/location.py), the explorer aggregates
 the map's image from this table instead of the x-sorted one it keeps in memory otherwise
-(explorer/scatter.py). A worker builds each partition of PARTITION_ROWS points from those rows
-of the store's memory-mapped projection and the colour codes and filter of those rows, which
-travel with the task, through the same functions as the in-memory table
-(explorer/point_table.py); datashader aggregates every partition (it needs no sort: it keeps
-what falls in the viewport) and sums their images, so no process holds the whole table.
+(explorer/scatter.py). The table holds the points of the view's x range only: the store keeps
+each projection sorted by x (projections/by-x, precompute/stages/x_sorted.py), so the range is
+one slice of that file, found by a binary search, and a worker builds each partition of at
+most PARTITION_ROWS of its points from those rows of the memory-mapped file and their colour
+codes and filter, which travel with the task, through the same functions as the in-memory
+table (explorer/point_table.py). Datashader aggregates every partition and sums their images,
+so no process holds the whole table, and a zoomed view reads only what it shows. The colour
+codes are put in x order once per colouring and shared by the sessions.
+
+A store whose project stage predates the sorted copies is read in image order, every point on
+every render (logged once; `precompute project` writes the copies).
 
 Still held by the server: each projection's x and y (float32, for hover, lasso, and the
 selection overlay and glyphs, which touch few points), the attribute table with its colour
@@ -16,8 +22,11 @@ at the same path as the server.
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +41,9 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
 
+    from explorer.scatter import MapRequest
+
+log = logging.getLogger(__name__)
 PARTITION_ROWS = 1_000_000
 
 _clients: dict[str, Client] = {}
@@ -53,35 +65,68 @@ def client(scheduler: str) -> Client:
         return _clients[scheduler]
 
 
-def point_table(data: ExplorerData, space: SpaceKey, method: str, colouring: Colouring,
-                mask: np.ndarray | None, hide: bool) -> dd.DataFrame:
-    """Every point of `method`'s map of `space`: x, y and the colour columns of `colouring`,
-    filtered by `mask` (rows inside the filter; None: none) as `point_table.filtered` does, in
-    image order and in partitions of PARTITION_ROWS rows."""
+def point_table(data: ExplorerData, request: MapRequest, colouring: Colouring) -> dd.DataFrame:
+    """The points of the request's map whose x lies in its x range (a slice of the x-sorted
+    copy; every point of a store without one): x, y and the colour columns of `colouring`,
+    filtered by the request's mask as `point_table.filtered` does, in x order and in partitions
+    of at most PARTITION_ROWS rows."""
     import dask.dataframe as dd
 
-    scale = data.map_scale(space, method)
+    space = SpaceKey.parse(request.space)
+    scale = data.map_scale(space, request.method)
+    by_x = data.store.load_x_sorted(space, request.method)
+    if by_x is None:
+        _note_unsorted(data.store.root, request.space, request.method)
+        start, stop, order, colours = 0, len(data), None, colouring
+    else:
+        start, stop = x_span(by_x["x"], request.x_range, scale)
+        order = by_x["row"]
+        key = ("colouring by x", request.space, request.method, request.color_by)
+        colours = data.derived(key, lambda: colouring.take(np.asarray(order)))
 
-    def part(start: int, stop: int) -> _Part:
-        rows = slice(start, stop)  # a task carries only its rows of the colours and the filter
-        return _Part(data.store, space, method, scale, rows, colouring.take(rows),
-                     None if mask is None else mask[rows], hide)
+    def part(first: int, last: int) -> _Part:
+        span = slice(first, last)  # a task carries only its rows' colours and filter
+        mask = request.mask
+        if mask is not None:
+            mask = mask[span] if order is None else mask[order[span]]
+        return _Part(data.store, space, request.method, scale, span, order is not None,
+                     colours.take(span), mask, request.hide_filtered)
 
-    parts = [part(start, min(start + PARTITION_ROWS, len(data)))
-             for start in range(0, len(data), PARTITION_ROWS)]
+    parts = [part(first, min(first + PARTITION_ROWS, stop))
+             for first in range(start, stop, PARTITION_ROWS)] or [part(start, start)]
     meta = part(0, 0).points(np.empty((0, 2), dtype=np.float32))
     return dd.from_map(_partition, parts, meta=meta, label="map-points")
 
 
+def x_span(xs: np.ndarray, x_range: tuple[float, float], scale: tuple[np.ndarray, float]
+           ) -> tuple[int, int]:
+    """The first and past-the-last positions in `xs` (projection x, ascending) of the points
+    whose map x lies in `x_range`, widened by a hair so that rounding into map coordinates
+    leaves none out (datashader drops any point outside the view)."""
+    centre, half = scale
+    margin = 1e-5 * half
+    low, high = (bound * half + centre[0] for bound in x_range)
+    return (int(np.searchsorted(xs, low - margin, side="left")),
+            int(np.searchsorted(xs, high + margin, side="right")))
+
+
+@functools.cache
+def _note_unsorted(root: Path, space: str, method: str) -> None:
+    log.warning("%s has no x-sorted copy of the %s map of %s: every render reads all its "
+                "points; `precompute project %s` writes it", root, method, space, root)
+
+
 @dataclass(frozen=True)
 class _Part:
-    """One partition: `rows` of the projection, with their colouring and filter mask."""
+    """One partition: `span` of the x-sorted copy (`sorted`) or of the projection, with the
+    colouring and filter mask of those points."""
 
     store: Store
     space: SpaceKey
     method: str
     scale: tuple[np.ndarray, float]  # ExplorerData.map_scale
-    rows: slice
+    span: slice
+    sorted: bool
     colouring: Colouring
     mask: np.ndarray | None
     hide: bool
@@ -94,5 +139,9 @@ class _Part:
 def _partition(part: _Part) -> pd.DataFrame:
     """Run on a worker: the partition's rows of the memory-mapped projection, scaled into map
     coordinates as the server's own copy is, with their colours."""
-    projected = part.store.load_projection(part.space, part.method)[part.rows]
+    if part.sorted:
+        points = part.store.load_x_sorted(part.space, part.method)[part.span]
+        projected = np.column_stack([points["x"], points["y"]])
+    else:
+        projected = part.store.load_projection(part.space, part.method)[part.span]
     return part.points(scaled_to_map(projected, part.scale))

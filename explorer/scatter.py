@@ -188,8 +188,7 @@ def map_aggregate(data: ExplorerData, request: MapRequest) -> xr.Dataset:
         return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
     from explorer import dask_points  # Dask mode only: the app starts without `distributed`
 
-    table = dask_points.point_table(data, SpaceKey.parse(request.space), request.method,
-                                    colouring, request.mask, request.hide_filtered)
+    table = dask_points.point_table(data, request, colouring)
     with dask_points.client(data.dask).as_current():
         return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
 

@@ -15,6 +15,8 @@ file and column. Layout (format version 2):
                                        rows, until the merge step joins them into embeddings.npy
     spaces/<model>/embed-progress[-RRRRR-of-WWWWW].json   rows done by an interrupted pass
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
+    spaces/<model>/<layer>/projections/by-x/<method>.npy (+ .json)   the same points in order
+                                       of x, with their row: a zoomed view reads its slice
     spaces/<model>/<layer>/points.parquet (+ .json)     sample_id, <method>_x/_y, cluster
     spaces/<model>/<layer>/index.faiss (+ .json)
     spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per sample_id
@@ -80,6 +82,7 @@ RESERVED_COLUMNS = (ID_COLUMN, PATH_COLUMN, WIDTH_COLUMN, HEIGHT_COLUMN)
 CATEGORICAL, NUMERIC, TEXT = "categorical", "numeric", "text"
 
 THUMB_SHARD_ROWS = 10_000
+X_SORTED_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("row", "<i8")])  # projections/by-x
 
 
 def model_name(backbone: str, run: str) -> str:
@@ -275,6 +278,11 @@ class Store:
     def projection_path(self, space: SpaceKey, method: str) -> Path:
         return self.space_dir(space) / "projections" / f"{method}.npy"
 
+    def x_sorted_path(self, space: SpaceKey, method: str) -> Path:
+        """`method`'s projection of `space` sorted by x: each point's x, y and row
+        (X_SORTED_DTYPE), so a view narrower than the map reads only its slice of the file."""
+        return self.space_dir(space) / "projections" / "by-x" / f"{method}.npy"
+
     def reducer_path(self, space: SpaceKey, method: str) -> Path:
         """The fitted reducer, kept so new images can be placed on the same map."""
         return self.space_dir(space) / "projections" / f"{method}.reducer.pkl"
@@ -463,6 +471,12 @@ class Store:
         if self.meta(path) is None:
             raise StoreError(f"{self.root} has no {method} projection of {space}")
         return np.load(path, mmap_mode="r")
+
+    def load_x_sorted(self, space: SpaceKey, method: str) -> np.ndarray | None:
+        """The projection sorted by x (X_SORTED_DTYPE), memory-mapped; None in a store whose
+        project stage has not written it yet."""
+        path = self.x_sorted_path(space, method)
+        return np.load(path, mmap_mode="r") if self.meta(path) is not None else None
 
     def load_reducer(self, space: SpaceKey, method: str) -> Any:
         """The fitted reducer of a projection, refused when the libraries that pickled it are

@@ -19,7 +19,7 @@ from explorer.data import ExplorerData, load_explorer_data
 from explorer.location import dask_scheduler
 from explorer.point_table import Colouring
 from explorer.scatter import EXTENT, MapRequest, map_aggregate, render_map
-from precompute.store import SpaceKey
+from precompute.store import SpaceKey, Store, sidecar_path
 
 SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 METHOD = "pca"
@@ -100,15 +100,52 @@ def test_dask_map_renders_the_same_image_as_the_in_memory_map(both_ways, attribu
         np.testing.assert_array_equal(found, expected)
 
 
-def test_the_dask_table_holds_every_point_once_in_image_order(both_ways):
+def test_the_dask_table_holds_every_point_once_in_x_order(both_ways):
     in_memory, through_dask = both_ways
     colouring = Colouring.of(in_memory.colour_values("style", TOP_CATEGORIES), numeric=False)
-    table = dask_points.point_table(through_dask, SPACE, METHOD, colouring, None, False)
+    request = MapRequest(str(SPACE), METHOD, "style", *WHOLE, 200, 150)
+    table = dask_points.point_table(through_dask, request, colouring)
     assert table.npartitions == 7
     with dask_points.client(through_dask.dask).as_current():
         points = table.compute()
-    expected = colouring.columns(*in_memory.coords(SPACE, METHOD).T)
+    order = np.argsort(in_memory.coords(SPACE, METHOD)[:, 0], kind="stable")
+    expected = colouring.take(order).columns(*in_memory.coords(SPACE, METHOD)[order].T)
     np.testing.assert_array_equal(points.to_numpy(), expected.to_numpy())
+
+
+def test_a_zoomed_view_reads_only_the_points_of_its_x_range(both_ways):
+    in_memory, through_dask = both_ways
+    colouring = Colouring.of(in_memory.colour_values("style", TOP_CATEGORIES), numeric=False)
+    x_range, y_range = zoomed(in_memory)
+    request = MapRequest(str(SPACE), METHOD, "style", x_range, y_range, 200, 150)
+    table = dask_points.point_table(through_dask, request, colouring)
+    with dask_points.client(through_dask.dask).as_current():
+        points = table.compute()
+    x = in_memory.coords(SPACE, METHOD)[:, 0]
+    inside = np.sort(x[(x >= x_range[0]) & (x <= x_range[1])])
+    assert 0 < len(inside) < len(x)
+    np.testing.assert_array_equal(points["x"].to_numpy(), inside)
+    assert table.npartitions == -(-len(inside) // PARTITION_ROWS)
+
+
+def test_a_store_without_x_sorted_copies_renders_the_same_image(both_ways, built_store):
+    """A store whose project stage came before the copies: every point is read, in image
+    order, and the image is the same."""
+    in_memory, through_dask = both_ways
+    request = MapRequest(str(SPACE), METHOD, "style", *zoomed(in_memory), 200, 150,
+                         mask=two_styles_mask(in_memory), glyph_limit=0)
+    sorted_image = render_map(through_dask, request).get(0).data
+    copy = Store.open(built_store).x_sorted_path(SPACE, METHOD)
+    sidecar = sidecar_path(copy)
+    kept = sidecar.read_bytes()
+    sidecar.unlink()
+    try:
+        assert Store.open(built_store).load_x_sorted(SPACE, METHOD) is None
+        np.testing.assert_array_equal(render_map(through_dask, request).get(0).data,
+                                      sorted_image)
+        np.testing.assert_array_equal(render_map(in_memory, request).get(0).data, sorted_image)
+    finally:
+        sidecar.write_bytes(kept)
 
 
 def test_dask_is_chosen_by_option_or_environment(monkeypatch):

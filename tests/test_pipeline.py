@@ -98,6 +98,30 @@ def test_a_map_made_before_trust_scores_is_scored_without_being_remade(built_sto
     assert store.reducer_path(SPACE, "umap").read_bytes() == reducer
 
 
+def test_each_map_is_kept_sorted_by_x_with_its_rows(built_store):
+    store = Store.open(built_store)
+    for space in SPACES:
+        for method in store.projection_methods(space):
+            coords = store.load_projection(space, method)
+            by_x = store.load_x_sorted(space, method)
+            assert sorted(by_x["row"]) == list(range(66)), (space, method)
+            assert (np.diff(by_x["x"]) >= 0).all(), (space, method)
+            np.testing.assert_array_equal(coords[by_x["row"]], np.column_stack(
+                [by_x["x"], by_x["y"]]))
+
+
+def test_a_map_without_its_x_sorted_copy_gets_one_without_being_remade(built_store, tmp_path):
+    store = Store(shutil.copytree(built_store, tmp_path / "store"))
+    copy = store.x_sorted_path(SPACE, "pca")
+    expected = np.load(copy)
+    store.invalidate(copy)  # as a store's project stage left it before the copies
+    written = store.meta(store.projection_path(SPACE, "pca"))["written"]
+    summary = run_project(store, ProjectionConfig(methods=["pca"], seed=0), spaces=[SPACE])
+    assert (summary.made, summary.up_to_date) == ([], 1)
+    assert store.meta(store.projection_path(SPACE, "pca"))["written"] == written
+    np.testing.assert_array_equal(store.load_x_sorted(SPACE, "pca"), expected)
+
+
 def test_above_fit_sample_a_map_is_fitted_on_a_sample_and_places_the_rest(built_store,
                                                                           tmp_path):
     """At millions of images UMAP and t-SNE are fitted on a sample; every other image is placed

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from precompute.config import ProjectionConfig
 from precompute.stages.points import write_points
+from precompute.stages.x_sorted import write_x_sorted
 from precompute.stats.align import procrustes_alignment
 from precompute.stats.map_trust import map_trust, score_sample
 from precompute.stats.reducers import make_reducer
@@ -139,6 +140,7 @@ def run_project(
                 summary.up_to_date += 1
                 summary.scored += add_missing_trust(store, space, method, embeddings,
                                                     config.seed)
+                write_x_sorted(store, space, method)  # a store from before the copies
                 continue
             began = time.perf_counter()
             reducer = make_reducer(
@@ -162,6 +164,7 @@ def run_project(
                 path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment,
                 trust=trust, reducer_written_by=library_versions(),
             )
+            write_x_sorted(store, space, method, force=True)  # the remade map's
             summary.made.append(f"{space}:{method}")
             summary.seconds[f"{space}:{method}"] = seconds
         write_points(store, space)
