@@ -48,13 +48,14 @@ class Colouring:
         Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
         points in proportion, as datashader's categorical shading does, from one pass of four
         sums instead of a count per category and pixel."""
-        columns = {"x": x, "y": y}
+        return pd.DataFrame({"x": x, "y": y, **self.channels()}, copy=False)
+
+    def channels(self) -> dict[str, np.ndarray]:
+        """The colour columns of `columns`: `colour`, or `r`, `g` and `b`."""
         if self.palette is None:
-            columns["colour"] = self.codes
-        else:
-            channels = self.palette[self.codes]  # −1 (no category) takes the last row
-            columns.update(r=channels[:, 0], g=channels[:, 1], b=channels[:, 2])
-        return pd.DataFrame(columns, copy=False)
+            return {"colour": self.codes}
+        channels = self.palette[self.codes]  # −1 (no category) takes the last row
+        return {"r": channels[:, 0], "g": channels[:, 1], "b": channels[:, 2]}
 
 
 def filtered(points: pd.DataFrame, mask: np.ndarray | None, hide: bool) -> pd.DataFrame:

@@ -182,21 +182,21 @@ def map_aggregate(data: ExplorerData, request: MapRequest) -> xr.Dataset:
     count of the points outside it. From the table held in memory, or through Dask when `data`
     was opened with a scheduler."""
     colouring = _colouring(data, request)
-    canvas = _canvas(request)
+    canvas, summary = _canvas(request), _reduction(colouring, request)
     if data.dask is None:
-        table = _viewport_points(data, request, colouring)
-        return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
+        return canvas.points(_viewport_points(data, request, colouring), "x", "y", summary)
     from explorer import dask_points  # Dask mode only: the app starts without `distributed`
 
-    table = dask_points.point_table(data, request, colouring)
-    with dask_points.client(data.dask).as_current():
-        return canvas.points(table, "x", "y", _reduction(colouring, table.columns))
+    return dask_points.map_aggregate(data, request, colouring, canvas, summary)
 
 
-def _reduction(colouring: Colouring, columns: pd.Index) -> ds.summary:
+def _reduction(colouring: Colouring, request: MapRequest) -> ds.summary:
+    """What each pixel sums up: colour channels, or a numeric mean with, when the points
+    outside the filter are drawn grey beneath, their count (`point_table.filtered` marks them)."""
     if not colouring.numeric:
         return MIXED_COLOUR
-    return NUMERIC_MEAN_GREYED if OUTSIDE in columns else NUMERIC_MEAN
+    greyed = request.mask is not None and not request.hide_filtered
+    return NUMERIC_MEAN_GREYED if greyed else NUMERIC_MEAN
 
 
 def _canvas(request: MapRequest) -> ds.Canvas:

@@ -15,8 +15,9 @@ file and column. Layout (format version 2):
                                        rows, until the merge step joins them into embeddings.npy
     spaces/<model>/embed-progress[-RRRRR-of-WWWWW].json   rows done by an interrupted pass
     spaces/<model>/<layer>/projections/<method>.npy (+ .json, + .reducer.pkl)
-    spaces/<model>/<layer>/projections/by-x/<method>.npy (+ .json)   the same points in order
-                                       of x, with their row: a zoomed view reads its slice
+    spaces/<model>/<layer>/projections/by-x/<method>.npy (+ .json)   the same points with their
+                                       rows, in blocks of x, each block in order of y: a zoomed
+                                       view reads its part of a few blocks
     spaces/<model>/<layer>/points.parquet (+ .json)     sample_id, <method>_x/_y, cluster
     spaces/<model>/<layer>/index.faiss (+ .json)
     spaces/<model>/<layer>/clusters.parquet (+ .json)           k-means label per sample_id
@@ -83,6 +84,7 @@ CATEGORICAL, NUMERIC, TEXT = "categorical", "numeric", "text"
 
 THUMB_SHARD_ROWS = 10_000
 X_SORTED_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("row", "<i8")])  # projections/by-x
+X_BLOCK_ROWS = 1_000_000  # points per block of projections/by-x
 
 
 def model_name(backbone: str, run: str) -> str:
@@ -279,8 +281,10 @@ class Store:
         return self.space_dir(space) / "projections" / f"{method}.npy"
 
     def x_sorted_path(self, space: SpaceKey, method: str) -> Path:
-        """`method`'s projection of `space` sorted by x: each point's x, y and row
-        (X_SORTED_DTYPE), so a view narrower than the map reads only its slice of the file."""
+        """`method`'s projection of `space` in blocks: the points sorted by x, cut into blocks
+        of `block_rows` (sidecar), each block sorted by y; each point's x, y and row
+        (X_SORTED_DTYPE), and each block's least and greatest x in the sidecar's `x_bounds`. A
+        view narrower than the map reads only its part of the blocks it overlaps."""
         return self.space_dir(space) / "projections" / "by-x" / f"{method}.npy"
 
     def reducer_path(self, space: SpaceKey, method: str) -> Path:
@@ -473,8 +477,8 @@ class Store:
         return np.load(path, mmap_mode="r")
 
     def load_x_sorted(self, space: SpaceKey, method: str) -> np.ndarray | None:
-        """The projection sorted by x (X_SORTED_DTYPE), memory-mapped; None in a store whose
-        project stage has not written it yet."""
+        """The projection in blocks of x (`x_sorted_path`), memory-mapped; None in a store
+        whose project stage has not written it yet."""
         path = self.x_sorted_path(space, method)
         return np.load(path, mmap_mode="r") if self.meta(path) is not None else None
 

@@ -1,16 +1,19 @@
-"""The map through Dask (stores larger than memory): on a real local cluster, with partitions
-of a few rows so the 66 paintings span several, the Dask path renders the same aggregate and
-the same image as the in-memory path."""
+"""The map through Dask (stores larger than memory): on a real local cluster, with the maps
+kept in blocks of a few points so the 66 paintings span several, the Dask path renders the
+same aggregate and the same image as the in-memory path, reading only the blocks a view
+overlaps."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from explorer import dask_points
@@ -19,11 +22,12 @@ from explorer.data import ExplorerData, load_explorer_data
 from explorer.location import dask_scheduler
 from explorer.point_table import Colouring
 from explorer.scatter import EXTENT, MapRequest, map_aggregate, render_map
+from precompute.stages.x_sorted import write_x_sorted
 from precompute.store import SpaceKey, Store, sidecar_path
 
 SPACE = SpaceKey("efficientnet_lite0/pretrained", "penultimate")
 METHOD = "pca"
-PARTITION_ROWS = 10  # 66 points: 7 partitions, the last one short
+BLOCK_ROWS = 10  # 66 points: 7 blocks, the last one short
 WHOLE = (EXTENT, EXTENT)
 
 
@@ -39,11 +43,21 @@ def scheduler() -> Iterator[str]:
         dask_points.client(cluster.scheduler_address).close()
 
 
+@pytest.fixture(scope="module")
+def blocked_store(built_store, tmp_path_factory) -> Path:
+    """A copy of the built store whose maps of SPACE are kept in blocks of BLOCK_ROWS points,
+    so that the 66 paintings span several."""
+    root = shutil.copytree(built_store, tmp_path_factory.mktemp("blocked") / "store")
+    store = Store.open(root)
+    for method in store.projection_methods(SPACE):
+        write_x_sorted(store, SPACE, method, force=True, block_rows=BLOCK_ROWS)
+    return root
+
+
 @pytest.fixture
-def both_ways(built_store, scheduler, monkeypatch) -> tuple[ExplorerData, ExplorerData]:
+def both_ways(blocked_store, scheduler) -> tuple[ExplorerData, ExplorerData]:
     """The store opened in memory and opened through the cluster."""
-    monkeypatch.setattr(dask_points, "PARTITION_ROWS", PARTITION_ROWS)
-    root = str(built_store.resolve())
+    root = str(blocked_store.resolve())
     return load_explorer_data(root), load_explorer_data(root, scheduler)
 
 
@@ -100,47 +114,59 @@ def test_dask_map_renders_the_same_image_as_the_in_memory_map(both_ways, attribu
         np.testing.assert_array_equal(found, expected)
 
 
-def test_the_dask_table_holds_every_point_once_in_x_order(both_ways):
+def test_the_workers_hold_every_point_once_in_the_blocked_order(both_ways, blocked_store):
     in_memory, through_dask = both_ways
     colouring = Colouring.of(in_memory.colour_values("style", TOP_CATEGORIES), numeric=False)
     request = MapRequest(str(SPACE), METHOD, "style", *WHOLE, 200, 150)
-    table = dask_points.point_table(through_dask, request, colouring)
-    assert table.npartitions == 7
-    with dask_points.client(through_dask.dask).as_current():
-        points = table.compute()
-    order = np.argsort(in_memory.coords(SPACE, METHOD)[:, 0], kind="stable")
+    places, colours = held(through_dask, request, colouring)
+    assert len(places) == len(colours) == 7
+    held_points = pd.DataFrame({"x": np.concatenate([x for x, _ in places]),
+                                "y": np.concatenate([y for _, y in places]),
+                                **{c: np.concatenate([block[c] for block in colours])
+                                   for c in "rgb"}})
+    order = Store.open(blocked_store).load_x_sorted(SPACE, METHOD)["row"]
+    assert sorted(order) == list(range(66))
     expected = colouring.take(order).columns(*in_memory.coords(SPACE, METHOD)[order].T)
-    np.testing.assert_array_equal(points.to_numpy(), expected.to_numpy())
+    np.testing.assert_array_equal(held_points.to_numpy(), expected.to_numpy())
 
 
-def test_a_zoomed_view_reads_only_the_points_of_its_x_range(both_ways):
+def test_a_zoomed_view_reads_the_blocks_it_overlaps_in_its_range_of_y(both_ways):
     in_memory, through_dask = both_ways
     colouring = Colouring.of(in_memory.colour_values("style", TOP_CATEGORIES), numeric=False)
     x_range, y_range = zoomed(in_memory)
     request = MapRequest(str(SPACE), METHOD, "style", x_range, y_range, 200, 150)
-    table = dask_points.point_table(through_dask, request, colouring)
-    with dask_points.client(through_dask.dask).as_current():
-        points = table.compute()
-    x = in_memory.coords(SPACE, METHOD)[:, 0]
-    inside = np.sort(x[(x >= x_range[0]) & (x <= x_range[1])])
-    assert 0 < len(inside) < len(x)
-    np.testing.assert_array_equal(points["x"].to_numpy(), inside)
-    assert table.npartitions == -(-len(inside) // PARTITION_ROWS)
+    places, _ = held(through_dask, request, colouring)
+    viewed = dask_points.viewed_blocks(through_dask, request)
+    read = np.concatenate([np.column_stack(places[block])[rows] for block, rows in viewed])
+    coords = in_memory.coords(SPACE, METHOD)
+    inside = coords[(coords[:, 0] >= x_range[0]) & (coords[:, 0] <= x_range[1])
+                    & (coords[:, 1] >= y_range[0]) & (coords[:, 1] <= y_range[1])]
+    assert len(inside) < len(read) < len(coords)
+    assert set(map(tuple, inside.tolist())) <= set(map(tuple, read.tolist()))
+    assert ((read[:, 1] >= y_range[0]) & (read[:, 1] <= y_range[1])).all()
 
 
-def test_a_store_without_x_sorted_copies_renders_the_same_image(both_ways, built_store):
+def held(data: ExplorerData, request: MapRequest, colouring: Colouring
+         ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The blocks the workers hold for the request's map: map coordinates, colour columns."""
+    dask_client = dask_points.client(data.dask)
+    held_blocks = dask_points.held_blocks(data, request, colouring)
+    return dask_client.gather(held_blocks.places), dask_client.gather(held_blocks.colours)
+
+
+def test_a_store_without_blocked_copies_renders_the_same_image(both_ways, blocked_store):
     """A store whose project stage came before the copies: every point is read, in image
     order, and the image is the same."""
     in_memory, through_dask = both_ways
     request = MapRequest(str(SPACE), METHOD, "style", *zoomed(in_memory), 200, 150,
                          mask=two_styles_mask(in_memory), glyph_limit=0)
     sorted_image = render_map(through_dask, request).get(0).data
-    copy = Store.open(built_store).x_sorted_path(SPACE, METHOD)
+    copy = Store.open(blocked_store).x_sorted_path(SPACE, METHOD)
     sidecar = sidecar_path(copy)
     kept = sidecar.read_bytes()
     sidecar.unlink()
     try:
-        assert Store.open(built_store).load_x_sorted(SPACE, METHOD) is None
+        assert Store.open(blocked_store).load_x_sorted(SPACE, METHOD) is None
         np.testing.assert_array_equal(render_map(through_dask, request).get(0).data,
                                       sorted_image)
         np.testing.assert_array_equal(render_map(in_memory, request).get(0).data, sorted_image)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import pickle
 import shutil
@@ -20,6 +21,7 @@ from precompute.config import ProjectionConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.pipeline import STAGES, stage_order
 from precompute.stages.project import run_project
+from precompute.stages.x_sorted import write_x_sorted
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, sidecar_path, write_json
 from tests.helpers import copy_tree, write_config
@@ -98,16 +100,25 @@ def test_a_map_made_before_trust_scores_is_scored_without_being_remade(built_sto
     assert store.reducer_path(SPACE, "umap").read_bytes() == reducer
 
 
-def test_each_map_is_kept_sorted_by_x_with_its_rows(built_store):
-    store = Store.open(built_store)
+def test_each_map_is_kept_in_blocks_of_x_each_sorted_by_y(built_store, tmp_path):
+    store = Store(shutil.copytree(built_store, tmp_path / "store"))
+    write_x_sorted(store, SPACE, "umap", force=True, block_rows=20)  # 66 points: 4 blocks
     for space in SPACES:
         for method in store.projection_methods(space):
             coords = store.load_projection(space, method)
-            by_x = store.load_x_sorted(space, method)
-            assert sorted(by_x["row"]) == list(range(66)), (space, method)
-            assert (np.diff(by_x["x"]) >= 0).all(), (space, method)
-            np.testing.assert_array_equal(coords[by_x["row"]], np.column_stack(
-                [by_x["x"], by_x["y"]]))
+            blocked = store.load_x_sorted(space, method)
+            meta = store.meta(store.x_sorted_path(space, method))
+            size = meta["block_rows"]
+            assert sorted(blocked["row"]) == list(range(66)), (space, method)
+            np.testing.assert_array_equal(coords[blocked["row"]], np.column_stack(
+                [blocked["x"], blocked["y"]]))
+            blocks = [blocked[start:start + size] for start in range(0, 66, size)]
+            assert len(blocks) == (4 if (space, method) == (SPACE, "umap") else 1)
+            assert meta["x_bounds"] == [[float(b["x"].min()), float(b["x"].max())]
+                                        for b in blocks]
+            assert all((np.diff(block["y"]) >= 0).all() for block in blocks)
+            assert all(first["x"].max() <= second["x"].min()
+                       for first, second in itertools.pairwise(blocks))
 
 
 def test_a_map_without_its_x_sorted_copy_gets_one_without_being_remade(built_store, tmp_path):
