@@ -64,14 +64,16 @@ _connecting = threading.Lock()  # the warm-up and the first session may ask at o
 
 def client(scheduler: str) -> Client:
     """This process's client of `scheduler`: LOCAL_CLUSTER starts a `LocalCluster` (worker
-    processes sized to the machine's cores, no dashboard); anything else is a scheduler's
-    address, e.g. tcp://host:8786."""
+    processes sized to the machine's cores, no dashboard) whose scheduler and workers listen
+    on 127.0.0.1 only, as the explorer's server does (a Dask scheduler runs whatever code it
+    is sent); anything else is a scheduler's address, e.g. tcp://host:8786."""
     from distributed import Client, LocalCluster
 
     with _connecting:
         if scheduler not in _clients:
             local = scheduler == LOCAL_CLUSTER
-            cluster = LocalCluster(dashboard_address=None) if local else scheduler
+            cluster = (LocalCluster(host="127.0.0.1", dashboard_address=None) if local
+                       else scheduler)
             # not the process's default client: only the map's aggregates run on it
             _clients[scheduler] = Client(cluster, set_as_default=False)
         return _clients[scheduler]

@@ -37,7 +37,7 @@ def scheduler() -> Iterator[str]:
     aggregated there, from the store read by path, as on a cluster of machines."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         yield cluster.scheduler_address
         dask_points.client(cluster.scheduler_address).close()
@@ -182,6 +182,22 @@ def test_dask_is_chosen_by_option_or_environment(monkeypatch):
     monkeypatch.setenv("FSE_DASK", "tcp://scheduler:8786")
     assert dask_scheduler([]) == "tcp://scheduler:8786"
     assert dask_scheduler(["--dask"]) == "local"
+
+
+def test_the_local_cluster_listens_on_this_machine_only():
+    """`--dask` alone starts a cluster whose scheduler runs any code it is sent: none of its
+    processes may listen on an address other machines reach."""
+    code = ("import os, psutil; from explorer import dask_points; "
+            "local = dask_points.client('local'); "
+            "pids = [os.getpid(), *local.run(os.getpid).values()]; "
+            "print(sorted({c.laddr.ip for pid in pids "
+            "for c in psutil.Process(pid).net_connections('inet') "
+            "if c.status == psutil.CONN_LISTEN}))")
+    root = Path(dask_points.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    listening = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                               capture_output=True, text=True, timeout=120).stdout
+    assert listening.strip() == "['127.0.0.1']", listening
 
 
 def test_the_app_starts_without_importing_distributed():
