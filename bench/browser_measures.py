@@ -26,12 +26,14 @@ HOVER_LIMIT_MS = 10_000  # a hover whose card has not changed by then counts as 
 HOVER_GAP_MS = 300  # the pointer rests between hovers, as a person's would
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MiB (Linux)."""
+def rss_mb(pid: int, part: str = "VmRSS") -> float:
+    """Resident memory of a process, in MiB (Linux): all of it, or one `part` of it as
+    /proc/PID/status names them (RssAnon: the process's own; RssFile: mapped files' pages,
+    which the kernel can drop)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{part}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {part} for process {pid}")
 
 
 def open_and_paint(browser, url: str, store: Path) -> tuple[ExplorerPage, float]:

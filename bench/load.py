@@ -185,6 +185,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         asyncio.run(all_sessions(url, 1, points))
         time.sleep(SETTLE_AFTER_CLOSE_S)
         before = rss_mb(url.pid)
+        before_own = rss_mb(url.pid, "RssAnon")
         spinners = [multiprocessing.Process(target=spin, args=(600,)) for _ in range(busy)]
         for spinner in spinners:
             spinner.start()
@@ -213,6 +214,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         peak = rss_mb(url.pid)
         time.sleep(SETTLE_AFTER_CLOSE_S)
         after = rss_mb(url.pid)
+        after_own = rss_mb(url.pid, "RssAnon")
         tracebacks = server_tracebacks(url.log)
     errors = [e for r in results for e in r["errors"]]
     failures = [r["failure"] for r in results if r["failure"]]
@@ -238,6 +240,10 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         row(f"{label}: server memory at the peak", n, None, peak, "MiB"),
         row(f"{label}: server memory {SETTLE_AFTER_CLOSE_S} s after close / before", n, None,
             after / before, "ratio", 1.1),
+        row(f"{label}: server's own memory (RssAnon) after one session, before the load", n,
+            None, before_own, "MiB"),
+        row(f"{label}: server's own memory (RssAnon) {SETTLE_AFTER_CLOSE_S} s after close",
+            n, None, after_own, "MiB"),
     ]
     return rows
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from precompute.config import ThumbnailConfig  # noqa: E402
 from precompute.images import DecodeOptions  # noqa: E402
 from precompute.stages.thumbs import make_thumbnail  # noqa: E402
+from precompute.stages.x_sorted import write_x_sorted  # noqa: E402
 from precompute.store import (  # noqa: E402
     CATEGORICAL,
     ID_COLUMN,
@@ -56,10 +58,12 @@ def make_store(root: Path, rows: int, dim: int, clusters: int = 64, seed: int = 
     labels = rng.integers(0, clusters, rows).astype(np.int32)
     _write_images(store, rows, labels, rng)
     _write_map(store, SPACE, labels, clusters, rng)
+    write_x_sorted(store, SPACE, METHOD)
     _write_embeddings(store, SPACE, labels, clusters, dim, rng, zero_embeddings)
     for depth in range(1, layers):
         shallower = SpaceKey(SPACE.model, f"_blocks.{depth}")
         _write_map(store, shallower, labels, clusters, rng, mixing=float(layers - depth))
+        write_x_sorted(store, shallower, METHOD)
         _write_embeddings(store, shallower, labels, clusters, dim, rng, zero=True, depth=depth)
     _write_thumbnails(store, rows)
     if index and not zero_embeddings:
@@ -81,32 +85,51 @@ def layered_store(rows: int, layers: int) -> Path:
 
 
 def _write_images(store: Store, rows: int, labels: np.ndarray, rng: np.random.Generator) -> None:
-    paintings = sorted(p.relative_to(SAMPLE_IMAGES).as_posix()
-                       for p in SAMPLE_IMAGES.rglob("*.jpg"))
-    ids = np.char.mod("%016x", np.arange(rows, dtype=np.int64))
-    groups = [f"group {i:02d}" for i in range(labels.max() + 1)]
-    colours = [f"colour {i}" for i in range(20)]
-    table = pa.table({
-        ID_COLUMN: pa.array(ids),
-        PATH_COLUMN: pa.DictionaryArray.from_arrays(
-            pa.array(np.arange(rows) % len(paintings), pa.int32()), pa.array(paintings)),
-        "group": pa.DictionaryArray.from_arrays(pa.array(labels), pa.array(groups)),
-        "category": pa.DictionaryArray.from_arrays(
-            pa.array(labels % 8), pa.array([f"category {i}" for i in range(8)])),
-        "colour": pa.DictionaryArray.from_arrays(
-            pa.array(rng.integers(0, 20, rows).astype(np.int32)), pa.array(colours)),
-        "year": pa.array(np.round(1900 + 120 * rng.random(rows))),
-        "title": pa.array(np.char.add("item ", np.arange(rows).astype(str))),
-    })
+    paintings = pa.array(sorted(p.relative_to(SAMPLE_IMAGES).as_posix()
+                                for p in SAMPLE_IMAGES.rglob("*.jpg")))
+    groups = pa.array([f"group {i:02d}" for i in range(labels.max() + 1)])
+    categories = pa.array([f"category {i}" for i in range(8)])
+    colours = pa.array([f"colour {i}" for i in range(20)])
+    colour = rng.integers(0, 20, rows).astype(np.int32)
+    year = np.round(1900 + 120 * rng.random(rows))
     with atomic_path(store.images_path) as tmp:
-        pq.write_table(table, tmp)
+        writer = None
+        for start in range(0, rows, CHUNK * 8):  # strings a chunk at a time: 100M fit in memory
+            part = slice(start, min(rows, start + CHUNK * 8))
+            numbers = np.arange(part.start, part.stop, dtype=np.int64)
+            table = pa.table({
+                ID_COLUMN: hex_ids(numbers),
+                PATH_COLUMN: pa.DictionaryArray.from_arrays(
+                    pa.array((numbers % len(paintings)).astype(np.int32)), paintings),
+                "group": pa.DictionaryArray.from_arrays(pa.array(labels[part]), groups),
+                "category": pa.DictionaryArray.from_arrays(pa.array(labels[part] % 8),
+                                                           categories),
+                "colour": pa.DictionaryArray.from_arrays(pa.array(colour[part]), colours),
+                "year": pa.array(year[part]),
+                "title": pc.binary_join_element_wise("item ", pa.array(numbers).cast(pa.string()),
+                                                     ""),
+            })
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        writer.close()
     kinds = {"group": CATEGORICAL, "category": CATEGORICAL, "colour": CATEGORICAL,
              "year": NUMERIC, "title": TEXT}
     store.commit(
         store.images_path, {"synthetic": rows}, count=rows, rejected=0, reasons={},
-        attributes=kinds, root=str(SAMPLE_IMAGES), fingerprint=fingerprint(ids[:1000]),
+        attributes=kinds, root=str(SAMPLE_IMAGES),
+        fingerprint=fingerprint(hex_ids(np.arange(min(rows, 1000))).to_pylist()),
         decode=DecodeOptions().__dict__,
     )
+
+
+def hex_ids(numbers: np.ndarray) -> pa.Array:
+    """Each number as 16 lower-case hex digits (`%016x`), built from its bytes in numpy: a
+    formatted string per row would take minutes at 100M rows."""
+    raw = numbers.astype(">u8").view(np.uint8).reshape(-1, 8)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    text = np.empty((len(numbers), 16), dtype=np.uint8)
+    text[:, 0::2], text[:, 1::2] = digits[raw >> 4], digits[raw & 15]
+    return pa.array(text.view("S16").ravel()).cast(pa.string())
 
 
 def _write_map(store: Store, space: SpaceKey, labels: np.ndarray, clusters: int,

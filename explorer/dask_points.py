@@ -192,8 +192,8 @@ def _projected(scale: tuple[np.ndarray, float], axis: int, bounds: tuple[float, 
 
 @functools.cache
 def _note_unsorted(root: Path, space: str, method: str) -> None:
-    log.warning("%s has no x-sorted copy of the %s map of %s: every render reads all its "
-                "points; `precompute project %s` writes it", root, method, space, root)
+    log.warning("%s has no blocked copy of the %s map of %s: every render reads all its "
+                "points; `precompute project --store %s` writes it", root, method, space, root)
 
 
 @dataclass(frozen=True)
