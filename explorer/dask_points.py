@@ -53,10 +53,11 @@ if TYPE_CHECKING:
 
     from explorer.scatter import MapRequest
 
-Sums = dict[str, np.ndarray]  # a partition's aggregate: per pixel sums and counts, by name
+Sums = dict[str, np.ndarray]  # an aggregate of blocks: per pixel sums and counts, by name
 
 log = logging.getLogger(__name__)
 KEPT = 2  # projections, and colourings, whose blocks the workers hold
+WORKERS_TIMEOUT_S = 120  # how long the first render waits for a worker to join
 
 _clients: dict[str, Client] = {}
 _connecting = threading.Lock()  # the warm-up and the first session may ask at once
@@ -88,17 +89,19 @@ def map_aggregate(data: ExplorerData, request: MapRequest, colouring: Colouring,
     it aggregates in turn, about a block's points at a time (a zoomed view's small parts of
     many blocks together), adding up as it goes. Only those totals travel, to be added once."""
     dask_client = client(data.dask)
-    source = _source(data, request)
-    held = held_blocks(data, request, colouring)
+    source = source_of(data, request)
+    held = held_blocks(data, source, request, colouring)
+    order = source.order  # read once: a filter takes its rows of each viewed block from it
     threads = dask_client.nthreads()
     homes: dict[str, list[tuple[int, slice]]] = {}
-    for block, rows in viewed_blocks(data, request):
+    for block, rows in viewed_blocks(source, request, len(data)):
         homes.setdefault(held.homes[block], []).append((block, rows))
     totals = [
         dask_client.submit(
             _aggregate_parts, [held.places[block] for block, _ in share],
             [held.colours[block] for block, _ in share], [rows for _, rows in share],
-            [_mask_of(request, source, block, rows) for block, rows in share],
+            [_mask_of(request.mask, order, source.block_rows, block, rows)
+             for block, rows in share],
             request.hide_filtered, canvas, _additive(summary), source.block_rows,
             workers=[home], allow_other_workers=True, pure=False)
         for home, viewed in homes.items()
@@ -111,13 +114,14 @@ def map_aggregate(data: ExplorerData, request: MapRequest, colouring: Colouring,
     return _finished(total.result(), summary, canvas, empty)
 
 
-def _mask_of(request: MapRequest, source: _Source, block: int, rows: slice
-             ) -> np.ndarray | None:
-    """The request's filter of `rows` of `block` (None: no filter)."""
-    if request.mask is None:
+def _mask_of(mask: np.ndarray | None, order: np.ndarray | None, block_rows: int, block: int,
+             rows: slice) -> np.ndarray | None:
+    """The filter `mask` (None: none) of `rows` of `block`, whose points are those rows of
+    `order` (None: of the projection itself)."""
+    if mask is None:
         return None
-    span = slice(block * source.block_rows + rows.start, block * source.block_rows + rows.stop)
-    return request.mask[span] if source.order is None else request.mask[source.order[span]]
+    span = slice(block * block_rows + rows.start, block * block_rows + rows.stop)
+    return mask[span] if order is None else mask[order[span]]
 
 
 @dataclass(frozen=True)
@@ -130,17 +134,18 @@ class Held:
     homes: list[str]
 
 
-def held_blocks(data: ExplorerData, request: MapRequest, colouring: Colouring) -> Held:
-    """The workers' blocks of the request's map, those of the blocked copy (of the projection,
-    without one), dealt to the workers in turn: made the first time they are asked for and
-    kept while among the last KEPT projections and KEPT colourings."""
+def held_blocks(data: ExplorerData, source: Source, request: MapRequest, colouring: Colouring
+                ) -> Held:
+    """The workers' blocks of the request's map as `source` cuts them, dealt to the workers in
+    turn: made the first time they are asked for and kept while among the last KEPT
+    projections and KEPT colourings (of each state of the store the server has open)."""
     dask_client = client(data.dask)
-    source = _source(data, request)
     spans = [slice(start, min(start + source.block_rows, len(data)))
              for start in range(0, len(data), source.block_rows)]
 
     def places() -> tuple[list[Future], list[str]]:
-        workers = sorted(dask_client.scheduler_info()["workers"])
+        dask_client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+        workers = sorted(dask_client.nthreads())
         homes = [workers[block % len(workers)] for block in range(len(spans))]
         return [dask_client.submit(_block_places, source, span, workers=[home],
                                    allow_other_workers=True, pure=False)
@@ -159,13 +164,13 @@ def held_blocks(data: ExplorerData, request: MapRequest, colouring: Colouring) -
     return Held(placed, coloured, homes)
 
 
-def viewed_blocks(data: ExplorerData, request: MapRequest) -> list[tuple[int, slice]]:
+def viewed_blocks(source: Source, request: MapRequest, count: int) -> list[tuple[int, slice]]:
     """The blocks whose x overlaps the request's x range, each with the rows of it whose y
-    lies in its y range (every block whole in a store without the blocked copy)."""
-    source = _source(data, request)
+    lies in its y range (every block whole when `source` reads the projection itself);
+    `count`: the map's points."""
     if source.x_bounds is None:
         return [(block, slice(0, source.block_rows))
-                for block in range(-(-len(data) // source.block_rows))]
+                for block in range(-(-count // source.block_rows))]
     (x_low, x_high), (y_low, y_high) = (_projected(source.scale, axis, bounds) for axis, bounds
                                         in enumerate((request.x_range, request.y_range)))
     overlapping = np.flatnonzero((source.x_bounds[:, 1] >= x_low)
@@ -183,23 +188,25 @@ def viewed_blocks(data: ExplorerData, request: MapRequest) -> list[tuple[int, sl
 
 def _projected(scale: tuple[np.ndarray, float], axis: int, bounds: tuple[float, float]
                ) -> tuple[float, float]:
-    """A range of map coordinates on `axis` in projection coordinates, widened by a hair so
-    that rounding into map coordinates leaves no point out (datashader drops any outside)."""
-    centre, half = scale
-    margin = 1e-5 * half
-    return bounds[0] * half + centre[axis] - margin, bounds[1] * half + centre[axis] + margin
+    """A range of map coordinates on `axis` in projection coordinates, widened by a hair (and
+    by float32's step at the map's place) so that rounding into map coordinates leaves no
+    point out (datashader drops any outside the view)."""
+    centre, half = float(scale[0][axis]), float(scale[1])
+    margin = 1e-5 * half + float(np.spacing(np.float32(abs(centre) + half)))
+    return bounds[0] * half + centre - margin, bounds[1] * half + centre + margin
 
 
 @functools.cache
 def _note_unsorted(root: Path, space: str, method: str) -> None:
-    log.warning("%s has no blocked copy of the %s map of %s: every render reads all its "
+    log.warning("%s has no current blocked copy of the %s map of %s: every render reads all its "
                 "points; `precompute project --store %s` writes it", root, method, space, root)
 
 
 @dataclass(frozen=True)
-class _Source:
-    """Where the workers read a map's points: the blocked copy (`order`: each point's row),
-    or the projection itself (`order` None, a store from before the copies)."""
+class Source:
+    """Where the workers read a map's points: its blocked copy (`order`: each point's row), or
+    the projection itself (`order` None: a store from before the copies, or a copy older than
+    its projection)."""
 
     store: Store
     space: SpaceKey
@@ -214,30 +221,30 @@ class _Source:
         """Memory-mapped on the server, not pickled with the source."""
         return _file_of(self)["row"] if self.sorted else None
 
-    @property
-    def xs(self) -> np.ndarray | None:
-        return _file_of(self)["x"] if self.sorted else None
 
-
-def _source(data: ExplorerData, request: MapRequest) -> _Source:
+def source_of(data: ExplorerData, request: MapRequest) -> Source:
+    """Where the request's map is read: its blocked copy when the copy is of this projection
+    and of every point, else the projection itself."""
     space = SpaceKey.parse(request.space)
     scale = data.map_scale(space, request.method)
     meta = data.store.meta(data.store.x_sorted_path(space, request.method))
-    if meta is None:
+    projection = data.store.meta(data.store.projection_path(space, request.method))
+    if (meta is None or meta["recipe"].get("projection_written") != projection["written"]
+            or meta.get("count") != len(data)):
         _note_unsorted(data.store.root, request.space, request.method)
-        return _Source(data.store, space, request.method, scale, False, X_BLOCK_ROWS, None)
-    return _Source(data.store, space, request.method, scale, True, meta["block_rows"],
-                   np.array(meta["x_bounds"], dtype=np.float64).reshape(-1, 2))
+        return Source(data.store, space, request.method, scale, False, X_BLOCK_ROWS, None)
+    return Source(data.store, space, request.method, scale, True, meta["block_rows"],
+                  np.array(meta["x_bounds"], dtype=np.float64).reshape(-1, 2))
 
 
-def _file_of(source: _Source) -> np.ndarray:
+def _file_of(source: Source) -> np.ndarray:
     """The memory-mapped file the source's points are read from."""
     if source.sorted:
         return source.store.load_x_sorted(source.space, source.method)
     return source.store.load_projection(source.space, source.method)
 
 
-def _block_places(source: _Source, span: slice) -> tuple[np.ndarray, np.ndarray]:
+def _block_places(source: Source, span: slice) -> tuple[np.ndarray, np.ndarray]:
     """Run on a worker: the map coordinates (x, y) of the block's points, scaled as the
     server's own copy is."""
     points = _file_of(source)[span]
@@ -321,7 +328,7 @@ def _finished(total: Sums, summary: ds.summary, canvas: ds.Canvas, empty: pd.Dat
 
 
 def _empty_table(colouring: Colouring, request: MapRequest) -> pd.DataFrame:
-    """The partitions' columns, with no rows."""
+    """The columns of the tables the workers aggregate, with no rows."""
     none = np.empty(0, dtype=np.float32)
     mask = None if request.mask is None else np.empty(0, dtype=bool)
     return filtered(colouring.take(slice(0, 0)).columns(none, none), mask,

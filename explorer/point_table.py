@@ -1,6 +1,6 @@
 """The table the map's image aggregates: x, y and the colour of each point, with the points
 outside the filter greyed or left out. Built whole and sorted by x in memory (explorer/scatter.py)
-or partition by partition on Dask workers (explorer/dask_points.py), from the same functions.
+or block by block on Dask workers (explorer/dask_points.py), from the same functions.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ OUTSIDE = "outside"  # 1 for each point outside the filter, else NaN: counted to
 @dataclass(frozen=True)
 class Colouring:
     """What colours each point: an attribute's numbers, or its category codes and the palette
-    they index. Rows can be taken from it, so a partition carries only its own."""
+    they index. Rows can be taken from it, so a block of the map takes only its own."""
 
     codes: np.ndarray  # float32 value (numeric), or category code, −1 for none (categorical)
     palette: np.ndarray | None  # float32 red, green, blue per category, then OTHER's; None: numeric

@@ -128,7 +128,8 @@ def test_a_map_without_its_x_sorted_copy_gets_one_without_being_remade(built_sto
     store.invalidate(copy)  # as a store's project stage left it before the copies
     written = store.meta(store.projection_path(SPACE, "pca"))["written"]
     summary = run_project(store, ProjectionConfig(methods=["pca"], seed=0), spaces=[SPACE])
-    assert (summary.made, summary.up_to_date) == ([], 1)
+    assert (summary.made, summary.up_to_date, summary.blocked) == ([], 1, 1)
+    assert "1 copied in blocks" in summary.line()
     assert store.meta(store.projection_path(SPACE, "pca"))["written"] == written
     np.testing.assert_array_equal(store.load_x_sorted(SPACE, "pca"), expected)
 

@@ -44,10 +44,12 @@ class ProjectSummary:
     made: list[str] = field(default_factory=list)
     up_to_date: int = 0
     scored: int = 0  # up-to-date maps that had no trust scores yet
+    blocked: int = 0  # up-to-date maps that had no current blocked copy (projections/by-x)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         scored = f", {self.scored} scored" if self.scored else ""
+        scored += f", {self.blocked} copied in blocks" if self.blocked else ""
         if not self.made:
             return f"project: up to date ({self.up_to_date} projections{scored})"
         timing = ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
@@ -140,7 +142,7 @@ def run_project(
                 summary.up_to_date += 1
                 summary.scored += add_missing_trust(store, space, method, embeddings,
                                                     config.seed)
-                write_x_sorted(store, space, method)  # a store from before the copies
+                summary.blocked += write_x_sorted(store, space, method)  # a store from before
                 continue
             began = time.perf_counter()
             reducer = make_reducer(
@@ -157,6 +159,7 @@ def run_project(
                 alignment = {"to": str(reference), **fit.record()}
             seconds = time.perf_counter() - began
             trust = trust_record(embeddings, coords, config.seed)
+            store.invalidate(store.x_sorted_path(space, method))  # never a copy of other points
             store.write_array(path, coords)
             with atomic_path(store.reducer_path(space, method)) as tmp:
                 tmp.write_bytes(pickle.dumps(reducer, protocol=pickle.HIGHEST_PROTOCOL))
