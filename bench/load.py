@@ -40,7 +40,13 @@ HOVERS = 3  # known points each session hovers over
 SETTLE_AFTER_CLOSE_S = 60
 # The server's memory allocator: its environment, and what the rows' names add.
 ALLOCATORS = {"pymalloc": ({}, ""),
-              "glibc": ({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}, ", glibc malloc")}
+              "glibc": ({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}, ", glibc malloc"),
+              # a fixed mmap threshold: blocks of 128 KiB and more are mapped on their own and
+              # unmapped when freed, instead of glibc raising the threshold as large blocks
+              # are freed and serving them from its heaps
+              "glibc-mmap": ({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2",
+                              "MALLOC_MMAP_THRESHOLD_": "131072"},
+                             ", glibc malloc, mmap from 128 KiB")}
 
 
 def known_points(store: Path, count: int) -> np.ndarray:
