@@ -46,6 +46,7 @@ import xarray as xr
 from explorer.data import ExplorerData, scaled_to_map
 from explorer.location import LOCAL_CLUSTER
 from explorer.point_table import Colouring, filtered
+from precompute.stages.x_sorted import x_sorted_recipe
 from precompute.store import X_BLOCK_ROWS, SpaceKey, Store
 
 if TYPE_CHECKING:
@@ -155,7 +156,8 @@ def held_blocks(data: ExplorerData, source: Source, request: MapRequest, colouri
     placed, homes = data.derived(("map blocks", *key), places, keep=KEPT)
 
     def colours() -> list[Future]:
-        ordered = colouring if source.order is None else colouring.take(np.asarray(source.order))
+        order = source.order
+        ordered = colouring if order is None else colouring.take(np.asarray(order))
         return [dask_client.submit(_block_colours, ordered.take(span), workers=[home],
                                    allow_other_workers=True, pure=False)
                 for span, home in zip(spans, homes, strict=True)]
@@ -227,10 +229,10 @@ def source_of(data: ExplorerData, request: MapRequest) -> Source:
     and of every point, else the projection itself."""
     space = SpaceKey.parse(request.space)
     scale = data.map_scale(space, request.method)
-    meta = data.store.meta(data.store.x_sorted_path(space, request.method))
-    projection = data.store.meta(data.store.projection_path(space, request.method))
-    if (meta is None or meta["recipe"].get("projection_written") != projection["written"]
-            or meta.get("count") != len(data)):
+    path = data.store.x_sorted_path(space, request.method)
+    meta = data.store.meta(path)
+    if (meta is None or meta.get("count") != len(data) or not data.store.is_current(
+            path, x_sorted_recipe(data.store, space, request.method, meta["block_rows"]))):
         _note_unsorted(data.store.root, request.space, request.method)
         return Source(data.store, space, request.method, scale, False, X_BLOCK_ROWS, None)
     return Source(data.store, space, request.method, scale, True, meta["block_rows"],

@@ -167,7 +167,7 @@ def run_project(
                 path, recipe, seconds=round(seconds, 2), count=len(coords), alignment=alignment,
                 trust=trust, reducer_written_by=library_versions(),
             )
-            write_x_sorted(store, space, method, force=True)  # the remade map's
+            write_x_sorted(store, space, method)  # the remade map's (its old one is gone)
             summary.made.append(f"{space}:{method}")
             summary.seconds[f"{space}:{method}"] = seconds
         write_points(store, space)

@@ -10,12 +10,18 @@ import numpy as np
 from precompute.store import X_BLOCK_ROWS, X_SORTED_DTYPE, SpaceKey, Store
 
 
+def x_sorted_recipe(store: Store, space: SpaceKey, method: str, block_rows: int) -> dict:
+    """What the blocked copy of one projection is made from: the projection as it was
+    written, and the block size."""
+    projection = store.meta(store.projection_path(space, method))
+    return {"projection": projection["recipe"], "projection_written": projection["written"],
+            "block_rows": block_rows}
+
+
 def write_x_sorted(store: Store, space: SpaceKey, method: str, force: bool = False,
                    block_rows: int = X_BLOCK_ROWS) -> bool:
     """Write the blocked copy of one projection unless it is current; whether it was written."""
-    projection = store.meta(store.projection_path(space, method))
-    recipe = {"projection": projection["recipe"], "projection_written": projection["written"],
-              "block_rows": block_rows}
+    recipe = x_sorted_recipe(store, space, method, block_rows)
     path = store.x_sorted_path(space, method)
     if not force and store.is_current(path, recipe):
         return False
