@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 
 from precompute.cli import main
 from precompute.store import ID_COLUMN, NEAR_DUPLICATE, Store
@@ -63,7 +64,8 @@ def test_the_quality_tab_shows_a_duplicate_group_and_selects_it_on_the_map(store
         page.locator(".fse-quality-select button").first.click()
         page.get_by_text("Selection", exact=True).click()
         assert explorer.selected_count() == 2
-        page.locator(".fse-grid .fse-tile").first.wait_for()
+        # the count can show before the grid has drawn its every tile
+        expect(page.locator(".fse-grid .fse-tile")).to_have_count(len(expected))
         assert sorted(explorer.rows_of(".fse-grid .fse-tile")) == expected
         page.get_by_text("Quality", exact=True).click()
         page.screenshot(path=ARTIFACTS / "quality-tab.png", full_page=True)
