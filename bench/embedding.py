@@ -31,7 +31,7 @@ ROUNDS = 3
 
 
 def embedding_measures(backbone: str = "efficientnet_lite0", batch_size: int = 32,
-                       workers: int = 2, rounds: int = ROUNDS, images: Path = IMAGES,
+                       workers: int | str = "auto", rounds: int = ROUNDS, images: Path = IMAGES,
                        weights: str = "DEFAULT", goal: float = 0.8) -> list[Row]:
     """Images per second end to end and model-only (medians of `rounds`), and the median of
     the rounds' ratios, on the `Style/…` tree at `images` (the sample paintings by default).

@@ -166,3 +166,11 @@ def test_the_command_line_prints_no_traceback(tiny_tree, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"precompute: error: {config} [thumbnails]: size = 0: input should be greater than "
         "or equal to 16"]
+
+
+def test_a_setting_of_two_kinds_is_one_clause_naming_both(tiny_tree, tmp_path, capsys):
+    status, lines = run_with(tmp_path, tiny_tree, "embed", "workers", "two", capsys)
+    assert status == 2
+    assert lines[-1].endswith(
+        "[embed]: workers = 'two': input should be a valid integer, unable to parse string as "
+        "an integer or input should be 'auto'"), lines

@@ -1,4 +1,4 @@
-"""The CPU path keeps a batch's freed activation memory for the next batch."""
+"""The CPU path: a batch's freed activation memory kept for the next, decoding beside the model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from precompute.config import EmbedConfig
+from precompute.stages.embed import loader_workers
 
 FAULTS_OF_FIVE_BATCHES = """
 import resource, torch
@@ -34,3 +38,10 @@ def test_a_model_prepared_for_the_cpu_reuses_freed_activation_memory_without_pag
     pages_of_a_batch = 64 * 2**20 // 4096
     assert unprepared >= 4 * pages_of_a_batch  # each batch mapped and faulted in anew
     assert prepared < pages_of_a_batch // 4
+
+
+def test_embedding_decodes_beside_the_model_on_the_cpu_and_in_workers_for_a_gpu():
+    assert EmbedConfig().workers == "auto"
+    assert loader_workers("auto", torch.device("cpu")) == 0
+    assert 1 <= loader_workers("auto", torch.device("cuda")) <= 8
+    assert loader_workers(3, torch.device("cpu")) == 3

@@ -44,6 +44,7 @@ from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, 
 log = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+MAX_LOADER_WORKERS = 8  # `[embed] workers = "auto"` on an accelerator
 
 
 @dataclass
@@ -152,15 +153,25 @@ def _loader(
         rows=rows,
         draft_size=2 * backbone.input_size,
     )
+    workers = loader_workers(config.workers, device)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
-        num_workers=config.workers,
+        num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
-        prefetch_factor=4 if config.workers else None,
+        prefetch_factor=4 if workers else None,
         worker_init_fn=dies_with_this_process(),
     )
+
+
+def loader_workers(workers: int | str, device: torch.device) -> int:
+    """`[embed] workers` as a number of DataLoader processes: `auto` is none on the CPU (the
+    model's own threads use every core) and one per core, at most `MAX_LOADER_WORKERS`, on an
+    accelerator."""
+    if workers != "auto":
+        return int(workers)
+    return 0 if device.type == "cpu" else min(MAX_LOADER_WORKERS, os.cpu_count() or 1)
 
 
 def _embed_batches(
