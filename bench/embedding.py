@@ -12,6 +12,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -31,8 +32,9 @@ ROUNDS = 3
 
 
 def embedding_measures(backbone: str = "efficientnet_lite0", batch_size: int = 32,
-                       workers: int | str = "auto", rounds: int = ROUNDS, images: Path = IMAGES,
-                       weights: str = "DEFAULT", goal: float = 0.8) -> list[Row]:
+                       workers: int | Literal["auto"] = "auto", rounds: int = ROUNDS,
+                       images: Path = IMAGES, weights: str = "DEFAULT",
+                       goal: float = 0.8) -> list[Row]:
     """Images per second end to end and model-only (medians of `rounds`), and the median of
     the rounds' ratios, on the `Style/…` tree at `images` (the sample paintings by default).
     `weights = "none"` times a torchvision architecture without its weights (a throughput

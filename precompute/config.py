@@ -368,7 +368,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     try:
         return _validator(cls).validate_python(values)
     except pydantic.ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc)}") from None
+        raise ConfigError(f"{where}: {_describe(exc, values)}") from None
     except ConfigError as exc:  # a combination of settings its section refuses
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -378,21 +378,36 @@ def _validator(cls: type) -> pydantic.TypeAdapter:
     return pydantic.TypeAdapter(cls)
 
 
-def _describe(error: pydantic.ValidationError) -> str:
-    """Each wrong setting as `name = value: what is allowed`, on one line."""
-    problems: dict[str, list[str]] = {}  # `name = value` → what each allowed type says
+def _describe(error: pydantic.ValidationError, values: dict[str, Any]) -> str:
+    """Each wrong setting as `name = value: what is allowed`, on one line; a setting of several
+    allowed kinds (`int | "auto"`) is one clause naming each."""
+    problems: dict[str, list[str]] = {}  # `name = value` → what each allowed kind says
     for item in error.errors(include_url=False):
-        # A setting of several allowed types (`int | "auto"`) fails once per type, each under
-        # the type's tag (`constrained-int`, `literal['auto']`): those are one setting.
-        name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
-                       for part in item["loc"] if isinstance(part, int) or part.isidentifier()
-                       ).lstrip(".")
+        name = _setting_name(item["loc"], values)
         if item["type"] == "missing":
             problems.setdefault(f"{name} is required", [])
         else:
-            problems.setdefault(f"{name} = {item['input']!r}", []).append(item["msg"].lower())
+            allowed = problems.setdefault(f"{name} = {item['input']!r}", [])
+            if item["msg"].lower() not in allowed:
+                allowed.append(item["msg"].lower())
     return "; ".join(f"{setting}: {' or '.join(allowed)}" if allowed else setting
                      for setting, allowed in problems.items())
+
+
+def _setting_name(location: tuple[str | int, ...], values: Any) -> str:
+    """`name.key[0]` of an error's location in the given `values`. Parts that name nothing in
+    them are the tags pydantic adds for each kind a union allows (`constrained-int`,
+    `literal['auto']`), left out."""
+    name = ""
+    for part in location:
+        if isinstance(values, dict) and part in values:
+            name += f".{part}" if str(part).isidentifier() else f"[{str(part)!r}]"
+        elif isinstance(values, list) and isinstance(part, int) and part < len(values):
+            name += f"[{part}]"
+        else:
+            continue
+        values = values[part]
+    return name.lstrip(".")
 
 
 def _dataclass_in(hint: Any) -> type | None:

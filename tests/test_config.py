@@ -174,3 +174,12 @@ def test_a_setting_of_two_kinds_is_one_clause_naming_both(tiny_tree, tmp_path, c
     assert lines[-1].endswith(
         "[embed]: workers = 'two': input should be a valid integer, unable to parse string as "
         "an integer or input should be 'auto'"), lines
+
+
+def test_a_wrong_setting_under_a_key_that_is_not_a_name_is_named_with_its_key(
+        tiny_tree, tmp_path, capsys):
+    status, lines = run_with(tmp_path, tiny_tree, "projection", "params", {'"pca-umap"': 3},
+                             capsys)
+    assert status == 2
+    assert "params['pca-umap'] = 'pca-umap': input should be 'pca'" in lines[-1], lines
+    assert "params['pca-umap'] = 3: input should be a valid dictionary" in lines[-1], lines

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +32,14 @@ print(unprepared, faults_of_five_batches())
 """
 
 
+def huge_pages_always() -> bool:
+    """Whether every large mapping gets transparent huge pages (far fewer faults to count)."""
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return setting.exists() and "[always]" in setting.read_text()
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
+@pytest.mark.skipif(huge_pages_always(), reason="huge pages: a batch is a few dozen faults")
 def test_a_model_prepared_for_the_cpu_reuses_freed_activation_memory_without_page_faults():
     out = subprocess.run([sys.executable, "-c", FAULTS_OF_FIVE_BATCHES], capture_output=True,
                          text=True, check=True).stdout
@@ -43,5 +52,5 @@ def test_a_model_prepared_for_the_cpu_reuses_freed_activation_memory_without_pag
 def test_embedding_decodes_beside_the_model_on_the_cpu_and_in_workers_for_a_gpu():
     assert EmbedConfig().workers == "auto"
     assert loader_workers("auto", torch.device("cpu")) == 0
-    assert 1 <= loader_workers("auto", torch.device("cuda")) <= 8
+    assert loader_workers("auto", torch.device("cuda")) == min(8, os.cpu_count() or 1)
     assert loader_workers(3, torch.device("cpu")) == 3

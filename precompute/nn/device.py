@@ -60,7 +60,7 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    else:
+    elif device.type == "cpu":
         reuse_freed_cpu_memory()
     return model
 
@@ -69,13 +69,19 @@ def reuse_freed_cpu_memory() -> bool:
     """Keep this process's freed blocks of up to `CPU_REUSED_BLOCK_BYTES` in glibc's heap for
     the next batch instead of unmapping them; whether it applied (glibc on Linux only).
 
-    For the pipeline's processes, whose memory is held for one stage anyway; the explorer's
-    server does not call it."""
+    It holds for the rest of the process (and processes it forks): the pipeline's, whose
+    largest blocks are a batch's tensors. The explorer's server does not call it."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, CPU_REUSED_BLOCK_BYTES)
-                and libc.mallopt(M_TRIM_THRESHOLD, CPU_REUSED_BLOCK_BYTES))
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    refused = [name for name, parameter in (("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD),
+                                            ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD))
+               if not mallopt(parameter, CPU_REUSED_BLOCK_BYTES)]
+    if refused:  # older glibc caps the mmap threshold at 32 MiB
+        log.info("glibc refused %s = %d: freed tensors go back to the kernel",
+                 " and ".join(refused), CPU_REUSED_BLOCK_BYTES)
+    return not refused
 
 
 def describe(device: torch.device) -> str:

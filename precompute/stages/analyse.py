@@ -33,6 +33,7 @@ from precompute.errors import ConfigError, StoreError
 from precompute.processes import dies_with_this_process
 from precompute.stats.separability import (
     METRICS,
+    PROBE_ITERATIONS,
     Grouping,
     Score,
     assess,
@@ -263,6 +264,7 @@ def part_recipe(
         "images": images_recipe,
         "split": split["recipe"] if split else None,
         "analysis": asdict(config),
+        "probe_iterations": PROBE_ITERATIONS,
     }
 
 

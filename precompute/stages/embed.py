@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -165,7 +165,7 @@ def _loader(
     )
 
 
-def loader_workers(workers: int | str, device: torch.device) -> int:
+def loader_workers(workers: int | Literal["auto"], device: torch.device) -> int:
     """`[embed] workers` as a number of DataLoader processes: `auto` is none on the CPU (the
     model's own threads use every core) and one per core, at most `MAX_LOADER_WORKERS`, on an
     accelerator."""
