@@ -29,6 +29,7 @@ from precompute.stages.evaluate import (
     fold_rows,
     write_predictions,
 )
+from precompute.stats.small_fits import one_blas_thread
 from precompute.stats.split import TEST, UNLABELLED, Split
 from precompute.store import Store
 
@@ -64,12 +65,13 @@ def fit_linear(
         learn = (split.parts != UNLABELLED) & ~(fold_rows(split, fold) if fold
                                                 else split.parts == TEST)
         model = _classifier(split.labels[learn], train.seed)
-        model.fit(vectors[learn], split.labels[learn])
-        seen += int(learn.sum())
         rows = fold_rows(split, fold)
-        # Columns in split.classes order: a fold may lack a class, which then gets 0.
-        columns = [classes.index(c) for c in model.classes_]
-        probabilities[np.ix_(rows, columns)] = model.predict_proba(vectors[rows])
+        with one_blas_thread():
+            model.fit(vectors[learn], split.labels[learn])
+            # Columns in split.classes order: a fold may lack a class, which then gets 0.
+            columns = [classes.index(c) for c in model.classes_]
+            probabilities[np.ix_(rows, columns)] = model.predict_proba(vectors[rows])
+        seen += int(learn.sum())
         chosen.append(_chosen_c(model))
     seconds = time.perf_counter() - began
     log.info("linear %s: C = %s in %.1f s", key, ", ".join(f"{c:g}" for c in chosen), seconds)

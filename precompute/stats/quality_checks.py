@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
+from precompute.stats.small_fits import one_blas_thread
 from precompute.store import LABEL_ISSUE, NEAR_DUPLICATE, OUTLIER, SPLIT_LEAK
 
 ISSUE_COLUMNS = ["sample_id", "kind", "attribute", "score", "related_sample_id", "given",
@@ -114,9 +114,7 @@ def out_of_fold_probabilities(vectors: np.ndarray, labels: np.ndarray, folds: in
     components = min(PROBE_COMPONENTS, vectors.shape[1], smallest_fold - 1)
     probe = make_pipeline(StandardScaler(), PCA(components, random_state=seed),
                           LogisticRegression(max_iter=500, C=0.1))
-    # One BLAS thread: OpenBLAS's threads cost more than they bring on matrices this small
-    # (1,000 × 1,280, 22 classes, 5 folds on 2 cores: 10.9 s threaded, 0.85 s not).
-    with threadpool_limits(1):
+    with one_blas_thread():
         probabilities = cross_val_predict(
             probe, vectors, labels, method="predict_proba",
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))

@@ -31,7 +31,8 @@ from sklearn.metrics import silhouette_samples
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+
+from precompute.stats.small_fits import one_blas_thread
 
 METRICS = ("knn", "probe", "silhouette")
 TIE_BREAK = 1e-6  # per-rank vote bonus: far below one vote, so it only settles ties
@@ -166,9 +167,7 @@ def probe_correct(
         y = labels[members]
         splits = max(2, min(folds, int(np.bincount(y)[np.unique(y)].min())))
         cv = StratifiedKFold(splits, shuffle=True, random_state=seed)
-        # One thread: these fits are small and many, and thread start-up cost more than it
-        # saved (1,760 × 1,280, 43 classes, 5 folds on 2 cores: 3.6 s threaded, 0.7 s not).
-        with warnings.catch_warnings(), threadpool_limits(1):
+        with warnings.catch_warnings(), one_blas_thread():
             # The probe's accuracy is measured, not its optimum: an unconverged fit is fine;
             # strata with many small classes are classification all the same.
             warnings.simplefilter("ignore", ConvergenceWarning)
