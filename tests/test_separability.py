@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import silhouette_samples, silhouette_score
 from sklearn.model_selection import (
     LeaveOneOut,
     StratifiedKFold,
@@ -216,3 +216,18 @@ def test_silhouette_agrees_with_scikit_learn_silhouette_score():
     )
     assert score.value == pytest.approx(silhouette_score(raw, labels, metric="cosine"), abs=1e-5)
     assert score.low <= score.value <= score.high
+
+
+def test_silhouettes_are_scikit_learns_within_each_stratum():
+    rng = np.random.default_rng(3)
+    vectors = normalised(rng.normal(size=(300, 16)) + np.repeat(rng.normal(size=(6, 16)), 50, 0))
+    labels = np.repeat(np.arange(6), 50) % 4
+    labels[7] = 5  # a group of one in its stratum
+    strata = np.arange(300) % 3
+    grouping = Grouping(np.arange(300), labels, strata)
+    distances = cosine_distances(vectors)
+    expected = np.zeros(300)
+    for members in grouping.stratum_positions():
+        expected[members] = silhouette_samples(distances[np.ix_(members, members)],
+                                               labels[members], metric="precomputed")
+    np.testing.assert_allclose(silhouettes(distances, labels, grouping), expected, atol=1e-6)
