@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -10,6 +11,14 @@ from torch.utils.data import Dataset
 
 from precompute.errors import DatasetError
 from precompute.images import DecodeOptions, ImageRejected, open_rgb
+
+MAX_LOADER_WORKERS = 8  # loader processes a stage starts by itself, at most
+
+
+def loader_workers_per_core() -> int:
+    """DataLoader processes when a stage chooses: one per CPU core, at most
+    `MAX_LOADER_WORKERS`."""
+    return min(MAX_LOADER_WORKERS, os.cpu_count() or 1)
 
 
 class ImageFileDataset(Dataset):

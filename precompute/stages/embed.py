@@ -35,7 +35,7 @@ from precompute.nn.backbones import Backbone
 from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
 from precompute.nn.distributed import SINGLE, Shard, wait_for_all
 from precompute.nn.features import LayerTap
-from precompute.nn.image_dataset import ImageFileDataset
+from precompute.nn.image_dataset import ImageFileDataset, loader_workers_per_core
 from precompute.nn.layers import LayerDepth, resolve_layers
 from precompute.nn.sources import ModelSource
 from precompute.processes import dies_with_this_process
@@ -44,7 +44,6 @@ from precompute.store import PATH_COLUMN, SpaceKey, Store, jsonable, read_json, 
 log = logging.getLogger(__name__)
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-MAX_LOADER_WORKERS = 8  # `[embed] workers = "auto"` on an accelerator
 
 
 @dataclass
@@ -167,11 +166,10 @@ def _loader(
 
 def loader_workers(workers: int | Literal["auto"], device: torch.device) -> int:
     """`[embed] workers` as a number of DataLoader processes: `auto` is none on the CPU (the
-    model's own threads use every core) and one per core, at most `MAX_LOADER_WORKERS`, on an
-    accelerator."""
+    model's own threads use every core) and one per core, at most 8, on an accelerator."""
     if workers != "auto":
         return int(workers)
-    return 0 if device.type == "cpu" else min(MAX_LOADER_WORKERS, os.cpu_count() or 1)
+    return 0 if device.type == "cpu" else loader_workers_per_core()
 
 
 def _embed_batches(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from precompute.nn.finetuned import (
     load_trained_state,
     run_model,
 )
-from precompute.nn.image_dataset import ImageFileDataset
+from precompute.nn.image_dataset import ImageFileDataset, loader_workers_per_core
 from precompute.nn.sources import PretrainedSource, pretrained_space
 from precompute.processes import dies_with_this_process
 from precompute.stages.embed import (
@@ -72,7 +71,6 @@ log = logging.getLogger(__name__)
 # continue from a checkpoint made with other values.
 NOT_IN_RESUME_RECIPE = ("epochs", "patience")
 NOT_IN_RECIPE = ("workers", "device")
-MAX_AUTO_WORKERS = 8
 
 
 @dataclass
@@ -548,7 +546,7 @@ def _loaders(
             paths, backbone.eval_transform(), options,
             rows=val_rows, draft_size=2 * backbone.input_size,
         )
-        workers = train.workers or min(MAX_AUTO_WORKERS, os.cpu_count() or 1)
+        workers = train.workers or loader_workers_per_core()
     common = {
         "batch_size": train.batch_size,
         "num_workers": workers,
