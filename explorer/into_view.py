@@ -7,24 +7,26 @@ import param
 from panel.reactive import ReactiveHTML
 
 BAND_PX = 180  # the height kept in view: a row of neighbour tiles with their buttons
-BAND_CSS = f"""
-:host {{ overflow: visible; pointer-events: none; }}
-.fse-into-view {{ height: {BAND_PX}px; }}
-"""
+BAND_CSS = ":host { overflow: visible; pointer-events: none; } .fse-into-view { height: 0; }"
+SCROLL_MS = 1_000  # a smooth scroll's longest run in Chromium, with room to spare
 
 
 class IntoView(ReactiveHTML):
     """An invisible band over the first `BAND_PX` pixels of what follows it in a column; `show()`
     scrolls the page and every scrolling panel around it just enough to bring the band into
-    view (nothing moves when it is in view already)."""
+    view (nothing moves when it is in view already). The band has its height only while it
+    scrolls, so an empty panel below it has nothing to scroll."""
 
     shown = param.Integer(default=0, doc="counts the calls of show(); each change scrolls")
 
     _template = "<div id='band' class='fse-into-view'></div>"
     _scripts = {
         # after the results' own update has laid them out
-        "shown": "setTimeout(() => band.scrollIntoView({block: 'nearest', behavior: 'smooth'}),"
-                 " 300)",
+        "shown": f"""setTimeout(() => {{
+            band.style.height = '{BAND_PX}px';
+            band.scrollIntoView({{block: 'nearest', behavior: 'smooth'}});
+            setTimeout(() => {{ band.style.height = '0'; }}, {SCROLL_MS});
+        }}, 300)""",
     }
 
     def __init__(self, **params):

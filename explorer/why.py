@@ -41,8 +41,8 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
 
 
 class WhyPanel(pn.viewable.Viewer):
-    """A button under the neighbours that explains the clicked image's label; the explanation
-    is forgotten when the clicked image or the space changes. Without the pipeline extra
+    """A button under the neighbours, shown once an image is clicked, that explains its label;
+    the explanation is forgotten when the clicked image or the space changes. Without the pipeline extra
     (torch), a line saying how to install it instead."""
 
     data = param.ClassSelector(class_=ExplorerData, constant=True)
@@ -56,7 +56,7 @@ class WhyPanel(pn.viewable.Viewer):
         button = pn.widgets.Button(
             label="Why this label? (Grad-CAM)", color="primary", variant="outline",
             css_classes=["fse-why"],
-            disabled=pn.bind(lambda focus: focus is None, self.state.param.focus))
+            visible=pn.bind(lambda focus: focus is not None, self.state.param.focus))
         button.on_click(self.explain)
         return pn.Column(button, pn.pane.HTML(self.param.explanation, sizing_mode="stretch_width",
                                               css_classes=["fse-why-result"]),

@@ -1,6 +1,6 @@
 """The page at the window sizes people use: the map keeps at least half the width, every
 selection tool in view, and the tabs (and, when the side panel moves under the map, the hover
-card) on screen without scrolling; a click's neighbours come into view."""
+card, whole) on screen without scrolling; a click's neighbours come into view."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served
         assert tabs["y"] + 30 <= height, "the tab bar should be on screen"
         hover = page.get_by_text("Under the cursor", exact=True).bounding_box()
         assert hover["y"] + 60 <= height, "the hover card should be on screen"
+        side = page.locator(".fse-side").evaluate("el => [el.scrollHeight, el.clientHeight]")
+        assert side[0] <= side[1], f"before a click the side panel is cut: {side[0]} > {side[1]} px"
 
         explorer.click(30)  # its neighbours come into view, beside the map or below it
         first = page.locator(".fse-neighbour").first
