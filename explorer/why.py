@@ -42,8 +42,8 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray) -> Image.Image:
 
 class WhyPanel(pn.viewable.Viewer):
     """A button under the neighbours, shown once an image is clicked, that explains its label;
-    the explanation is forgotten when the clicked image or the space changes. Without the pipeline extra
-    (torch), a line saying how to install it instead."""
+    the explanation is forgotten when the clicked image or the space changes. Without the
+    pipeline extra (torch), a line saying how to install it instead."""
 
     data = param.ClassSelector(class_=ExplorerData, constant=True)
     state = param.ClassSelector(class_=ExplorerState, constant=True)
