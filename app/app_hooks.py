@@ -40,7 +40,10 @@ def on_server_loaded(server_context) -> None:
 
 def on_session_destroyed(session_context) -> None:
     """A closed session's memory goes back to the system, not only to the allocator's free
-    lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded)."""
-    release_freed_memory()
-    logging.getLogger("explorer").info("session %s closed; memory released",
-                                       session_context.id)
+    lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded); the
+    log line says what the allocator holds afterwards."""
+    heap = release_freed_memory()
+    held = (f": {heap.in_use_mb:.1f} MB in use, {heap.free_mb:.1f} MB free in the allocator's "
+            "heaps" if heap else "")
+    logging.getLogger("explorer").info("session %s closed; memory released%s",
+                                       session_context.id, held)

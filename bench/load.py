@@ -6,12 +6,14 @@
 
 Counts page errors and server tracebacks (session close included), hover cards shown, the time
 until the last session shows its map, and the server's memory before, at the peak and a minute
-after every session has closed. `--busy N` keeps N processes spinning on the CPU meanwhile (a
-loaded machine). Bounded: a fixed number of sessions and actions, each with a time limit; it
-stops by itself. `--allocators` runs the whole load once per memory allocator of the server, in
-turn: Python's own (pymalloc, the default) and glibc's for every object, as `make demo` starts
-the server (docs/benchmarks.md, *Twenty users at once*; what glibc's costs in speed:
-bench/allocator_cost.py). Rows go to bench/results.json through bench/run.py's format.
+after every session has closed, with what glibc's allocator says it holds then (in use, and
+free in its heaps; the server logs both as each session closes). `--busy N` keeps N processes
+spinning on the CPU meanwhile (a loaded machine). Bounded: a fixed number of sessions and
+actions, each with a time limit; it stops by itself. `--allocators` runs the whole load once
+per memory allocator of the server, in turn: Python's own (pymalloc, the default) and glibc's
+for every object, as `make demo` starts the server (docs/benchmarks.md, *Twenty users at once*;
+what glibc's costs in speed: bench/allocator_cost.py). Rows go to bench/results.json through
+bench/run.py's format.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import re
 import sys
 import threading
 import time
@@ -47,6 +50,16 @@ ALLOCATORS = {"pymalloc": ({}, ""),
               "glibc-mmap": ({"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2",
                               "MALLOC_MMAP_THRESHOLD_": "131072"},
                              ", glibc malloc, mmap from 128 KiB")}
+
+
+HEAP_LINE = re.compile(r"memory released: ([\d.]+) MB in use, ([\d.]+) MB free")
+
+
+def heap_figures(log: Path) -> tuple[float, float] | None:
+    """The allocator's MB in use and free after the last session the server's log says it
+    closed (app/app_hooks.py), or None where glibc does not report them."""
+    found = HEAP_LINE.findall(log.read_text(errors="replace"))
+    return (float(found[-1][0]), float(found[-1][1])) if found else None
 
 
 def known_points(store: Path, count: int) -> np.ndarray:
@@ -192,6 +205,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         time.sleep(SETTLE_AFTER_CLOSE_S)
         before = rss_mb(url.pid)
         before_own = rss_mb(url.pid, "RssAnon")
+        heap_before = heap_figures(url.log)
         spinners = [multiprocessing.Process(target=spin, args=(600,)) for _ in range(busy)]
         for spinner in spinners:
             spinner.start()
@@ -221,6 +235,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         time.sleep(SETTLE_AFTER_CLOSE_S)
         after = rss_mb(url.pid)
         after_own = rss_mb(url.pid, "RssAnon")
+        heap_after = heap_figures(url.log)
         tracebacks = server_tracebacks(url.log)
     errors = [e for r in results for e in r["errors"]]
     failures = [r["failure"] for r in results if r["failure"]]
@@ -251,6 +266,15 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         row(f"{label}: server's own memory (RssAnon) {SETTLE_AFTER_CLOSE_S} s after close",
             n, None, after_own, "MiB"),
     ]
+    if heap_before and heap_after:  # what the process keeps: live objects, or free space
+        rows += [
+            row(f"{label}: allocator's memory in use {SETTLE_AFTER_CLOSE_S} s after close / "
+                "before", n, None, heap_after[0] / heap_before[0], "ratio"),
+            row(f"{label}: free in the allocator's heaps after one session, before the load",
+                n, None, heap_before[1], "MB"),
+            row(f"{label}: free in the allocator's heaps {SETTLE_AFTER_CLOSE_S} s after close",
+                n, None, heap_after[1], "MB"),
+        ]
     return rows
 
 

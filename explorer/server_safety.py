@@ -28,6 +28,7 @@ import gc
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
@@ -103,13 +104,43 @@ def _let_go(handler) -> bool:
     return connection is not None and connection._session is None
 
 
-def release_freed_memory() -> None:
+class _MallocInfo(ctypes.Structure):
+    """glibc's `struct mallinfo2` (glibc 2.33 and later)."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+@dataclass(frozen=True)
+class HeapFigures:
+    """What glibc's allocator holds: bytes handed out and still in use, and bytes freed but
+    kept in its heaps (given back to the system only where a whole page is free)."""
+
+    in_use_mb: float
+    free_mb: float
+
+
+def release_freed_memory() -> HeapFigures | None:
     """Collect a closed session's objects and hand glibc's free pages back to the system
-    (`malloc_trim`). Python's own small-object arenas it cannot reach: an arena goes back only
-    when every object in it is gone, and a few that outlive a burst of sessions keep many of
-    them (pymalloc's statistics after twenty sessions: 78 more arenas, 80 MB in empty pools),
-    hence PYTHONMALLOC=malloc for a shared server (docs/benchmarks.md, *Twenty users at
-    once*)."""
+    (`malloc_trim`); the allocator's figures afterwards, where glibc reports them.
+
+    Python's own small-object arenas it cannot reach: an arena goes back only when every object
+    in it is gone, and a few that outlive a burst of sessions keep many of them (pymalloc's
+    statistics after twenty sessions: 78 more arenas, 80 MB in empty pools), hence
+    PYTHONMALLOC=malloc for a shared server. With it, the bytes in use after twenty sessions
+    close are those of before; what the process keeps beyond them is free space in pages that
+    also hold live objects (docs/benchmarks.md, *Twenty users at once*)."""
     gc.collect()
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).malloc_trim(0)
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None)
+    libc.malloc_trim(0)
+    try:
+        mallinfo2 = libc.mallinfo2
+    except AttributeError:  # glibc before 2.33, or another C library
+        return None
+    mallinfo2.restype = _MallocInfo
+    info = mallinfo2()
+    return HeapFigures(in_use_mb=(info.uordblks + info.hblkhd) / 2**20,
+                       free_mb=info.fordblks / 2**20)
