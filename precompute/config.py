@@ -160,7 +160,10 @@ class TrainConfig:
     near_duplicates: Literal["together", "anywhere"] = "together"
     seed: Seed = 0
     image_size: ImageSide | None = None  # training resolution; None = the model's input size
-    workers: Workers = 0  # DataLoader worker processes; 0 = one per CPU core, at most 8
+    # DataLoader worker processes decoding and augmenting images; auto: none on the CPU (a
+    # training epoch was 1.4x faster so than beside the model in 2 workers on 2 cores), one per
+    # core (at most 8) to feed a GPU
+    workers: Workers | Literal["auto"] = "auto"
     device: Device = "auto"
 
     def __post_init__(self) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from precompute.config import EmbedConfig
-from precompute.stages.embed import loader_workers
+from precompute.config import EmbedConfig, TrainConfig
+from precompute.nn.image_dataset import loader_workers
 
 FAULTS_OF_FIVE_BATCHES = """
 import resource, torch
@@ -49,8 +49,8 @@ def test_a_model_prepared_for_the_cpu_reuses_freed_activation_memory_without_pag
     assert prepared < pages_of_a_batch // 4
 
 
-def test_embedding_decodes_beside_the_model_on_the_cpu_and_in_workers_for_a_gpu():
-    assert EmbedConfig().workers == "auto"
+def test_embedding_and_training_decode_beside_the_model_on_the_cpu_and_in_workers_for_a_gpu():
+    assert EmbedConfig().workers == TrainConfig().workers == "auto"
     assert loader_workers("auto", torch.device("cpu")) == 0
     assert loader_workers("auto", torch.device("cuda")) == min(8, os.cpu_count() or 1)
     assert loader_workers(3, torch.device("cpu")) == 3

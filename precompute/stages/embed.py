@@ -21,7 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from precompute.nn.backbones import Backbone
 from precompute.nn.device import describe, mixed_precision, pick_device, prepare_model
 from precompute.nn.distributed import SINGLE, Shard, wait_for_all
 from precompute.nn.features import LayerTap
-from precompute.nn.image_dataset import ImageFileDataset, loader_workers_per_core
+from precompute.nn.image_dataset import ImageFileDataset, loader_workers
 from precompute.nn.layers import LayerDepth, resolve_layers
 from precompute.nn.sources import ModelSource
 from precompute.processes import dies_with_this_process
@@ -162,14 +162,6 @@ def _loader(
         prefetch_factor=4 if workers else None,
         worker_init_fn=dies_with_this_process(),
     )
-
-
-def loader_workers(workers: int | Literal["auto"], device: torch.device) -> int:
-    """`[embed] workers` as a number of DataLoader processes: `auto` is none on the CPU (the
-    model's own threads use every core) and one per core, at most 8, on an accelerator."""
-    if workers != "auto":
-        return int(workers)
-    return 0 if device.type == "cpu" else loader_workers_per_core()
 
 
 def _embed_batches(

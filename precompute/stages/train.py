@@ -52,7 +52,7 @@ from precompute.nn.finetuned import (
     load_trained_state,
     run_model,
 )
-from precompute.nn.image_dataset import ImageFileDataset, loader_workers_per_core
+from precompute.nn.image_dataset import ImageFileDataset, loader_workers
 from precompute.nn.sources import PretrainedSource, pretrained_space
 from precompute.processes import dies_with_this_process
 from precompute.stages.embed import (
@@ -546,7 +546,7 @@ def _loaders(
             paths, backbone.eval_transform(), options,
             rows=val_rows, draft_size=2 * backbone.input_size,
         )
-        workers = train.workers or loader_workers_per_core()
+        workers = loader_workers(train.workers, device)
     common = {
         "batch_size": train.batch_size,
         "num_workers": workers,
