@@ -16,20 +16,14 @@ from precompute.images import DecodeOptions, ImageRejected, open_rgb
 MAX_LOADER_WORKERS = 8  # loader processes a stage starts by itself, at most
 
 
-def loader_workers_per_core() -> int:
-    """DataLoader processes when a stage chooses: one per CPU core, at most
-    `MAX_LOADER_WORKERS`."""
-    return min(MAX_LOADER_WORKERS, os.cpu_count() or 1)
-
-
 def loader_workers(workers: int | Literal["auto"], device: torch.device) -> int:
     """A stage's `workers` setting as a number of DataLoader processes: `auto` is none on the
     CPU, where the model's own threads use every core (decoding in the stage's process was 1.2×
     faster for the embed stage and 1.4× for a training epoch than beside them in two workers on
-    two cores), and one per core, at most 8, to feed an accelerator."""
+    two cores), and one per core, at most `MAX_LOADER_WORKERS`, to feed an accelerator."""
     if workers != "auto":
         return int(workers)
-    return 0 if device.type == "cpu" else loader_workers_per_core()
+    return 0 if device.type == "cpu" else min(MAX_LOADER_WORKERS, os.cpu_count() or 1)
 
 
 class ImageFileDataset(Dataset):
