@@ -43,7 +43,7 @@ def on_session_destroyed(session_context) -> None:
     lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded); the
     log line says what the allocator holds afterwards."""
     heap = release_freed_memory()
-    held = (f": {heap.in_use_mb:.1f} MB in use, {heap.free_mb:.1f} MB free in the allocator's "
-            "heaps" if heap else "")
+    held = (f": {heap.in_use_mib:.1f} MiB in use, {heap.free_mib:.1f} MiB free in the "
+            "allocator's heaps" if heap else "")
     logging.getLogger("explorer").info("session %s closed; memory released%s",
                                        session_context.id, held)

@@ -52,14 +52,15 @@ ALLOCATORS = {"pymalloc": ({}, ""),
                              ", glibc malloc, mmap from 128 KiB")}
 
 
-HEAP_LINE = re.compile(r"memory released: ([\d.]+) MB in use, ([\d.]+) MB free")
+HEAP_LINE = re.compile(r"memory released: ([\d.]+) MiB in use, ([\d.]+) MiB free")
 
 
-def heap_figures(log: Path) -> tuple[float, float] | None:
-    """The allocator's MB in use and free after the last session the server's log says it
-    closed (app/app_hooks.py), or None where glibc does not report them."""
+def heap_figures(log: Path, closed: int) -> tuple[float, float] | None:
+    """glibc's MiB in use and free after the last session closed (app/app_hooks.py logs them),
+    once the server's log says `closed` sessions have; None before that, or where glibc does
+    not report them."""
     found = HEAP_LINE.findall(log.read_text(errors="replace"))
-    return (float(found[-1][0]), float(found[-1][1])) if found else None
+    return (float(found[-1][0]), float(found[-1][1])) if len(found) >= closed else None
 
 
 def known_points(store: Path, count: int) -> np.ndarray:
@@ -205,7 +206,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         time.sleep(SETTLE_AFTER_CLOSE_S)
         before = rss_mb(url.pid)
         before_own = rss_mb(url.pid, "RssAnon")
-        heap_before = heap_figures(url.log)
+        heap_before = heap_figures(url.log, 1)
         spinners = [multiprocessing.Process(target=spin, args=(600,)) for _ in range(busy)]
         for spinner in spinners:
             spinner.start()
@@ -235,7 +236,7 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         time.sleep(SETTLE_AFTER_CLOSE_S)
         after = rss_mb(url.pid)
         after_own = rss_mb(url.pid, "RssAnon")
-        heap_after = heap_figures(url.log)
+        heap_after = heap_figures(url.log, 1 + sessions)
         tracebacks = server_tracebacks(url.log)
     errors = [e for r in results for e in r["errors"]]
     failures = [r["failure"] for r in results if r["failure"]]
@@ -266,14 +267,15 @@ def load_measures(store: Path, sessions: int = 20, busy: int = 0, allocator: str
         row(f"{label}: server's own memory (RssAnon) {SETTLE_AFTER_CLOSE_S} s after close",
             n, None, after_own, "MiB"),
     ]
-    if heap_before and heap_after:  # what the process keeps: live objects, or free space
+    # glibc's figures: all of the server's memory with PYTHONMALLOC=malloc, not pymalloc's arenas
+    if heap_before and heap_after and environment.get("PYTHONMALLOC") == "malloc":
         rows += [
             row(f"{label}: allocator's memory in use {SETTLE_AFTER_CLOSE_S} s after close / "
                 "before", n, None, heap_after[0] / heap_before[0], "ratio"),
             row(f"{label}: free in the allocator's heaps after one session, before the load",
-                n, None, heap_before[1], "MB"),
+                n, None, heap_before[1], "MiB"),
             row(f"{label}: free in the allocator's heaps {SETTLE_AFTER_CLOSE_S} s after close",
-                n, None, heap_after[1], "MB"),
+                n, None, heap_after[1], "MiB"),
         ]
     return rows
 

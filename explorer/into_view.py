@@ -25,7 +25,8 @@ class IntoView(ReactiveHTML):
         "shown": f"""setTimeout(() => {{
             band.style.height = '{BAND_PX}px';
             band.scrollIntoView({{block: 'nearest', behavior: 'smooth'}});
-            setTimeout(() => {{ band.style.height = '0'; }}, {SCROLL_MS});
+            clearTimeout(band.fseReset);  // a click during the last scroll extends it
+            band.fseReset = setTimeout(() => {{ band.style.height = '0'; }}, {SCROLL_MS});
         }}, 300)""",
     }
 

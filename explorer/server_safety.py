@@ -117,8 +117,8 @@ class HeapFigures:
     """What glibc's allocator holds: bytes handed out and still in use, and bytes freed but
     kept in its heaps (given back to the system only where a whole page is free)."""
 
-    in_use_mb: float
-    free_mb: float
+    in_use_mib: float
+    free_mib: float
 
 
 def release_freed_memory() -> HeapFigures | None:
@@ -135,12 +135,14 @@ def release_freed_memory() -> HeapFigures | None:
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None)
-    libc.malloc_trim(0)
-    try:
-        mallinfo2 = libc.mallinfo2
-    except AttributeError:  # glibc before 2.33, or another C library
+    trim = getattr(libc, "malloc_trim", None)  # glibc's only
+    if trim is None:
+        return None
+    trim(0)
+    mallinfo2 = getattr(libc, "mallinfo2", None)  # glibc 2.33 and later
+    if mallinfo2 is None:
         return None
     mallinfo2.restype = _MallocInfo
     info = mallinfo2()
-    return HeapFigures(in_use_mb=(info.uordblks + info.hblkhd) / 2**20,
-                       free_mb=info.fordblks / 2**20)
+    return HeapFigures(in_use_mib=(info.uordblks + info.hblkhd) / 2**20,
+                       free_mib=info.fordblks / 2**20)

@@ -161,8 +161,8 @@ class TrainConfig:
     seed: Seed = 0
     image_size: ImageSide | None = None  # training resolution; None = the model's input size
     # DataLoader worker processes decoding and augmenting images; auto: none on the CPU (a
-    # training epoch was 1.4x faster so than beside the model in 2 workers on 2 cores), one per
-    # core (at most 8) to feed a GPU
+    # training epoch was 1.4x faster in the stage's process than with 2 workers on 2 cores),
+    # one per core (at most 8) to feed a GPU
     workers: Workers | Literal["auto"] = "auto"
     device: Device = "auto"
 

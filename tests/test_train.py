@@ -138,6 +138,24 @@ def test_every_augmentation_changes_the_training_images():
         assert any(not torch.allclose(out, plain) for out in outputs), name
 
 
+def test_augmented_images_are_the_same_whichever_process_decodes_them():
+    """Each image's crop and flip come from (seed, epoch, row): a training epoch sees the same
+    images with loader processes as without, and another epoch other ones."""
+    backbone = load_backbone(ModelConfig(backbone="efficientnet_lite0"))
+    dataset = ImageFileDataset(sample_paintings(1)[:6], train_transform(
+        backbone, 64, ["random_resized_crop", "hflip", "color_jitter"]), DecodeOptions())
+
+    def epoch(epoch: int, workers: int) -> torch.Tensor:
+        dataset.random_key = (0, epoch)
+        torch.manual_seed(epoch)  # as the train stage seeds each epoch
+        loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=workers)
+        return torch.cat([images for images, _rows in loader])
+
+    in_process = epoch(1, workers=0)
+    assert torch.equal(in_process, epoch(1, workers=2))
+    assert not torch.equal(in_process, epoch(2, workers=0))
+
+
 # ------------------------------------------------------------------------------ head mode
 def test_head_training_adds_a_finetuned_space_beside_the_pretrained_one(head_store):
     store = Store.open(head_store)

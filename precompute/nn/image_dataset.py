@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -27,7 +28,10 @@ def loader_workers(workers: int | Literal["auto"], device: torch.device) -> int:
 
 
 class ImageFileDataset(Dataset):
-    """Item i is `(transform(image i), i)` for the given rows of the store's images table."""
+    """Item i is `(transform(image i), i)` for the given rows of the store's images table. With
+    `random_key` set (the training seed and epoch), a random transform draws from that key and
+    the image's row alone: the same crops whichever process decodes the image, so the number
+    of loader processes changes no result."""
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class ImageFileDataset(Dataset):
         self.transform = transform
         self.options = options
         self.draft_size = draft_size
+        self.random_key: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -56,4 +61,9 @@ class ImageFileDataset(Dataset):
                 f"{path} was usable at ingestion but now fails ({exc}); the dataset changed: "
                 "re-run `precompute ingest --force` (finished work is kept)"
             ) from exc
-        return self.transform(image), row
+        if self.random_key is None:
+            return self.transform(image), row
+        seed = np.random.SeedSequence((*self.random_key, row)).generate_state(1)[0]
+        with torch.random.fork_rng(devices=[]):  # the process's own draws are left as they were
+            torch.manual_seed(int(seed))
+            return self.transform(image), row

@@ -346,6 +346,8 @@ def _fit_one_epoch(
     `progress`; the first process then writes the checkpoints and logs the epoch."""
     epoch = progress.epoch + 1
     _seed_epoch(train.seed, epoch)
+    if isinstance(setup.train_loader.dataset, ImageFileDataset):
+        setup.train_loader.dataset.random_key = (train.seed, epoch)
     if isinstance(setup.train_loader.sampler, DistributedSampler):
         setup.train_loader.sampler.set_epoch(epoch)
     began = time.perf_counter()
@@ -588,9 +590,10 @@ def _class_weights(train_labels: torch.Tensor, num_classes: int) -> torch.Tensor
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
-    """Shuffling, DataLoader worker seeds (hence augmentation) and dropout of an epoch all draw
-    from the global generator, seeded here from (seed, epoch) alone, so a resumed run repeats
-    exactly what an uninterrupted one would have done."""
+    """Shuffling and dropout of an epoch draw from the global generator, seeded here from
+    (seed, epoch) alone, and augmentation from (seed, epoch, row) (ImageFileDataset), so a
+    resumed run repeats exactly what an uninterrupted one would have done, with any number of
+    loader processes."""
     torch.manual_seed(seed * 100_003 + epoch)
 
 

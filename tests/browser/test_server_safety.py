@@ -121,8 +121,8 @@ def test_a_message_after_the_session_was_let_go_is_dropped_not_raised():
     handler.on_close()  # the socket closing a second time
 
 
-def test_the_allocator_figures_count_what_a_session_freed_as_free_not_in_use():
-    """What the server logs as each session closes: 64 MB of 32 KiB buffers (glibc's, not
+def test_the_allocator_figures_count_buffers_as_in_use_only_while_they_live():
+    """What the server logs as each session closes: 64 MiB of 32 KiB buffers (glibc's, not
     Python's small-object arenas) count as in use while they live and not once they are
     gone."""
     before = release_freed_memory()
@@ -132,5 +132,5 @@ def test_the_allocator_figures_count_what_a_session_freed_as_free_not_in_use():
     held = release_freed_memory()
     del buffers
     after = release_freed_memory()
-    assert held.in_use_mb - before.in_use_mb >= 60
-    assert after.in_use_mb - before.in_use_mb < 8
+    assert held.in_use_mib - before.in_use_mib >= 60
+    assert after.in_use_mib - before.in_use_mib < 8
