@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -165,11 +165,20 @@ class ExplorerData:
         """Where a new embedding of `space` lands on the `method` map: the stored reducer's
         own `transform` (PCA, UMAP, openTSNE), applied to the unit-length vector."""
 
-        reducer = self._reducers.get((space, method),
-                                     lambda: self.store.load_reducer(space, method))
+        reducer = self._reducers.get((space, method), lambda: self._reducer(space, method))
         unit = vector.astype(np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
         x, y = self.to_map(space, method, reducer.transform(unit.reshape(1, -1)))[0]
         return float(x), float(y)
+
+    def _reducer(self, space: SpaceKey, method: str) -> Any:
+        """The stored reducer; a UMAP's kernels then go to numba's on-disk cache, so only the
+        first server process to place an upload on a UMAP map compiles them (3.8 s)."""
+        reducer = self.store.load_reducer(space, method)
+        if "umap" in method:
+            from precompute.stats.reducers import cache_umap_kernels  # the pipeline extra's
+
+            cache_umap_kernels()
+        return reducer
 
     def points(self, space: SpaceKey, method: str) -> PointIndex:
         """Spatial look-ups (nearest, box, lasso) on one projection."""
