@@ -7,6 +7,7 @@ small sets), a seed and the user's overrides, and returns an object with `fit_tr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -54,7 +55,9 @@ def cache_umap_kernels() -> None:
         if name == "umap" or name.startswith("umap."):
             for kernel in vars(module).values():
                 if isinstance(kernel, Dispatcher):
-                    kernel.enable_caching()
+                    # no writable place for numba's cache: the kernel is compiled as before
+                    with contextlib.suppress(RuntimeError):
+                        kernel.enable_caching()
 
 
 def make_pca_tsne(n_samples: int, seed: int, **params: Any) -> Pipeline:
