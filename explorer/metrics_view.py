@@ -39,7 +39,10 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     return pn.Column(
         pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"]),
         chosen,
-        pn.bind(lambda model: model_metrics(data, state, model, tags[model]), chosen),
+        # as wide as the column: a bound function's pane is otherwise as wide as its content,
+        # and the confusion matrix, which takes the width it is given, collapsed in it
+        pn.panel(pn.bind(lambda model: model_metrics(data, state, model, tags[model]), chosen),
+                 sizing_mode="stretch_width"),
         sizing_mode="stretch_width",
     )
 

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from explorer.metrics_view import confusion_cells
+from precompute.cli import main
 from tests.browser.explorer_page import ExplorerPage
-from tests.browser.server import ARTIFACTS
+from tests.browser.server import ARTIFACTS, panel_server
+from tests.helpers import HEAD_TRAINING, write_config
 
 pytestmark = pytest.mark.browser
 
@@ -62,3 +67,45 @@ def test_the_metrics_view_shows_scores_a_clickable_confusion_matrix_and_classes(
     page.locator(".fse-legend-title").get_by_text("style correct", exact=True).wait_for()
     legend = page.locator(".fse-legend-value").all_inner_texts()
     assert any("yes" in value for value in legend) and any("no" in value for value in legend)
+
+
+@pytest.fixture(scope="module")
+def two_runs_store(built_store: Path, small_tree: Path, tmp_path_factory) -> Path:
+    """The test store with a second run beside its head: the linear baseline on style."""
+    folder = tmp_path_factory.mktemp("two-runs")
+    store = folder / "store"
+    shutil.copytree(built_store, store)
+    linear = HEAD_TRAINING.replace('target = "style"',
+                                   'target = "style"\nmodes = ["linear"]\nfolds = 3')
+    config = write_config(folder / "config.toml", small_tree, extra=linear)
+    assert main(["-q", "train", "--config", str(config), "--store", str(store)]) == 0
+    return store
+
+
+def test_the_chosen_runs_confusion_matrix_takes_the_width_of_the_tab(two_runs_store, browser):
+    """With several runs, the chosen one's details come from the Run selector, each in turn.
+    On the sample store (two 5-fold runs) the matrix was drawn a few pixels wide there: the
+    bound function's pane was as wide as its content, and the matrix takes the width it is
+    given. This store did not show it on the old code; the test keeps the path drawn."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        with panel_server(two_runs_store) as url:
+            ExplorerPage(page, url, two_runs_store).open()
+            page.get_by_text("Metrics", exact=True).click()
+            choice = page.locator(".fse-run-select select")
+            runs = choice.evaluate("select => [...select.options].map((option) => option.value)")
+            assert len(runs) == 2, runs
+            for run in (runs[1], runs[0]):  # each run's details in turn, as a user compares
+                choice.select_option(run)
+                page.locator(".fse-scores").get_by_text(run).wait_for()
+                matrix = page.locator(".fse-confusion")
+                matrix.locator("canvas").first.wait_for(state="visible")
+                matrix.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+                page.screenshot(path=ARTIFACTS / "metrics-two-runs.png")
+                plot = matrix.locator("canvas").first.bounding_box()
+                assert plot["width"] >= 500, f"{run}'s matrix is drawn {plot['width']:.0f} px wide"
+    finally:
+        context.close()
