@@ -17,6 +17,7 @@ from PIL import Image
 
 from explorer.cards import placeholder
 from explorer.data import ExplorerData
+from explorer.into_view import IntoView
 from explorer.model_work import off_event_loop, pipeline_notice, query_model
 from explorer.state import ExplorerState
 from precompute.store import PATH_COLUMN, SpaceKey
@@ -49,6 +50,10 @@ class WhyPanel(pn.viewable.Viewer):
     state = param.ClassSelector(class_=ExplorerState, constant=True)
     explanation = param.String(default="", doc="HTML: the heatmap card, or what is happening")
 
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._band = IntoView()  # over the card: scrolled into view as it lands
+
     def __panel__(self) -> pn.viewable.Viewable:
         notice = pipeline_notice("Grad-CAM", "fse-why-result")
         if notice:
@@ -58,8 +63,9 @@ class WhyPanel(pn.viewable.Viewer):
             css_classes=["fse-why"],
             visible=pn.bind(lambda focus: focus is not None, self.state.param.focus))
         button.on_click(self.explain)
-        return pn.Column(button, pn.pane.HTML(self.param.explanation, sizing_mode="stretch_width",
-                                              css_classes=["fse-why-result"]),
+        return pn.Column(button, self._band,
+                         pn.pane.HTML(self.param.explanation, sizing_mode="stretch_width",
+                                      css_classes=["fse-why-result"]),
                          sizing_mode="stretch_width")
 
     @param.depends("state.focus", "state.space", watch=True)
@@ -102,3 +108,4 @@ class WhyPanel(pn.viewable.Viewer):
             f"<div>{html.escape(model.backbone.name)} says <b>{html.escape(label)}</b> "
             f"({probabilities[target]:.0%}); bright regions drove that answer.</div></div>"
         )
+        self._band.show()

@@ -87,6 +87,11 @@ def test_why_this_label_shows_a_grad_cam_heatmap(explorer):
     explorer.page.locator(".fse-why button").click()
     card = explorer.page.locator(".fse-why-card[data-row='12']")
     card.wait_for(timeout=120_000)
+    explorer.page.wait_for_timeout(1_500)  # the scroll is smooth
+    image = card.locator("img").bounding_box()
+    side = explorer.page.locator(".fse-side").bounding_box()
+    bottom = min(side["y"] + side["height"], explorer.page.viewport_size["height"])
+    assert image["y"] >= side["y"] and image["y"] + 150 <= bottom, "the heatmap is out of view"
     assert card.locator("img").get_attribute("src").startswith("data:image/png;base64,")
     assert "efficientnet_lite0 says" in card.inner_text()
 
