@@ -28,6 +28,7 @@ from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
 from explorer.separability_view import SEPARABILITY_CSS, separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
+from explorer.tabs import tabs_built_when_opened
 from explorer.url_state import link_to_url
 from explorer.why import WhyPanel
 from precompute.progress import RUNNING, read_progress
@@ -176,31 +177,6 @@ def built_after_load(build: Callable[[], list[pn.viewable.Viewable]], **params) 
 
     pn.state.onload(fill)
     return column
-
-
-def tabs_built_when_opened(
-    first: tuple[str, pn.viewable.Viewable],
-    later: dict[str, Callable[[], pn.viewable.Viewable]],
-    opened: Callable[[str], None] = lambda _name: None,
-    **params,
-) -> pn.Tabs:
-    """Tabs showing `first`; each of the `later` tabs is built the first time it is opened and
-    kept, so the page's first paint carries only what it shows (the Layers and Metrics plots
-    take most of a page's build). `opened` hears each tab's name as it opens, before any
-    building."""
-    holders = [pn.Column(sizing_mode="stretch_width") for _ in later]
-    tabs = pn.Tabs(first, *zip(later, holders, strict=True), dynamic=False, **params)
-    builders = [None, *later.values()]
-    names = [first[0], *later]
-
-    def build_opened(event: param.parameterized.Event) -> None:
-        opened(names[event.new])
-        holder = tabs.objects[event.new]
-        if builders[event.new] is not None and not holder.objects:
-            holder.objects = [builders[event.new]()]
-
-    tabs.param.watch(build_opened, "active")
-    return tabs
 
 
 def load_extensions() -> None:

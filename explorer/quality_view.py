@@ -16,6 +16,7 @@ import panel as pn
 from explorer.cards import image_tile, placeholder
 from explorer.data import ExplorerData
 from explorer.state import ExplorerState
+from explorer.tabs import folding_tabs
 from precompute.store import (
     ID_COLUMN,
     LABEL_ISSUE,
@@ -54,9 +55,10 @@ def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     header = pn.pane.HTML(
         f"<div class='fse-summary'>Checked in {html.escape(space)}; each list shows "
         f"the {SHOWN} most likely first.</div>", sizing_mode="stretch_width")
-    tabs = pn.Tabs(*((f"{name} ({count})", pn.Column(*items or [pn.pane.HTML(
+    tabs = folding_tabs(*((f"{name} ({count})", pn.Column(*items or [pn.pane.HTML(
         placeholder("Nothing found."))], sizing_mode="stretch_width"))
         for name, (count, items) in kinds),
+        active=next((i for i, (_, (count, _)) in enumerate(kinds) if count), 0),  # a finding
         sizing_mode="stretch_width", css_classes=["fse-quality-kinds"])
     return pn.Column(header, tabs, sizing_mode="stretch_width", css_classes=["fse-quality"])
 

@@ -253,9 +253,11 @@ class ExplorerPage:
 
     # ------------------------------------------------------------------ reading
     def selected_count(self, timeout: float = 20_000) -> int:
+        """The count in the Selection tab's header, whether that tab is open or not (a
+        selection made from another tab is counted there too)."""
         header = self.page.locator(".fse-selection-header b")
-        header.wait_for(timeout=timeout)
-        return int(header.inner_text().replace(",", ""))
+        header.wait_for(state="attached", timeout=timeout)
+        return int(header.text_content().replace(",", ""))
 
     def rows_of(self, selector: str) -> list[int]:
         """`data-row` of every element matching `selector` (cards and tiles carry it)."""

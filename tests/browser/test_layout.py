@@ -1,6 +1,7 @@
 """The page at the window sizes people use: the map keeps at least half the width, every
 selection tool in view, and the tabs (and, when the side panel moves under the map, the hover
-card, whole) on screen without scrolling; a click's neighbours come into view."""
+card, whole) on screen without scrolling; a click's neighbours come into view, and so does a
+tab's content when the tab is opened."""
 
 from __future__ import annotations
 
@@ -46,5 +47,18 @@ def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served
         box = first.bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= height, (
             f"the first neighbour is at y = {box['y']:.0f} in a {height}-px window")
+
+        tabs = page.locator(".fse-tabs")
+        shortest = tabs.bounding_box()["height"]  # the Selection tab, before any other opens
+        for name in ("Layers", "Metrics", "Quality", "Selection"):
+            tabs.locator(".bk-tab", has_text=name).first.click()
+            page.wait_for_timeout(2_500)  # built, then a smooth scroll
+            page.screenshot(path=ARTIFACTS / f"layout-{name.lower()}-{width}x{height}.png")
+            box = tabs.bounding_box()
+            shown = min(box["y"] + box["height"], height) - max(box["y"], 0)
+            assert box["y"] >= 0 and shown >= min(300, box["height"]), (
+                f"{name}: {shown:.0f} px of the tab shown, its bar at y = {box['y']:.0f}")
+        assert tabs.bounding_box()["height"] <= shortest + 5, (
+            "the Selection tab stays as tall as the tallest tab opened before it")
     finally:
         context.close()
