@@ -22,6 +22,9 @@ from precompute.compare import mean_spread, runs_table
 from precompute.store import PENULTIMATE, SpaceKey
 
 TEST = "test"
+# The runs table keeps each figure on one line and scrolls sideways in a narrow window (at
+# 900 px its last two columns were cut off)
+RUNS_CSS = ":host { overflow-x: auto; } td, th { white-space: nowrap; }"
 
 
 def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
@@ -37,7 +40,8 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     chosen = pn.widgets.Select(label="Run", options=list(runs["run"]), value=runs["run"][0],
                                width=420, css_classes=["fse-run-select"])
     return pn.Column(
-        pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"]),
+        pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"],
+                     stylesheets=[RUNS_CSS]),
         chosen,
         # as wide as the column: a bound function's pane is otherwise as wide as its content,
         # and the confusion matrix, which takes the width it is given, collapsed in it
@@ -60,10 +64,10 @@ def runs_html(runs: pd.DataFrame) -> str:
         f"<td>{r.images_per_s:,.0f}</td><td>{html.escape(r.device)}</td></tr>"
         for r in runs.itertuples(index=False)
     )
-    return ("<div style='overflow-x:auto'><table class='fse-counts fse-runs-table'><tr>"
+    return ("<table class='fse-counts fse-runs-table'><tr>"
             "<th>run</th><th>target</th><th>images scored</th><th>accuracy</th>"
             "<th>weighted F1</th><th>macro F1</th><th>training</th><th>images/s</th>"
-            f"<th>device</th></tr>{body}</table></div>")
+            f"<th>device</th></tr>{body}</table>")
 
 
 def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str = ""
@@ -117,14 +121,10 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
         pn.FlexBox(pn.pane.HTML(scores_html(model, target, metrics), min_width=300,
                                 sizing_mode="stretch_width", styles={"flex": "1 1 300px"}),
                    show_mistakes, flex_wrap="wrap", sizing_mode="stretch_width"),
-        pn.FlexBox(
-            pn.pane.HoloViews((heatmap * counts).opts(hv.opts.Overlay(hooks=[page_scrolls_over])),
-                              sizing_mode="stretch_width",
-                              min_height=320 + 12 * len(labels), styles={"flex": "1 1 560px"},
-                              css_classes=["fse-confusion"]),
-            pn.pane.HTML(per_class_html(metrics), width=420, css_classes=["fse-per-class"]),
-            flex_wrap="wrap", sizing_mode="stretch_width",
-        ),
+        pn.pane.HoloViews((heatmap * counts).opts(hv.opts.Overlay(hooks=[page_scrolls_over])),
+                          sizing_mode="stretch_width", min_height=320 + 12 * len(labels),
+                          css_classes=["fse-confusion"]),
+        pn.pane.HTML(per_class_html(metrics), width=420, css_classes=["fse-per-class"]),
         detail,
         sizing_mode="stretch_width",
     )

@@ -61,33 +61,33 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         chosen["space"] = pd.Categorical(chosen["space"], categories=order, ordered=True)
         chosen = chosen.sort_values("space")
         chosen["space"] = chosen["space"].astype(str)
+        chosen["layer"] = [data.space_label(SpaceKey.parse(space)) for space in chosen["space"]]
         chosen["text"] = [f"{v:.2f}\n({b:.2f})" for v, b in
                           zip(chosen["value"], chosen["baseline"], strict=True)]
         low, high = chosen["value"].min(), chosen["value"].max()
         chosen["ink"] = label_ink((chosen["value"] - low) / max(high - low, 1e-9),
                                   dark_at_top=False)
         # HoloViews reshapes key columns; pandas' Arrow-backed strings cannot be reshaped.
-        return chosen.astype({"space": object, "attribute": object, "text": object,
-                              "ink": object})
+        return chosen.astype({"space": object, "layer": object, "attribute": object,
+                              "text": object, "ink": object})
 
     def heatmap(metric_name: str, among: str) -> hv.HeatMap:
         label = next(k for k, v in METRICS.items() if v == metric_name)
-        return hv.HeatMap(cells(metric_name, among), kdims=["space", "attribute"],
+        return hv.HeatMap(cells(metric_name, among), kdims=["layer", "attribute"],
                           vdims=["value", "baseline", "low", "high", "n"]).opts(
             cmap="viridis", colorbar=True, tools=["hover", "tap"], xrotation=35,
-            responsive=True, min_height=260,
-            title=f"{label}: value (shuffled-label baseline), by attribute and layer",
+            responsive=True, min_height=260, title=f"{label}: value (shuffled-label baseline)",
         )
 
     def labels(metric_name: str, among: str) -> hv.Labels:
-        return hv.Labels(cells(metric_name, among), kdims=["space", "attribute"],
+        return hv.Labels(cells(metric_name, among), kdims=["layer", "attribute"],
                          vdims=["text", "ink"]).opts(text_color="ink", text_font_size="9pt")
 
     def clicked(x=None, y=None) -> None:
         if x is None or y is None:
             return
         row = cells(metric.value, condition.value)
-        row = row[(row["space"] == str(x)) & (row["attribute"] == str(y))]
+        row = row[(row["layer"] == str(x)) & (row["attribute"] == str(y))]
         if row.empty:
             return
         cell = row.iloc[0]

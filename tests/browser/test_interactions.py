@@ -224,7 +224,8 @@ def test_the_view_lives_in_the_url(explorer, browser):
 
 
 def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribute(explorer):
-    layers = [str(s) for s in explorer.data.store.spaces()]
+    spaces = explorer.data.store.spaces()
+    layers = [explorer.data.space_label(space) for space in spaces]  # as the selector names them
     assert len(layers) > 1
     before = explorer.map_pixels()  # (screenshots scroll: take it before measuring positions)
     explorer.page.get_by_text("Layers", exact=True).click()
@@ -245,7 +246,7 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
     frame = next(p for p in plots if "artist" in p["rows"])  # the separability heatmap
     assert frame["columns"] == layers  # by model, shallow to deep
     target = next(s for s in explorer.data.store.spaces() if s.pretrained)
-    column, row = layers.index(str(target)), frame["rows"].index("artist")
+    column, row = spaces.index(target), frame["rows"].index("artist")
     x = frame["left"] + (column + 0.5) * frame["width"] / len(frame["columns"])
     y = frame["top"] + frame["height"] - (row + 0.5) * frame["height"] / len(frame["rows"])
     explorer.page.mouse.click(x, y)
