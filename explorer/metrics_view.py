@@ -43,8 +43,7 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
         pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"],
                      stylesheets=[RUNS_CSS]),
         chosen,
-        # as wide as the column: a bound function's pane is otherwise as wide as its content,
-        # and the confusion matrix, which takes the width it is given, collapsed in it
+        # as wide as the column: a bound function's pane is otherwise as wide as its content
         pn.panel(pn.bind(lambda model: model_metrics(data, state, model, tags[model]), chosen),
                  sizing_mode="stretch_width"),
         sizing_mode="stretch_width",
