@@ -84,12 +84,15 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
             return
         truth, predicted = str(y), str(x)
         rows = confused_rows(data, target, truth, predicted, tag)
+        which = f"<b>{html.escape(truth)}</b> predicted as <b>{html.escape(predicted)}</b>"
+        if not len(rows):  # an empty cell leaves the selection as it was
+            detail.object = (f"<div class='fse-confusion-cell'>No test image of {which}; the "
+                             "selection is unchanged.</div>")
+            return
         state.select(rows)
-        detail.object = (
-            f"<div class='fse-confusion-cell'>{len(rows):,} test images of "
-            f"<b>{html.escape(truth)}</b> predicted as <b>{html.escape(predicted)}</b>: "
-            "selected on the map.</div>"
-        )
+        state.show_map()
+        detail.object = (f"<div class='fse-confusion-cell'>{len(rows):,} test images of "
+                         f"{which}: selected on the map.</div>")
 
     show_mistakes = pn.widgets.Button(
         label="Colour the map by correct / wrong", css_classes=["fse-show-mistakes"], width=260)
@@ -100,6 +103,7 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
         if space in map(str, data.spaces):
             changes["space"] = space
         state.param.update(**changes)
+        state.show_map()
 
     show_mistakes.on_click(colour_by_correctness)
     labels = metrics["confusion"]["labels"]

@@ -17,6 +17,7 @@ from explorer.cards import CARD_CSS, image_card, placeholder
 from explorer.compare_view import MapArea, contrast_space
 from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
+from explorer.into_view import IntoView
 from explorer.layer_strip import STRIP_CSS
 from explorer.legend import LEGEND_CSS, Legend, legend_content, legend_values, toggled
 from explorer.location import build_hint
@@ -129,7 +130,9 @@ class Explorer(pn.viewable.Viewer):
                                 sizing_mode="stretch_width", stylesheets=[SIDE_CSS])
         tabs = built_after_load(self._tabs, sizing_mode="stretch_width")
         banner = BuildBanner(self.data.store.root, self.data.stamp)
-        return [banner, MapArea(self.data, self.state, self.map, side), tabs]
+        to_map = IntoView(block="start")  # the page's top: the map, under the build's banner
+        self.state.param.watch(lambda _event: to_map.show(), "map_wanted")
+        return [to_map, banner, MapArea(self.data, self.state, self.map, side), tabs]
 
     def _side(self) -> list[pn.viewable.Viewable]:
         return [

@@ -70,7 +70,12 @@ def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: li
                     for row, caption in zip(rows, captions, strict=True))
     button = pn.widgets.Button(label=f"Select {len(rows)} on the map", color="primary",
                                css_classes=["fse-quality-select"], width=150)
-    button.on_click(lambda _event: state.select(np.array(rows, dtype=np.int64)))
+
+    def select(_event) -> None:
+        state.select(np.array(rows, dtype=np.int64))
+        state.show_map()
+
+    button.on_click(select)
     body = pn.pane.HTML(
         f"<div class='fse-quality-item' data-kind='{kind}'>{tiles}"
         f"<div class='fse-quality-note'>{html.escape(note)}</div></div>",

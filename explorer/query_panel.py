@@ -15,8 +15,9 @@ import panel as pn
 
 from explorer.cards import neighbour_tile, placeholder
 from explorer.data import ExplorerData
+from explorer.into_view import IntoView
 from explorer.model_work import off_event_loop, pipeline_notice, query_model
-from explorer.state import ExplorerState
+from explorer.state import METHOD_LABELS, ExplorerState
 from precompute.errors import StoreError
 from precompute.store import SpaceKey
 
@@ -55,6 +56,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
                                       "space."), sizing_mode="stretch_width",
                           css_classes=["fse-query-result"])
     grid = pn.FlexBox(sizing_mode="stretch_width", css_classes=["fse-query-neighbours"])
+    band = IntoView()  # over the first row of neighbours, the card above it: shown as they land
 
     async def analyse(event) -> None:
         if not event.new:
@@ -92,6 +94,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
             pn.pane.HTML(neighbour_tile(data, row, similarity, space, state.color_by))
             for row, similarity in zip(rows, similarities, strict=True)
         ]
+        band.show()
 
     def follow_view(event) -> None:
         if state.query_vector is None:
@@ -114,7 +117,7 @@ def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
 
     dropper.param.watch(analyse, "value")
     state.param.watch(follow_view, ["space", "method"])
-    return pn.Column(dropper, result, grid, sizing_mode="stretch_width")
+    return pn.Column(dropper, result, band, grid, sizing_mode="stretch_width")
 
 
 def _summary(data, state, name, image, model, probabilities, rows) -> str:
@@ -125,15 +128,15 @@ def _summary(data, state, name, image, model, probabilities, rows) -> str:
     thumbnail.save(buffer, format="JPEG", quality=85)
     uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     top = int(np.argmax(probabilities))
-    label = model.classes[top] if model.classes and top < len(model.classes) else (
-        f"ImageNet class {top}")
     votes = data.column(state.color_by, SpaceKey.parse(state.space)).iloc[rows].astype(
         "string").value_counts()
     vote, share = str(votes.index[0]), votes.iloc[0] / len(rows)
-    lines = [
-        ("model's label", f"{label} ({probabilities[top]:.0%})"),
+    # a pretrained network's label is one of its 1,000 ImageNet classes: not this dataset's
+    lines = [("model's label", f"{model.classes[top]} ({probabilities[top]:.0%})")
+             ] if model.classes and top < len(model.classes) else []
+    lines += [
         (f"{state.color_by} by neighbours", f"{vote} ({share:.0%} of {len(rows)})"),
-        ("on the map", f"{state.method} marker ★"),
+        ("on the map", f"{METHOD_LABELS.get(state.method, state.method)} marker ★"),
     ]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                     for k, v in lines)

@@ -95,6 +95,7 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         if cell["attribute"] in data.colour_attributes:
             changes["color_by"] = cell["attribute"]
         state.param.update(**changes)
+        state.show_map()
         among = "" if condition.value == ALL_IMAGES else f" within each {cell['given']}"
         detail.object = (
             f"<div class='fse-sep-cell'><b>{html.escape(cell['attribute'])}</b>{among} at "

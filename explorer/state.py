@@ -43,10 +43,15 @@ class ExplorerState(param.Parameterized):
     tab = param.String(default="Selection", doc="the tab open below the map")
     x_range = param.Range(default=None, doc="viewport, map coordinates")
     y_range = param.Range(default=None, doc="viewport, map coordinates")
+    map_wanted = param.Integer(default=0, doc="counts the calls of show_map()")
 
     def select(self, rows: np.ndarray) -> None:
         """Replace the selection by `rows`."""
         self.selection = unique_rows(rows)
+
+    def show_map(self) -> None:
+        """Bring the map into view: an action in a tab below it has changed what it shows."""
+        self.map_wanted += 1
 
 
 def unique_rows(rows: np.ndarray) -> np.ndarray:

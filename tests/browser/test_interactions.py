@@ -257,8 +257,10 @@ def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribu
     expect(explorer.page.locator(".fse-space select")).to_have_value(
         explorer.data.space_label(target))
     assert "artist" in explorer.page.locator(".fse-sep-cell").inner_text()
-    explorer.page.locator(".fse-map").scroll_into_view_if_needed()
-    explorer.page.wait_for_timeout(1_500)
+    explorer.page.wait_for_timeout(1_500)  # the page scrolls up to the map, smoothly
+    shown = explorer.page.locator(".fse-map").bounding_box()
+    assert 0 <= shown["y"] <= explorer.page.viewport_size["height"] / 2, (
+        f"the map the cell changed is at y = {shown['y']:.0f}, out of view")
     assert (abs(explorer.map_pixels() - before).sum(axis=2) > 0).sum() > 200
 
 

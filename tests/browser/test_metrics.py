@@ -61,6 +61,18 @@ def test_the_metrics_view_shows_scores_a_clickable_confusion_matrix_and_classes(
     detail.wait_for()
     assert f"{cell['count']:,} test images of {cell['true']}" in detail.inner_text()
     assert explorer.selected_count() == cell["count"]
+    page.wait_for_timeout(1_500)  # the page scrolls up to the map, which shows them
+    assert page.locator(".fse-map").bounding_box()["y"] >= 0, "the map should be in view"
+
+    empty = cells[cells["count"] == 0].iloc[0]  # leaves the selection as it was
+    page.locator(".fse-confusion").scroll_into_view_if_needed()
+    page.wait_for_timeout(1_000)
+    frame = next(p for p in page.evaluate(CATEGORICAL_PLOTS_JS)
+                 if p["columns"] == labels and "artist" not in p["rows"])
+    column, row = frame["columns"].index(empty["predicted"]), frame["rows"].index(empty["true"])
+    page.mouse.click(frame["x"][column], frame["y"][row])
+    detail.get_by_text("No test image of").wait_for()
+    assert explorer.selected_count() == cell["count"]
     page.screenshot(path=ARTIFACTS / "metrics-view.png", full_page=True)
 
     page.locator(".fse-show-mistakes button").click()

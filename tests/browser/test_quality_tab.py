@@ -62,6 +62,8 @@ def test_the_quality_tab_shows_a_duplicate_group_and_selects_it_on_the_map(store
         assert sorted(int(tiles.nth(i).get_attribute("data-row"))
                       for i in range(tiles.count())) == expected
         page.locator(".fse-quality-select button").first.click()
+        page.wait_for_timeout(1_500)  # the page scrolls up to the map, which shows them
+        assert page.locator(".fse-map").bounding_box()["y"] >= 0, "the map should be in view"
         page.get_by_text("Selection", exact=True).click()
         assert explorer.selected_count() == 2
         # the count can show before the grid has drawn its every tile

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from explorer.state import METHOD_LABELS
 from precompute.cli import main
 from precompute.store import PATH_COLUMN
 from tests.browser.explorer_page import ExplorerPage
@@ -53,7 +54,12 @@ def test_an_uploaded_image_gets_a_label_its_neighbours_and_a_place_on_the_map(ex
     assert neighbours[0] == row, "an image from the store is its own nearest neighbour"
     caption = explorer.page.locator(".fse-query-neighbours .fse-tile span").first.inner_text()
     assert caption.startswith("1.000")
-    explorer.page.wait_for_timeout(1_500)
+    assert labels[-1] == f"{METHOD_LABELS[explorer.method]} marker ★"
+    explorer.page.wait_for_timeout(1_500)  # the neighbours are scrolled into view, smoothly
+    tile = explorer.page.locator(".fse-query-neighbours .fse-tile").first.bounding_box()
+    height = explorer.page.viewport_size["height"]
+    assert 0 <= tile["y"] and tile["y"] + tile["height"] <= height, (
+        f"the first neighbour is at y = {tile['y']:.0f} in a {height}-px window")
     after = explorer.map_pixels()
     assert (abs(after - before).sum(axis=2) > 0).sum() > 20, "a marker should appear on the map"
     explorer.page.screenshot(path=ARTIFACTS / "query.png", full_page=True)
