@@ -29,7 +29,7 @@ from explorer.query_panel import query_panel
 from explorer.selection import TABLE_CSS, selection_panel
 from explorer.separability_view import SEPARABILITY_CSS, separability_panel
 from explorer.state import METHOD_LABELS, ExplorerState
-from explorer.tabs import tabs_built_when_opened
+from explorer.tabs import TabsBuiltWhenOpened
 from explorer.url_state import link_to_url
 from explorer.why import WhyPanel
 from precompute.progress import RUNNING, read_progress
@@ -136,11 +136,31 @@ class Explorer(pn.viewable.Viewer):
 
     def _side(self) -> list[pn.viewable.Viewable]:
         return [
+            self.selection_note(),
             pn.pane.HTML("<b>Under the cursor</b>"), self.hover_card(),
             rule(),
             pn.pane.HTML("<b>Neighbours</b>"), NeighboursPanel(data=self.data, state=self.state),
             WhyPanel(data=self.data, state=self.state),
         ]
+
+    def selection_note(self) -> pn.Row:
+        """The selection's count beside the map (its images are in the Selection tab, below
+        the fold), with a button that brings them into view; hidden when nothing is
+        selected."""
+        count = pn.pane.HTML(css_classes=["fse-selection-note"], sizing_mode="stretch_width")
+        show = pn.widgets.Button(label="Show them", css_classes=["fse-show-selection"],
+                                 width=110)
+        show.on_click(lambda _event: self.state.show_selection())
+        note = pn.Row(count, show, sizing_mode="stretch_width")
+
+        def follow(*_events) -> None:
+            selected = len(self.state.selection)
+            count.object = f"<b>{selected:,}</b> of {len(self.data):,} images selected"
+            note.visible = selected > 0
+
+        self.state.param.watch(follow, "selection")
+        follow()
+        return note
 
     def _tabs(self) -> list[pn.viewable.Viewable]:
         later = {
@@ -149,10 +169,12 @@ class Explorer(pn.viewable.Viewer):
             "Quality": lambda: quality_panel(self.data, self.state),
             "Query an image": lambda: query_panel(self.data, self.state),
         }
-        return [tabs_built_when_opened(
+        tabs = TabsBuiltWhenOpened(
             ("Selection", selection_panel(self.data, self.state)), later,
             opened=lambda name: setattr(self.state, "tab", name),
-            sizing_mode="stretch_width", css_classes=["fse-tabs"])]
+            sizing_mode="stretch_width", css_classes=["fse-tabs"])
+        self.state.param.watch(lambda _event: tabs.open("Selection"), "selection_wanted")
+        return [tabs]
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(

@@ -44,6 +44,7 @@ class ExplorerState(param.Parameterized):
     x_range = param.Range(default=None, doc="viewport, map coordinates")
     y_range = param.Range(default=None, doc="viewport, map coordinates")
     map_wanted = param.Integer(default=0, doc="counts the calls of show_map()")
+    selection_wanted = param.Integer(default=0, doc="counts the calls of show_selection()")
 
     def select(self, rows: np.ndarray) -> None:
         """Replace the selection by `rows`."""
@@ -52,6 +53,10 @@ class ExplorerState(param.Parameterized):
     def show_map(self) -> None:
         """Bring the map into view: an action in a tab below it has changed what it shows."""
         self.map_wanted += 1
+
+    def show_selection(self) -> None:
+        """Open the Selection tab and bring it into view."""
+        self.selection_wanted += 1
 
 
 def unique_rows(rows: np.ndarray) -> np.ndarray:

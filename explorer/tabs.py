@@ -21,29 +21,39 @@ def folding_tabs(*objects, **params) -> pn.Tabs:
     return pn.Tabs(*objects, stylesheets=stylesheets, **params)
 
 
-def tabs_built_when_opened(
-    first: tuple[str, pn.viewable.Viewable],
-    later: dict[str, Callable[[], pn.viewable.Viewable]],
-    opened: Callable[[str], None] = lambda _name: None,
-    **params,
-) -> pn.Column:
+class TabsBuiltWhenOpened(pn.viewable.Viewer):
     """Tabs showing `first`; each of the `later` tabs is built the first time it is opened and
     kept, so the page's first paint carries only what it shows (the Layers and Metrics plots
     take most of a page's build). `opened` hears each tab's name as it opens, before any
     building. A tab opened scrolls the tab bar to the top of the page (below the map, a tab's
     content started under the window's lower edge)."""
-    holders = [pn.Column(sizing_mode="stretch_width") for _ in later]
-    tabs = folding_tabs(first, *zip(later, holders, strict=True), dynamic=False, **params)
-    band = IntoView(block="start")
-    builders = [None, *later.values()]
-    names = [first[0], *later]
 
-    def build_opened(event: param.parameterized.Event) -> None:
-        opened(names[event.new])
-        holder = tabs.objects[event.new]
-        if builders[event.new] is not None and not holder.objects:
-            holder.objects = [builders[event.new]()]
-        band.show()
+    def __init__(self, first: tuple[str, pn.viewable.Viewable],
+                 later: dict[str, Callable[[], pn.viewable.Viewable]],
+                 opened: Callable[[str], None] = lambda _name: None, **params):
+        super().__init__()
+        holders = [pn.Column(sizing_mode="stretch_width") for _ in later]
+        self.tabs = folding_tabs(first, *zip(later, holders, strict=True), dynamic=False,
+                                 **params)
+        self._band = IntoView(block="start")
+        self._builders = [None, *later.values()]
+        self._names = [first[0], *later]
+        self._opened = opened
+        self.tabs.param.watch(self._build_opened, "active")
 
-    tabs.param.watch(build_opened, "active")
-    return pn.Column(band, tabs, sizing_mode="stretch_width")
+    def open(self, name: str) -> None:
+        """Open the tab `name` (if it is not open) and bring it into view."""
+        index = self._names.index(name)
+        if self.tabs.active == index:
+            self._band.show()
+        self.tabs.active = index
+
+    def _build_opened(self, event: param.parameterized.Event) -> None:
+        self._opened(self._names[event.new])
+        holder = self.tabs.objects[event.new]
+        if self._builders[event.new] is not None and not holder.objects:
+            holder.objects = [self._builders[event.new]()]
+        self._band.show()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self._band, self.tabs, sizing_mode="stretch_width")

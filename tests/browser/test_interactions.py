@@ -111,6 +111,16 @@ def test_box_selection_selects_the_images_inside_the_box(explorer):
               & (coords[:, 1] >= corner[1]) & (coords[:, 1] <= opposite[1]))
     explorer.drag_box(explorer.to_screen(*corner), explorer.to_screen(*opposite))
     assert explorer.selected_count() == inside.sum()
+    # the count shows beside the map; its images are in the Selection tab, below the fold
+    page, height = explorer.page, explorer.page.viewport_size["height"]
+    note = page.locator(".fse-selection-note")
+    expect(note).to_contain_text(f"{inside.sum():,} of {len(coords):,} images selected")
+    assert note.bounding_box()["y"] + 20 <= height, "the count should be beside the map"
+    page.locator(".fse-show-selection button").click()
+    page.wait_for_timeout(1_500)  # a smooth scroll
+    first = page.locator(".fse-grid .fse-tile").first.bounding_box()
+    assert 0 <= first["y"] and first["y"] + 40 <= height, (
+        f"the selection's first image is at y = {first['y']:.0f} in a {height}-px window")
 
 
 def test_selection_is_kept_when_the_method_and_colour_change(explorer):
