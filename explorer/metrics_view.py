@@ -119,7 +119,8 @@ def model_metrics(data: ExplorerData, state: ExplorerState, model: str, tag: str
         ink=lambda cells: label_ink(cells["share"], dark_at_top=True))
     counts = hv.Labels(counted, kdims=["predicted", "true"],
                        vdims=["text", "ink"]).opts(text_font_size="8pt", text_color="ink")
-    # FlexBoxes wrap: in a narrow window the button and the per-class table go below.
+    # The FlexBox wraps: in a narrow window the button goes below the scores. The matrix is
+    # in a plain column: in a FlexBox its plot lost its frame once the Layers tab opened.
     return pn.Column(
         pn.FlexBox(pn.pane.HTML(scores_html(model, target, metrics), min_width=300,
                                 sizing_mode="stretch_width", styles={"flex": "1 1 300px"}),

@@ -58,9 +58,14 @@ def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     tabs = folding_tabs(*((f"{name} ({count})", pn.Column(*items or [pn.pane.HTML(
         placeholder("Nothing found."))], sizing_mode="stretch_width"))
         for name, (count, items) in kinds),
-        active=next((i for i, (_, (count, _)) in enumerate(kinds) if count), 0),  # a finding
+        active=first_with_findings([count for _, (count, _) in kinds]),
         sizing_mode="stretch_width", css_classes=["fse-quality-kinds"])
     return pn.Column(header, tabs, sizing_mode="stretch_width", css_classes=["fse-quality"])
+
+
+def first_with_findings(counts: list[int]) -> int:
+    """The kind the tab opens on: the first with something found (the first when none)."""
+    return next((i for i, count in enumerate(counts) if count), 0)
 
 
 def item(data: ExplorerData, state: ExplorerState, rows: list[int], captions: list[str],

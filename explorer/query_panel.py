@@ -1,5 +1,5 @@
-"""Query a new image: upload it, see the model's label, its nearest images, and where it lands
-on the current map. The model is loaded on first use only (the app does not import torch at
+"""Query a new image: upload it, see its nearest images, a fine-tuned model's label, and where
+it lands on the current map. The model is loaded on first use only (the app does not import torch at
 start-up), once per process and feature space, and runs off the event loop
 (explorer/model_work.py)."""
 
@@ -43,8 +43,8 @@ def decode_upload(data: ExplorerData, payload: bytes):
 
 
 def query_panel(data: ExplorerData, state: ExplorerState) -> pn.Column:
-    """An upload box; the label, the neighbours and a marker on the map for the upload. Without
-    the pipeline extra (torch), a line saying how to install it instead."""
+    """An upload box; the neighbours, a fine-tuned space's label and a marker on the map for
+    the upload. Without the pipeline extra (torch), a line saying how to install it instead."""
     notice = pipeline_notice("Querying an image", "fse-query-result")
     if notice:
         return notice
@@ -131,9 +131,10 @@ def _summary(data, state, name, image, model, probabilities, rows) -> str:
     votes = data.column(state.color_by, SpaceKey.parse(state.space)).iloc[rows].astype(
         "string").value_counts()
     vote, share = str(votes.index[0]), votes.iloc[0] / len(rows)
-    # a pretrained network's label is one of its 1,000 ImageNet classes: not this dataset's
+    # a pretrained network's label is one of its ImageNet classes: not this dataset's
+    fine_tuned = not SpaceKey.parse(state.space).pretrained and top < len(model.classes or [])
     lines = [("model's label", f"{model.classes[top]} ({probabilities[top]:.0%})")
-             ] if model.classes and top < len(model.classes) else []
+             ] if fine_tuned else []
     lines += [
         (f"{state.color_by} by neighbours", f"{vote} ({share:.0%} of {len(rows)})"),
         ("on the map", f"{METHOD_LABELS.get(state.method, state.method)} marker ★"),

@@ -44,6 +44,11 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
             "No separability table in this store: run `precompute analyse --store DIR`.")),
             sizing_mode="stretch_width")
     order = [str(space) for space in data.store.spaces()]
+    # the heatmap's columns, named as the selector names them; by key where two names meet
+    # (a backbone with no map yet is not named in the selector's labels)
+    names = {space: data.space_label(SpaceKey.parse(space)) for space in order}
+    if len(set(names.values())) < len(names):
+        names = {space: space for space in order}
     givens = [g for g in table["given"].unique().tolist() if g]
     metric = pn.widgets.Select(label="Measure", options=METRICS, value="knn",
                                css_classes=["fse-sep-metric"], width=220)
@@ -61,7 +66,7 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         chosen["space"] = pd.Categorical(chosen["space"], categories=order, ordered=True)
         chosen = chosen.sort_values("space")
         chosen["space"] = chosen["space"].astype(str)
-        chosen["layer"] = [data.space_label(SpaceKey.parse(space)) for space in chosen["space"]]
+        chosen["layer"] = chosen["space"].map(names)
         chosen["text"] = [f"{v:.2f}\n({b:.2f})" for v, b in
                           zip(chosen["value"], chosen["baseline"], strict=True)]
         low, high = chosen["value"].min(), chosen["value"].max()
@@ -99,7 +104,7 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
         among = "" if condition.value == ALL_IMAGES else f" within each {cell['given']}"
         detail.object = (
             f"<div class='fse-sep-cell'><b>{html.escape(cell['attribute'])}</b>{among} at "
-            f"<b>{html.escape(cell['space'])}</b>: {cell['value']:.3f} "
+            f"<b>{html.escape(cell['layer'])}</b>: {cell['value']:.3f} "
             f"[{cell['low']:.3f}–{cell['high']:.3f}] against {cell['baseline']:.3f} "
             f"[{cell['baseline_low']:.3f}–{cell['baseline_high']:.3f}] with shuffled labels "
             f"({int(cell['n']):,} images, {int(cell['classes'])} classes). The map now shows "

@@ -12,6 +12,7 @@ import pytest
 
 from explorer.data import load_explorer_data
 from explorer.geometry import PointIndex
+from explorer.quality_view import first_with_findings
 from explorer.url_state import MAX_SELECTION_CHARS, decode_ids, encode_ids
 from precompute.store import SpaceKey
 from tests.browser.explorer_page import points_inside
@@ -395,3 +396,9 @@ def test_a_projections_reducer_is_unpickled_once(built_store):
         assert data.place(SPACE, "pca", vector) == first  # from memory, not the file
     finally:
         moved.rename(reducer_file)
+
+
+def test_the_quality_tab_opens_on_the_first_kind_with_findings():
+    assert first_with_findings([0, 0, 257, 5]) == 2  # not an empty "Nothing found" list
+    assert first_with_findings([3, 0, 1, 0]) == 0
+    assert first_with_findings([0, 0, 0, 0]) == 0

@@ -10,6 +10,7 @@ import pytest
 
 from explorer.metrics_view import confusion_cells
 from precompute.cli import main
+from precompute.store import Store
 from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import ARTIFACTS, panel_server
 from tests.helpers import HEAD_TRAINING, write_config
@@ -119,8 +120,11 @@ def test_the_chosen_runs_confusion_matrix_is_drawn_across_the_tab(two_runs_store
                 matrix.scroll_into_view_if_needed()
                 page.wait_for_timeout(1_000)
                 page.screenshot(path=ARTIFACTS / "metrics-two-runs.png")
+                store = Store(two_runs_store)
+                labels = [str(label) for label in store.meta(store.predictions_path(run))[
+                    "metrics"]["confusion"]["labels"]]
                 frame = next(p for p in page.evaluate(CATEGORICAL_PLOTS_JS)
-                             if "artist" not in p["rows"])  # not the Layers tab's heatmap
+                             if p["columns"] == labels and "artist" not in p["rows"])
                 drawn = frame["x"][-1] - frame["x"][0]
                 assert drawn >= 300, f"{run}'s matrix columns span {drawn:.0f} px"
     finally:
