@@ -38,7 +38,7 @@ SPREAD_PX = ((2_000, 2), (20_000, 1))  # (up to this many images, pixels); beyon
 
 class LayerStrip(ReactiveHTML):
     """The strip in the page, drawn from `content` (see `strip_content`); a click on a layer
-    goes to `on_pick(space)` and scrolls the page up to the main map, which now shows it."""
+    goes to `on_pick(space)`."""
 
     content = param.Dict(default={}, allow_refs=True, doc="what strip_content returns")
     picked = param.String(default="", doc="the space of the layer last clicked")
@@ -53,10 +53,7 @@ class LayerStrip(ReactiveHTML):
           const space = event.target.value;
           if (!space) return;  // a click between the tiles
           data.picked = '';  // the same layer clicked twice still reaches the server
-          data.picked = space;
-          for (const scroller of [document.scrollingElement, document.getElementById('main')]) {
-            if (scroller) scroller.scrollTo({top: 0, behavior: 'smooth'});
-          }""",
+          data.picked = space;""",
         "render": "self.draw()",
         "content": "self.draw()",
         "draw": """

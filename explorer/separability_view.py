@@ -32,7 +32,11 @@ SEPARABILITY_CSS = """
 def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
     """The layer strip; metric and condition selectors, the attribute × layer heatmap, the
     clicked cell's numbers."""
-    strip = LayerStrip(lambda space: setattr(state, "space", space),
+    def show_layer(space: str) -> None:
+        state.space = space
+        state.show_map()  # the main map, which now shows it
+
+    strip = LayerStrip(show_layer,
                        content=pn.bind(strip_content, data, state.param.space,
                                        state.param.method, state.param.color_by,
                                        state.param.mask, state.param.isolated,
