@@ -17,7 +17,8 @@ from precompute.cli import main
 from precompute.config import AnalysisConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.stages.analyse import plan_groupings, run_analyse, score_space
-from precompute.stats.separability import assess, probe_correct
+from precompute.stats.probe import probe_correct
+from precompute.stats.separability import assess
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, read_json
 
@@ -111,8 +112,8 @@ def test_probes_scored_in_worker_processes_equal_a_probe_scored_here(built_store
     records = pd.DataFrame(score_space(store, SPACES[0], groupings, sample, config))
     for (attribute, given), grouping in groupings.items():
         points = normalised(np.asarray(store.load_embeddings(SPACES[0]), dtype=np.float32))
-        alone = assess(lambda y, g=grouping, x=points[grouping.rows]: probe_correct(
-            x, y, g, config.folds, config.seed), grouping, config.probe_shuffles,
+        alone = assess(lambda versions, g=grouping, x=points[grouping.rows]: probe_correct(
+            x, versions, g, config.folds, config.seed), grouping, config.probe_shuffles,
             config.bootstrap, np.random.default_rng(config.seed)).record()
         pooled = records[(records["attribute"] == attribute) & (records["given"] == given)
                          & (records["metric"] == "probe")].iloc[0]

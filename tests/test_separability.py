@@ -20,15 +20,16 @@ from sklearn.preprocessing import StandardScaler
 
 from precompute.config import AnalysisConfig
 from precompute.stages.analyse import conditional_pairs
+from precompute.stats.probe import probe_correct
 from precompute.stats.separability import (
     Grouping,
     Score,
     assess,
     cosine_distances,
+    each_version,
     knn_correct,
     make_grouping,
     neighbours_within_strata,
-    probe_correct,
     silhouettes,
 )
 from precompute.stats.vectors import normalised
@@ -61,13 +62,12 @@ def score_all(vectors: np.ndarray, grouping: Grouping, shuffles: int = 20,
     neighbours = neighbours_within_strata(flat_index(vectors), points, grouping, K)
     distances = cosine_distances(points)
     per_image = {
-        "knn": lambda y: knn_correct(neighbours, y),
-        "probe": lambda y: probe_correct(points, y, grouping, 5, seed),
-        "silhouette": lambda y: silhouettes(distances, y, grouping),
+        "knn": each_version(lambda y: knn_correct(neighbours, y)),
+        "probe": lambda versions: probe_correct(points, versions, grouping, 5, seed),
+        "silhouette": lambda versions: silhouettes(distances, versions, grouping),
     }
     return {
-        metric: assess(f, grouping, shuffles if metric != "probe" else 2, 200,
-                       np.random.default_rng(seed))
+        metric: assess(f, grouping, shuffles, 200, np.random.default_rng(seed))
         for metric, f in per_image.items()
     }
 
@@ -198,7 +198,7 @@ def test_knn_accuracy_agrees_with_scikit_learn_leave_one_out():
 def test_probe_accuracy_agrees_with_scikit_learn_cross_val_score():
     vectors, labels = overlapping_groups(6)
     grouping = make_grouping(labels, None, everything(60), 5)
-    ours = probe_correct(vectors, grouping.labels, grouping, folds=5, seed=0).mean()
+    ours = probe_correct(vectors, [grouping.labels], grouping, folds=5, seed=0)[0].mean()
     reference = cross_val_score(  # equal folds, so the mean of folds is the pooled accuracy
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), vectors, labels,
         cv=StratifiedKFold(5, shuffle=True, random_state=0),
@@ -211,7 +211,8 @@ def test_silhouette_agrees_with_scikit_learn_silhouette_score():
     raw = vectors * np.random.default_rng(0).uniform(0.5, 3.0, size=(60, 1))  # cosine ignores
     grouping = make_grouping(labels, None, everything(60), 5)
     score = assess(
-        lambda y: silhouettes(cosine_distances(normalised(raw)), y, grouping), grouping,
+        lambda versions: silhouettes(cosine_distances(normalised(raw)), versions, grouping),
+        grouping,
         shuffles=5, bootstrap=200, rng=np.random.default_rng(0),
     )
     assert score.value == pytest.approx(silhouette_score(raw, labels, metric="cosine"), abs=1e-5)
@@ -230,4 +231,11 @@ def test_silhouettes_are_scikit_learns_within_each_stratum():
     for members in grouping.stratum_positions():
         expected[members] = silhouette_samples(distances[np.ix_(members, members)],
                                                labels[members], metric="precomputed")
-    np.testing.assert_allclose(silhouettes(distances, labels, grouping), expected, atol=1e-6)
+    shuffled = np.random.default_rng(4).permutation(labels)
+    expected_shuffled = np.zeros(300)
+    for members in grouping.stratum_positions():
+        expected_shuffled[members] = silhouette_samples(
+            distances[np.ix_(members, members)], shuffled[members], metric="precomputed")
+    ours, ours_shuffled = silhouettes(distances, [labels, shuffled], grouping)
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
+    np.testing.assert_allclose(ours_shuffled, expected_shuffled, atol=1e-6)

@@ -31,17 +31,17 @@ from tqdm.auto import tqdm
 from precompute.config import AnalysisConfig
 from precompute.errors import ConfigError, StoreError
 from precompute.processes import dies_with_this_process
+from precompute.stats import probe
 from precompute.stats.separability import (
     METRICS,
-    PROBE_ITERATIONS,
     Grouping,
     Score,
     assess,
     cosine_distances,
+    each_version,
     knn_correct,
     make_grouping,
     neighbours_within_strata,
-    probe_correct,
     silhouettes,
 )
 from precompute.stats.split import TEST
@@ -264,7 +264,7 @@ def part_recipe(
         "images": images_recipe,
         "split": split["recipe"] if split else None,
         "analysis": asdict(config),
-        "probe_iterations": PROBE_ITERATIONS,
+        "probe": probe.RECIPE,
     }
 
 
@@ -294,9 +294,9 @@ def score_space(
                 if metric == "probe":
                     score = probes[attribute, given].result()
                 else:
-                    per_image = (partial(knn_correct, neighbours) if metric == "knn" else
-                                 partial(silhouettes, among, grouping=grouping))
-                    score = assess(per_image, grouping, config.shuffles, config.bootstrap,
+                    scorer = (each_version(partial(knn_correct, neighbours)) if metric == "knn"
+                              else partial(silhouettes, among, grouping=grouping))
+                    score = assess(scorer, grouping, config.shuffles, config.bootstrap,
                                    np.random.default_rng(config.seed))
                 records.append({
                     "space": str(space), "attribute": attribute, "given": given,
@@ -336,9 +336,11 @@ def probe_score(positions: np.ndarray, grouping: Grouping, config: AnalysisConfi
     """The probe's cell of one grouping, with its own seeded shuffles and resamples (the same
     in every space, as every cell's), in a probe worker."""
     points = _probe_vectors[positions]
-    return assess(lambda y: probe_correct(points, y, grouping, config.folds, config.seed),
-                  grouping, config.probe_shuffles, config.bootstrap,
-                  np.random.default_rng(config.seed))
+    return assess(
+        lambda versions: probe.probe_correct(points, versions, grouping, config.folds,
+                                             config.seed),
+        grouping, config.probe_shuffles, config.bootstrap, np.random.default_rng(config.seed),
+    )
 
 
 def load_index(store: Store, space: SpaceKey) -> faiss.Index:

@@ -6,32 +6,26 @@ Three metrics, each computed as one score per image so that every one gets the s
   search restricted to the rows being scored, the image itself dropped; majority vote, ties to
   the class whose votes rank nearer);
 - `probe`: held-out accuracy of a linear probe (standardised features, logistic regression),
-  every image predicted once by stratified k-fold cross-validation;
+  every image predicted once by stratified k-fold cross-validation (probe.py);
 - `silhouette`: the silhouette of each image's group (cosine distance).
 
 A score is the mean over images, with a 95% bootstrap interval over images. Its baseline is the
 same score after shuffling the labels (mean over shuffles, with the 2.5–97.5 percentiles of the
-shuffled scores). Conditional separability (B within each value of A) restricts everything to
-strata, rows sharing a value of A: neighbours come from the same stratum, a probe is fitted per
-stratum, silhouettes are computed per stratum, and the baseline shuffles B within strata. A B
-that only comes along with A then scores at its baseline.
+shuffled scores); the probe holds the shuffles out on the real labels' folds. Each metric scores
+the labels and all their shuffles in one call, so work they share is done once (a stratum's
+distances, a fold's standardised features). Conditional separability (B within each value of
+A) restricts everything to strata, rows sharing a value of A: neighbours come from the same
+stratum, a probe is fitted per stratum, silhouettes are computed per stratum, and the baseline
+shuffles B within strata. A B that only comes along with A then scores at its baseline.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-
-from precompute.stats.small_fits import one_blas_thread
 
 METRICS = ("knn", "probe", "silhouette")
 TIE_BREAK = 1e-6  # per-rank vote bonus: far below one vote, so it only settles ties
@@ -144,38 +138,6 @@ def knn_correct(neighbours: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return votes.argmax(axis=1) == labels
 
 
-# The probe's iterations: on 1,000 photos (46 groupings in each of 4 layers) nearly every fit on
-# real labels converged within 100 (scores moved by at most 0.003 against 1,000 iterations),
-# while fits on shuffled labels ran on to 1,000 for baselines that moved by at most 0.005;
-# the stage took 1.5× less time (docs/benchmarks.md, A first map of a new dataset).
-PROBE_ITERATIONS = 100
-
-
-def make_probe() -> Pipeline:
-    """The linear probe: standardised features into a multinomial logistic regression."""
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_ITERATIONS))
-
-
-def probe_correct(
-    vectors: np.ndarray, labels: np.ndarray, grouping: Grouping, folds: int, seed: int
-) -> np.ndarray:
-    """Whether each row's held-out probe prediction is its label; one probe per stratum,
-    stratified k-fold (fewer folds where a class is smaller than `folds`)."""
-    correct = np.zeros(len(labels), dtype=bool)
-    for members in grouping.stratum_positions():
-        y = labels[members]
-        splits = max(2, min(folds, int(np.bincount(y)[np.unique(y)].min())))
-        cv = StratifiedKFold(splits, shuffle=True, random_state=seed)
-        with warnings.catch_warnings(), one_blas_thread():
-            # The probe's accuracy is measured, not its optimum: an unconverged fit is fine;
-            # strata with many small classes are classification all the same.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
-            predicted = cross_val_predict(make_probe(), vectors[members], y, cv=cv)
-        correct[members] = predicted == y
-    return correct
-
-
 def cosine_distances(vectors: np.ndarray) -> np.ndarray:
     """Pairwise cosine distances of unit-length rows (float32, zero diagonal)."""
     distances = 1.0 - vectors @ vectors.T
@@ -184,29 +146,36 @@ def cosine_distances(vectors: np.ndarray) -> np.ndarray:
     return distances
 
 
-def silhouettes(distances: np.ndarray, labels: np.ndarray, grouping: Grouping) -> np.ndarray:
+def silhouettes(
+    distances: np.ndarray, versions: list[np.ndarray], grouping: Grouping
+) -> list[np.ndarray]:
     """Silhouette of each row's group among the rows of its stratum (`distances` between the
-    grouping's rows): scikit-learn's `silhouette_samples`, from one matrix product of the
-    distances with the groups' memberships per stratum. It is called once per label shuffle
-    on the same distances, 21 times a grouping: a layer of 1,000 photos took 6.8 s of scores
-    through `silhouette_samples` and 2.2 s so, shuffles and bootstrap intervals included."""
-    values = np.zeros(len(labels))
+    grouping's rows), for each label version: scikit-learn's `silhouette_samples`, from one
+    product of a stratum's distances with the groups' memberships of every version. A layer of
+    1,000 photos (21 versions a grouping) took 6.8 s of scores through `silhouette_samples`,
+    2.2 s version by version, and less again with the distances taken out once per stratum."""
+    values = [np.zeros(len(labels)) for labels in versions]
     for members in grouping.stratum_positions():
-        codes = np.unique(labels[members], return_inverse=True)[1]
         rows = np.arange(len(members))
-        membership = np.zeros((len(members), codes.max() + 1))
-        membership[rows, codes] = 1.0
-        to_group = distances[np.ix_(members, members)].astype(np.float64) @ membership
+        codes = [np.unique(labels[members], return_inverse=True)[1] for labels in versions]
+        widths = np.cumsum([0] + [int(code.max()) + 1 for code in codes])
+        membership = np.zeros((len(members), widths[-1]))
+        for code, start in zip(codes, widths[:-1], strict=True):
+            membership[rows, start + code] = 1.0
+        to_groups = distances[np.ix_(members, members)].astype(np.float64) @ membership
         sizes = membership.sum(axis=0)
-        own_size = sizes[codes]
-        within = to_group[rows, codes] / np.maximum(own_size - 1, 1)  # the row itself is 0 away
-        to_group /= sizes
-        to_group[rows, codes] = np.inf
-        nearest_other = to_group.min(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values[members] = np.nan_to_num(
-                (nearest_other - within) / np.maximum(within, nearest_other))
-        values[members[own_size == 1]] = 0.0  # a group of one has no silhouette
+        for version, (code, start, stop) in enumerate(zip(codes, widths[:-1], widths[1:],
+                                                          strict=True)):
+            to_group, group_sizes = to_groups[:, start:stop], sizes[start:stop]
+            own_size = group_sizes[code]
+            within = to_group[rows, code] / np.maximum(own_size - 1, 1)  # itself is 0 away
+            to_group = to_group / group_sizes
+            to_group[rows, code] = np.inf
+            nearest_other = to_group.min(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[version][members] = np.nan_to_num(
+                    (nearest_other - within) / np.maximum(within, nearest_other))
+            values[version][members[own_size == 1]] = 0.0  # a group of one has no silhouette
     return values
 
 
@@ -222,20 +191,22 @@ def shuffle_within_strata(
 
 
 def assess(
-    per_image: Callable[[np.ndarray], np.ndarray],
+    score_versions: Callable[[list[np.ndarray]], list[np.ndarray]],
     grouping: Grouping,
     shuffles: int,
     bootstrap: int,
     rng: np.random.Generator,
 ) -> Score:
-    """Score `grouping` with `per_image` (labels → one score per row), its bootstrap interval,
-    and the shuffled-label baseline with its spread."""
-    values = np.asarray(per_image(grouping.labels), dtype=np.float64)
+    """Score `grouping` with `score_versions` (label versions → one score per row for each:
+    the labels, then `shuffles` shuffles of them), its bootstrap interval, and the
+    shuffled-label baseline with its spread."""
+    versions = [grouping.labels] + [
+        shuffle_within_strata(grouping.labels, grouping, rng) for _ in range(shuffles)
+    ]
+    scores = score_versions(versions)
+    values = np.asarray(scores[0], dtype=np.float64)
     low, high = bootstrap_interval(values, bootstrap, rng)
-    null = np.array([
-        np.mean(per_image(shuffle_within_strata(grouping.labels, grouping, rng)))
-        for _ in range(shuffles)
-    ])
+    null = np.array([np.mean(shuffled) for shuffled in scores[1:]])
     return Score(
         value=float(values.mean()), low=low, high=high,
         baseline=float(null.mean()),
@@ -243,6 +214,13 @@ def assess(
         baseline_high=float(np.percentile(null, 97.5)),
         n=len(values), classes=grouping.classes, strata=grouping.stratum_count,
     )
+
+
+def each_version(
+    per_image: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """`assess`'s scorer from a function of one label version."""
+    return lambda versions: [per_image(labels) for labels in versions]
 
 
 def bootstrap_interval(
