@@ -29,13 +29,19 @@ def noisy_groups(rows: int, dims: int, classes: int, seed: int,
     return centres[labels] + noise * rng.normal(size=(rows, dims)), labels
 
 
-def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
-    """Targets of one version: rows × 1 × classes."""
-    return np.eye(classes, dtype=np.float32)[labels][:, None, :]
+def fit_one_fold(features: np.ndarray, versions: list[np.ndarray], classes: int,
+                 penalty: float) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_softmax` on one fold of every row: weights (versions × classes × d) and intercepts
+    (versions × classes)."""
+    targets = np.stack([np.eye(classes, dtype=np.float32)[labels].T for labels in versions])
+    weights, intercepts = fit_softmax(
+        np.ascontiguousarray(features.T)[None], np.ones((1, len(features)), dtype=bool),
+        targets[None], np.array([penalty]))
+    return weights[0], intercepts[0]
 
 
 def probabilities(points: np.ndarray, weights: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    logits = points @ weights + intercepts
+    logits = points @ weights.T + intercepts
     exps = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exps / exps.sum(axis=1, keepdims=True)
 
@@ -44,8 +50,8 @@ def probabilities(points: np.ndarray, weights: np.ndarray, intercepts: np.ndarra
 def test_a_converged_fit_is_scikit_learns_optimum(classes):
     points, labels = noisy_groups(300, 12, classes, seed=classes)
     features, _ = standardised(points, points[:1])
-    weights, intercepts = fit_softmax(features, one_hot(labels, classes),
-                                      penalty=(2.0 if classes == 2 else 1.0) / len(labels))
+    weights, intercepts = fit_one_fold(features, [labels], classes,
+                                       penalty=(2.0 if classes == 2 else 1.0) / len(labels))
     reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(features, labels)
     ours = probabilities(features, weights[0], intercepts[0])
     np.testing.assert_allclose(ours, reference.predict_proba(features), atol=2e-3)
@@ -55,18 +61,19 @@ def test_versions_fitted_together_are_each_fitted_alone():
     points, labels = noisy_groups(200, 8, 3, seed=5)
     other = np.random.default_rng(0).permutation(labels)
     features, _ = standardised(points, points[:1])
-    both = np.concatenate([one_hot(labels, 3), one_hot(other, 3)], axis=1)
-    together = fit_softmax(features, both, penalty=1 / 200)
-    for version, alone in enumerate([one_hot(labels, 3), one_hot(other, 3)]):
-        weights, intercepts = fit_softmax(features, alone, penalty=1 / 200)
+    together = fit_one_fold(features, [labels, other], 3, penalty=1 / 200)
+    for version, alone in enumerate([labels, other]):
+        weights, intercepts = fit_one_fold(features, [alone], 3, penalty=1 / 200)
         np.testing.assert_allclose(
             probabilities(features, together[0][version], together[1][version]),
             probabilities(features, weights[0], intercepts[0]), atol=2e-3)
 
 
 def test_fewer_rows_than_dimensions_are_fitted_in_their_span_to_the_same_predictions():
-    points, labels = noisy_groups(60, 150, 3, seed=7, noise=6.0)
-    assert span_pays(48, 150, 3)  # a training fold of 48 rows in 150 dimensions
+    """62 rows: folds of 49 and 50 training rows, fitted together (padded with a row the loss
+    ignores, and in spans of 49 and 50 dimensions, with a zero column)."""
+    points, labels = noisy_groups(62, 150, 3, seed=7, noise=6.0)
+    assert span_pays(49, 150, 3)
     ours = held_out_predictions(points, labels[:, None], folds=5, seed=0)[:, 0]
     reference = cross_val_predict(
         make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10, max_iter=10_000)),

@@ -4,12 +4,13 @@ stratified k-fold, fitted for a grouping's labels and all their shuffles at once
 It is scikit-learn's `make_pipeline(StandardScaler(), LogisticRegression(C=1))` (the same
 objective: mean cross-entropy plus an L2 penalty of 1 / (2 C n) on the weights, none on the
 intercepts; two classes as one logistic vector, as scikit-learn fits them), with three changes
-that a profile of the analysis asked for (docs/benchmarks.md, *The probe, fitted for a label
-and its shuffles at once*):
+that a profile of the analysis asked for (docs/benchmarks.md, *The analysis: a label and its
+shuffles scored at once*):
 
 - the shuffled labels are held out on the real labels' folds, so each fold's features are
-  standardised once and one pass over them scores the label and every shuffle: the L-BFGS below
-  runs one independent fit per label version, vectorised over the versions;
+  standardised once and one pass over them scores the label and every shuffle. The L-BFGS
+  below runs one independent fit per fold and label version, all of them in lockstep, so each
+  numpy call serves twenty fits (5 folds × 4 versions) instead of one;
 - where a fold has fewer rows than dimensions, the fit runs in the span of its rows (an
   orthonormal basis from a QR factorisation). That is exact: an L2-penalised solution lies in
   that span, and the penalty and every product are unchanged by the rotation;
@@ -67,23 +68,46 @@ def held_out_predictions(
     classes = int(codes.max()) + 1
     sizes = np.bincount(codes[:, 0], minlength=classes)
     splits = max(2, min(folds, int(sizes[sizes > 0].min())))
-    predicted = np.zeros_like(codes)
-    targets = np.zeros((len(points), codes.shape[1], classes), dtype=np.float32)
-    np.put_along_axis(targets, codes[:, :, None], 1.0, axis=2)
-    for train, test in StratifiedKFold(splits, shuffle=True, random_state=seed).split(
-        points, codes[:, 0]
-    ):
+    split = StratifiedKFold(splits, shuffle=True, random_state=seed).split(points, codes[:, 0])
+    parts = []  # (train rows, test rows, train features, test features) per fold
+    for train, test in split:
         fitted, held_out = standardised(points[train], points[test])
         if span_pays(*fitted.shape, codes.shape[1] * classes):
             basis, triangle = np.linalg.qr(fitted.T)
             fitted, held_out = np.ascontiguousarray(triangle.T), held_out @ basis
-        # two classes: one logistic vector with penalty 1 / (2 C n) is two softmax vectors
-        # with twice that penalty
-        penalty = (2.0 if classes == 2 else 1.0) / len(train)
-        weights, intercepts = fit_softmax(fitted, targets[train], penalty)
-        scores = np.einsum("nd,vdk->nvk", held_out, weights) + intercepts
-        predicted[test] = scores.argmax(axis=2)
+        parts.append((train, test, fitted, held_out))
+    features, used, targets = stacked_folds(parts, codes, classes)
+    # two classes: one logistic vector with penalty 1 / (2 C n) is two softmax vectors with
+    # twice that penalty
+    penalty = (2.0 if classes == 2 else 1.0) / used.sum(axis=1)
+    weights, intercepts = fit_softmax(features, used, targets, penalty)
+    predicted = np.zeros_like(codes)
+    for fold, (_, test, _, held_out) in enumerate(parts):
+        scores = np.einsum("nd,vkd->nvk", held_out, weights[fold, ..., : held_out.shape[1]])
+        predicted[test] = (scores + intercepts[fold]).argmax(axis=2)
     return predicted
+
+
+def stacked_folds(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], codes: np.ndarray,
+    classes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folds' training features (folds × d × n), the rows in use (folds × n) and one-hot
+    targets (folds × versions × k × n), rows last (see `softmax_loss`). A fold with fewer rows
+    is padded with rows the loss ignores, one in a narrower span with zero columns, whose
+    weights stay zero."""
+    rows = max(len(train) for train, *_ in parts)
+    dims = max(fitted.shape[1] for *_, fitted, _ in parts)
+    features = np.zeros((len(parts), dims, rows), dtype=np.float32)
+    used = np.zeros((len(parts), rows), dtype=bool)
+    targets = np.zeros((len(parts), codes.shape[1], classes, rows), dtype=np.float32)
+    for fold, (train, _, fitted, _) in enumerate(parts):
+        features[fold, : fitted.shape[1], : len(train)] = fitted.T
+        used[fold, : len(train)] = True
+        versions, positions = np.meshgrid(np.arange(codes.shape[1]), np.arange(len(train)),
+                                          indexing="ij")
+        targets[fold, versions, codes[train].T, positions] = 1.0
+    return features, used, targets
 
 
 def span_pays(rows: int, dims: int, outputs: int) -> bool:
@@ -104,108 +128,113 @@ def standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def fit_softmax(
-    features: np.ndarray, targets: np.ndarray, penalty: float
+    features: np.ndarray, used: np.ndarray, targets: np.ndarray, penalty: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (versions × d × k) and intercepts (versions × k) minimising, for each version
-    independently, mean cross-entropy + penalty / 2 · |weights|² over `features` (n × d) and
-    one-hot `targets` (n × versions × k): L-BFGS with a backtracking (Armijo) line search, in
-    lockstep over the versions, each with its own corrections, step and stopping. A fit that
-    stops leaves the arrays, so the others run without copies."""
+    """Weights (folds × versions × k × d) and intercepts (folds × versions × k) minimising, for
+    each fold and version independently, mean cross-entropy over the fold's `used` rows +
+    its penalty / 2 · |weights|², from `features` (folds × d × n) and one-hot `targets`
+    (folds × versions × k × n): L-BFGS with a backtracking (Armijo) line search, in lockstep
+    over every fit, each with its own corrections, step and stopping."""
     dims = features.shape[1]
-    versions, classes = targets.shape[1:]
-    size = dims * classes + classes
-    fitted = np.zeros((versions, size), dtype=np.float32)
-    running = np.arange(versions)  # the versions still fitted, in the arrays' order
-    params = np.zeros((versions, size), dtype=np.float32)
-    loss, gradient = softmax_loss(params, features, targets, penalty)
-    steps = np.zeros((HISTORY, versions, size), dtype=np.float32)  # a ring of corrections
+    versions, classes = targets.shape[1:3]
+    counts = used.sum(axis=1)
+    params = np.zeros((features.shape[0], versions, dims * classes + classes), dtype=np.float32)
+    loss, gradient = softmax_loss(params, features, used, targets, penalty, counts)
+    steps = np.zeros((HISTORY, *params.shape), dtype=np.float32)  # a ring of corrections
     changes = np.zeros_like(steps)  # the gradient's change over each step
-    inverse_curvature = np.zeros((HISTORY, versions), dtype=np.float32)  # 0: pair skipped
-    scale = 1.0 / np.maximum(np.linalg.norm(gradient, axis=1), 1e-12)  # the first step's
-    stuck = np.zeros(versions, dtype=bool)
+    inverse_curvature = np.zeros(steps.shape[:-1], dtype=np.float32)  # 0: pair skipped
+    scale = 1.0 / np.maximum(np.linalg.norm(gradient, axis=-1), 1e-12)  # the first step's
+    running = np.ones(params.shape[:-1], dtype=bool)
     for iteration in range(PROBE_ITERATIONS):
-        done = stuck | (np.abs(gradient).max(axis=1) <= PROBE_TOLERANCE)
-        if done.any():
-            fitted[running[done]] = params[done]
-            left = ~done
-            running, params, loss, gradient, scale, stuck = (
-                running[left], params[left], loss[left], gradient[left], scale[left],
-                stuck[left])
-            steps, changes = steps[:, left], changes[:, left]
-            inverse_curvature, targets = inverse_curvature[:, left], targets[:, left]
-            if not len(running):
-                break
+        running &= np.abs(gradient).max(axis=-1) > PROBE_TOLERANCE
+        if not running.any():
+            break
         kept = min(iteration, HISTORY)
         order = [(iteration - kept + pair) % HISTORY for pair in range(kept)]
         direction = -two_loop(gradient, steps, changes, inverse_curvature, scale, order)
-        slope = np.einsum("vp,vp->v", gradient, direction)
-        step = np.ones(len(running), dtype=np.float32)
+        direction[~running] = 0.0  # a finished fit stays where it is
+        slope = dot(gradient, direction)
+        step = np.ones(running.shape, dtype=np.float32)
         trial = params + direction
-        new_loss, new_gradient = softmax_loss(trial, features, targets, penalty)
+        new_loss, new_gradient = softmax_loss(trial, features, used, targets, penalty, counts)
         for _ in range(HALVINGS):
             short = new_loss > loss + ARMIJO * step * slope
             if not short.any():
                 break
             step[short] /= 2
             trial[short] = params[short] + step[short, None] * direction[short]
-            new_loss[short], new_gradient[short] = softmax_loss(
-                trial[short], features, targets[:, short], penalty)
+            again = short.any(axis=1)  # the folds to evaluate again
+            retried = softmax_loss(trial[again], features[again], used[again], targets[again],
+                                   penalty[again], counts[again])
+            redo = short[again]
+            new_loss[again] = np.where(redo, retried[0], new_loss[again])
+            new_gradient[again] = np.where(redo[..., None], retried[1], new_gradient[again])
         else:  # no sufficient decrease: those fits stop where they were
             stuck = new_loss > loss + ARMIJO * step * slope
             trial[stuck], new_loss[stuck], new_gradient[stuck] = (
                 params[stuck], loss[stuck], gradient[stuck])
+            running &= ~stuck
         step_taken, change = trial - params, new_gradient - gradient
-        curvature = np.einsum("vp,vp->v", step_taken, change)
+        curvature = dot(step_taken, change)
         usable = curvature > 1e-10
         slot = iteration % HISTORY
-        steps[slot] = step_taken * usable[:, None]
-        changes[slot] = change * usable[:, None]
+        steps[slot] = step_taken * usable[..., None]
+        changes[slot] = change * usable[..., None]
         inverse_curvature[slot] = np.where(usable, 1.0 / np.where(usable, curvature, 1.0), 0.0)
-        change_norm = np.einsum("vp,vp->v", change, change)
-        scale = np.where(usable, curvature / np.maximum(change_norm, 1e-30), scale)
+        scale = np.where(usable, curvature / np.maximum(dot(change, change), 1e-30), scale)
         params, loss, gradient = trial, new_loss, new_gradient
-    fitted[running] = params
-    weights = fitted[:, : dims * classes].reshape(versions, dims, classes)
-    return weights, fitted[:, dims * classes:]
+    weights = params[..., : dims * classes].reshape(*params.shape[:2], classes, dims)
+    return weights, params[..., dims * classes:]
 
 
 def two_loop(
     gradient: np.ndarray, steps: np.ndarray, changes: np.ndarray,
     inverse_curvature: np.ndarray, scale: np.ndarray, order: list[int],
 ) -> np.ndarray:
-    """L-BFGS's inverse-Hessian estimate times `gradient`, per version (rows), from the
-    correction pairs at `order` (oldest first); a pair with zero inverse curvature adds
-    nothing."""
+    """L-BFGS's inverse-Hessian estimate times `gradient`, per fit (the last axis holds a fit's
+    parameters), from the correction pairs at `order` (oldest first); a pair with zero inverse
+    curvature adds nothing."""
     direction = gradient.copy()
     alphas = {}
     for pair in reversed(order):
-        alphas[pair] = inverse_curvature[pair] * np.einsum("vp,vp->v", steps[pair], direction)
-        direction -= alphas[pair][:, None] * changes[pair]
-    direction *= scale[:, None]
+        alphas[pair] = inverse_curvature[pair] * dot(steps[pair], direction)
+        direction -= alphas[pair][..., None] * changes[pair]
+    direction *= scale[..., None]
     for pair in order:
-        beta = inverse_curvature[pair] * np.einsum("vp,vp->v", changes[pair], direction)
-        direction += (alphas[pair] - beta)[:, None] * steps[pair]
+        beta = inverse_curvature[pair] * dot(changes[pair], direction)
+        direction += (alphas[pair] - beta)[..., None] * steps[pair]
     return direction
 
 
+def dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Dot products along the last axis."""
+    return np.einsum("...p,...p->...", left, right)
+
+
 def softmax_loss(
-    params: np.ndarray, features: np.ndarray, targets: np.ndarray, penalty: float
+    params: np.ndarray, features: np.ndarray, used: np.ndarray, targets: np.ndarray,
+    penalty: np.ndarray, counts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per version: mean cross-entropy + penalty / 2 · |weights|², and its gradient. One
-    product of the features with every version's weights, one back."""
-    rows, dims = features.shape
-    versions, classes = targets.shape[1:]
-    weights = params[:, : dims * classes].reshape(versions, dims, classes)
-    logits = features @ weights.transpose(1, 0, 2).reshape(dims, versions * classes)
-    logits = logits.reshape(rows, versions, classes) + params[:, dims * classes:]
+    """Per fold and version: mean cross-entropy over the used rows + penalty / 2 · |weights|²,
+    and its gradient. One product of each fold's features with every version's weights, one
+    back. Classes run along the second-last axis and rows along the last, so the sums over
+    classes are sums of whole rows of numbers (numpy is slow over a short last axis)."""
+    folds, dims, rows = features.shape
+    versions, classes = targets.shape[1:3]
+    weights = params[..., : dims * classes].reshape(folds, versions, classes, dims)
+    logits = (weights.reshape(folds, versions * classes, dims) @ features).reshape(
+        folds, versions, classes, rows) + params[..., dims * classes:, None]
     logits -= logits.max(axis=2, keepdims=True)
     exps = np.exp(logits)
     totals = exps.sum(axis=2, keepdims=True)
-    loss = ((np.log(totals).sum(axis=(0, 2)) - (logits * targets).sum(axis=(0, 2))) / rows
-            + 0.5 * penalty * np.einsum("vdk,vdk->v", weights, weights))
-    errors = (exps / totals - targets) / rows
-    weight_gradient = (features.T @ errors.reshape(rows, versions * classes)).reshape(
-        dims, versions, classes).transpose(1, 0, 2) + penalty * weights
+    weight = (used / counts[:, None]).astype(np.float32)[:, None, None, :]  # folds × 1 × 1 × rows
+    per_row = np.log(totals) - (logits * targets).sum(axis=2, keepdims=True)
+    loss = ((per_row * weight).sum(axis=(2, 3))
+            + 0.5 * penalty[:, None] * np.einsum("fvkd,fvkd->fv", weights, weights))
+    errors = (exps / totals - targets) * weight
+    weight_gradient = (errors.reshape(folds, versions * classes, rows)
+                       @ features.transpose(0, 2, 1)).reshape(weights.shape)
+    weight_gradient += penalty[:, None, None, None] * weights
     gradient = np.concatenate(
-        [weight_gradient.reshape(versions, dims * classes), errors.sum(axis=0)], axis=1)
+        [weight_gradient.reshape(folds, versions, -1), errors.sum(axis=3)], axis=2)
     return loss.astype(np.float32), gradient.astype(np.float32)
