@@ -17,7 +17,7 @@ from precompute.cli import main
 from precompute.config import AnalysisConfig, RunConfig
 from precompute.errors import ConfigError
 from precompute.stages.analyse import plan_groupings, run_analyse, score_space
-from precompute.stats.probe import probe_correct
+from precompute.stats.probe import fold_ids, probe_correct
 from precompute.stats.separability import assess
 from precompute.stats.vectors import normalised
 from precompute.store import SpaceKey, Store, read_json
@@ -112,9 +112,10 @@ def test_probes_scored_in_worker_processes_equal_a_probe_scored_here(built_store
     records = pd.DataFrame(score_space(store, SPACES[0], groupings, sample, config))
     for (attribute, given), grouping in groupings.items():
         points = normalised(np.asarray(store.load_embeddings(SPACES[0]), dtype=np.float32))
-        alone = assess(lambda versions, g=grouping, x=points[grouping.rows]: probe_correct(
-            x, versions, g, config.folds, config.seed), grouping, config.probe_shuffles,
-            config.bootstrap, np.random.default_rng(config.seed)).record()
+        folds = fold_ids(grouping, config.folds, config.seed)
+        alone = assess(lambda versions, g=grouping, x=points[grouping.rows], f=folds:
+                       probe_correct(x, versions, g, f), grouping, config.probe_shuffles,
+                       config.bootstrap, np.random.default_rng(config.seed), blocks=folds).record()
         pooled = records[(records["attribute"] == attribute) & (records["given"] == given)
                          & (records["metric"] == "probe")].iloc[0]
         assert {key: pooled[key] for key in alone} == pytest.approx(alone)

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from precompute.config import AnalysisConfig
 from precompute.stages.analyse import conditional_pairs
-from precompute.stats.probe import probe_correct
+from precompute.stats.probe import fold_ids, probe_correct
 from precompute.stats.separability import (
     Grouping,
     Score,
@@ -61,13 +61,15 @@ def score_all(vectors: np.ndarray, grouping: Grouping, shuffles: int = 20,
     points = vectors[grouping.rows]
     neighbours = neighbours_within_strata(flat_index(vectors), points, grouping, K)
     distances = cosine_distances(points)
+    folds = fold_ids(grouping, 5, seed)
     per_image = {
         "knn": each_version(lambda y: knn_correct(neighbours, y)),
-        "probe": lambda versions: probe_correct(points, versions, grouping, 5, seed),
+        "probe": lambda versions: probe_correct(points, versions, grouping, folds),
         "silhouette": lambda versions: silhouettes(distances, versions, grouping),
     }
     return {
-        metric: assess(f, grouping, shuffles, 200, np.random.default_rng(seed))
+        metric: assess(f, grouping, shuffles, 200, np.random.default_rng(seed),
+                       blocks=folds if metric == "probe" else None)
         for metric, f in per_image.items()
     }
 
@@ -198,7 +200,8 @@ def test_knn_accuracy_agrees_with_scikit_learn_leave_one_out():
 def test_probe_accuracy_agrees_with_scikit_learn_cross_val_score():
     vectors, labels = overlapping_groups(6)
     grouping = make_grouping(labels, None, everything(60), 5)
-    ours = probe_correct(vectors, [grouping.labels], grouping, folds=5, seed=0)[0].mean()
+    ours = probe_correct(vectors, [grouping.labels], grouping, fold_ids(grouping, 5, 0))[0]
+    ours = ours.mean()
     reference = cross_val_score(  # equal folds, so the mean of folds is the pooled accuracy
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), vectors, labels,
         cv=StratifiedKFold(5, shuffle=True, random_state=0),

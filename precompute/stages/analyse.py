@@ -336,10 +336,11 @@ def probe_score(positions: np.ndarray, grouping: Grouping, config: AnalysisConfi
     """The probe's cell of one grouping, with its own seeded shuffles and resamples (the same
     in every space, as every cell's), in a probe worker."""
     points = _probe_vectors[positions]
+    folds = probe.fold_ids(grouping, config.folds, config.seed)
     return assess(
-        lambda versions: probe.probe_correct(points, versions, grouping, config.folds,
-                                             config.seed),
+        lambda versions: probe.probe_correct(points, versions, grouping, folds),
         grouping, config.probe_shuffles, config.bootstrap, np.random.default_rng(config.seed),
+        blocks=folds,
     )
 
 

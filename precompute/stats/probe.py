@@ -1,16 +1,15 @@
-"""The linear probe: a multinomial logistic regression on standardised features, held-out by
-stratified k-fold, fitted for a grouping's labels and all their shuffles at once.
+"""The linear probe: held-out accuracy of a softmax regression, for labels and shuffles at once.
 
 It is scikit-learn's `make_pipeline(StandardScaler(), LogisticRegression(C=1))` (the same
 objective: mean cross-entropy plus an L2 penalty of 1 / (2 C n) on the weights, none on the
-intercepts; two classes as one logistic vector, as scikit-learn fits them), with three changes
-that a profile of the analysis asked for (docs/benchmarks.md, *The analysis: a label and its
-shuffles scored at once*):
+intercepts; two classes as one logistic vector, as scikit-learn fits them), on stratified
+k-fold, with three changes that a profile of the analysis asked for (docs/benchmarks.md, *The
+analysis: a label and its shuffles scored at once*):
 
-- the shuffled labels are held out on the real labels' folds, so each fold's features are
-  standardised once and one pass over them scores the label and every shuffle. The L-BFGS
-  below runs one independent fit per fold and label version, all of them in lockstep, so each
-  numpy call serves twenty fits (5 folds × 4 versions) instead of one;
+- the shuffles of the labels are permuted within the labels' folds (`fold_ids`), so every
+  version holds the same classes in each fold, stratified alike, and each fold's features are
+  standardised once for all of them. The L-BFGS below runs one independent fit per fold and
+  label version, all in lockstep, so each numpy call serves twenty fits (5 folds × 4 versions);
 - where a fold has fewer rows than dimensions, the fit runs in the span of its rows (an
   orthonormal basis from a QR factorisation). That is exact: an L2-penalised solution lies in
   that span, and the penalty and every product are unchanged by the rotation;
@@ -18,96 +17,103 @@ shuffles scored at once*):
   took two thirds of the time of scikit-learn's fits here.
 
 Fits stop when every gradient component is below `PROBE_TOLERANCE` (scikit-learn's `tol`) or
-after `PROBE_ITERATIONS`. Fits on real labels converge to the same optimum as
-scikit-learn's; fits on shuffled labels mostly stop at the iteration limit, like scikit-learn's.
+after `PROBE_ITERATIONS`. Fits on real labels converge to scikit-learn's optimum; fits on
+shuffled labels mostly stop at the iteration limit, as scikit-learn's did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from precompute.stats.separability import Grouping
+from precompute.stats.separability import Grouping, codes_within
 from precompute.stats.small_fits import one_blas_thread
 
-# On 1,000 photos (46 groupings in each of 4 layers) nearly every fit on real labels converged
-# within 100 iterations (scores moved by at most 0.003 against 1,000), while fits on shuffled
-# labels ran on to 1,000 for baselines that moved by at most 0.005 (docs/benchmarks.md).
+# Where scikit-learn's fits stopped before this solver: on 1,000 photos (46 groupings in each of
+# 4 layers) nearly every fit on real labels converged within 100 iterations (scores moved by at
+# most 0.003 against 1,000), while fits on shuffled labels ran on to 1,000 for baselines that
+# moved by at most 0.005 (docs/benchmarks.md, A first map of a new dataset).
 PROBE_ITERATIONS = 100
 PROBE_TOLERANCE = 1e-4
 HISTORY = 10  # L-BFGS correction pairs, as SciPy's default
-ARMIJO = 1e-4  # sufficient decrease of a step
+ARMIJO = 1e-4  # the sufficient decrease a step must make
 HALVINGS = 30  # a line search gives up after this many
+CURVATURE = float(np.finfo(np.float32).eps)  # a pair is used where s·y > CURVATURE · y·y
+BATCH_BYTES = 512 * 2**20  # the working arrays of the folds fitted together, at most
 RECIPE = {"model": "softmax regression, C = 1, standardised", "fit": "L-BFGS, float32",
           "iterations": PROBE_ITERATIONS, "tolerance": PROBE_TOLERANCE,
-          "shuffles": "held out on the labels' folds"}
+          "shuffles": "permuted within the labels' folds"}
+
+
+class Fold(NamedTuple):
+    """One fold of a stratum: its rows and their standardised features, in the span of the
+    training rows where that pays."""
+
+    train: np.ndarray  # positions of the training rows
+    test: np.ndarray  # positions of the held-out rows
+    fitted: np.ndarray  # training rows × dimensions
+    held_out: np.ndarray  # held-out rows × the same dimensions
+
+
+def fold_ids(grouping: Grouping, folds: int, seed: int) -> np.ndarray:
+    """Each row's held-out fold (0, 1, …): stratified k-fold of its labels within its stratum,
+    fewer folds where a class is smaller than `folds`. Give them to `assess` as the blocks the
+    probe's shuffles are permuted within."""
+    ids = np.zeros(len(grouping.labels), dtype=np.int64)
+    for members in grouping.stratum_positions():
+        labels = grouping.labels[members]
+        splits = max(2, min(folds, int(np.bincount(labels)[np.unique(labels)].min())))
+        split = StratifiedKFold(splits, shuffle=True, random_state=seed).split(members, labels)
+        for fold, (_, test) in enumerate(split):
+            ids[members[test]] = fold
+    return ids
 
 
 def probe_correct(
-    vectors: np.ndarray, versions: list[np.ndarray], grouping: Grouping, folds: int, seed: int
+    vectors: np.ndarray, versions: list[np.ndarray], grouping: Grouping, folds: np.ndarray
 ) -> list[np.ndarray]:
     """For each label version (the labels, then their shuffles), whether each row's held-out
-    prediction is its label. One probe per stratum, on stratified k-fold of the first
-    version's labels (fewer folds where a class is smaller than `folds`)."""
+    prediction is its label: one probe per stratum and fold, `folds` from `fold_ids`."""
     correct = [np.zeros(len(labels), dtype=bool) for labels in versions]
     with one_blas_thread():
         for members in grouping.stratum_positions():
-            codes = np.stack([np.unique(labels[members], return_inverse=True)[1]
-                              for labels in versions], axis=1)
-            predicted = held_out_predictions(vectors[members], codes, folds, seed)
+            codes = np.stack(codes_within(versions, members), axis=1)
+            predicted = held_out_predictions(vectors[members], codes, folds[members])
             for version, right in enumerate((predicted == codes).T):
                 correct[version][members] = right
     return correct
 
 
-def held_out_predictions(
-    points: np.ndarray, codes: np.ndarray, folds: int, seed: int
-) -> np.ndarray:
+def held_out_predictions(points: np.ndarray, codes: np.ndarray, folds: np.ndarray) -> np.ndarray:
     """Each row's predicted class (rows × versions) from the probe of the fold that held it
     out; `codes` are class codes 0..k-1 per row and version, the same classes in each."""
     classes = int(codes.max()) + 1
-    sizes = np.bincount(codes[:, 0], minlength=classes)
-    splits = max(2, min(folds, int(sizes[sizes > 0].min())))
-    split = StratifiedKFold(splits, shuffle=True, random_state=seed).split(points, codes[:, 0])
-    parts = []  # (train rows, test rows, train features, test features) per fold
-    for train, test in split:
-        fitted, held_out = standardised(points[train], points[test])
-        if span_pays(*fitted.shape, codes.shape[1] * classes):
-            basis, triangle = np.linalg.qr(fitted.T)
-            fitted, held_out = np.ascontiguousarray(triangle.T), held_out @ basis
-        parts.append((train, test, fitted, held_out))
-    features, used, targets = stacked_folds(parts, codes, classes)
-    # two classes: one logistic vector with penalty 1 / (2 C n) is two softmax vectors with
-    # twice that penalty
-    penalty = (2.0 if classes == 2 else 1.0) / used.sum(axis=1)
-    weights, intercepts = fit_softmax(features, used, targets, penalty)
+    prepared = [prepared_fold(points, folds == fold, codes.shape[1] * classes)
+                for fold in np.unique(folds)]
     predicted = np.zeros_like(codes)
-    for fold, (_, test, _, held_out) in enumerate(parts):
-        scores = np.einsum("nd,vkd->nvk", held_out, weights[fold, ..., : held_out.shape[1]])
-        predicted[test] = (scores + intercepts[fold]).argmax(axis=2)
+    for batch in fold_batches(prepared, codes.shape[1], classes):
+        features, used, targets = stacked_folds(batch, codes, classes)
+        weights, intercepts = fit_softmax(features, used, targets,
+                                          softmax_penalty(classes, used.sum(axis=1)))
+        for fold, part in enumerate(batch):
+            scores = np.einsum("nd,vkd->nvk", part.held_out,
+                               weights[fold, ..., : part.held_out.shape[1]])
+            predicted[part.test] = (scores + intercepts[fold]).argmax(axis=2)
     return predicted
 
 
-def stacked_folds(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], codes: np.ndarray,
-    classes: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The folds' training features (folds × d × n), the rows in use (folds × n) and one-hot
-    targets (folds × versions × k × n), rows last (see `softmax_loss`). A fold with fewer rows
-    is padded with rows the loss ignores, one in a narrower span with zero columns, whose
-    weights stay zero."""
-    rows = max(len(train) for train, *_ in parts)
-    dims = max(fitted.shape[1] for *_, fitted, _ in parts)
-    features = np.zeros((len(parts), dims, rows), dtype=np.float32)
-    used = np.zeros((len(parts), rows), dtype=bool)
-    targets = np.zeros((len(parts), codes.shape[1], classes, rows), dtype=np.float32)
-    for fold, (train, _, fitted, _) in enumerate(parts):
-        features[fold, : fitted.shape[1], : len(train)] = fitted.T
-        used[fold, : len(train)] = True
-        versions, positions = np.meshgrid(np.arange(codes.shape[1]), np.arange(len(train)),
-                                          indexing="ij")
-        targets[fold, versions, codes[train].T, positions] = 1.0
-    return features, used, targets
+def prepared_fold(points: np.ndarray, held_out: np.ndarray, outputs: int) -> Fold:
+    """The fold that holds out the rows where `held_out` is true, its features standardised on
+    its training rows, and rotated into their span where `span_pays`."""
+    train, test = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+    fitted, tested = standardised(points[train], points[test])
+    if span_pays(*fitted.shape, outputs):
+        basis, triangle = np.linalg.qr(fitted.T)
+        fitted, tested = np.ascontiguousarray(triangle.T), tested @ basis
+    return Fold(train, test, fitted, tested)
 
 
 def span_pays(rows: int, dims: int, outputs: int) -> bool:
@@ -127,22 +133,68 @@ def standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
             ((test - mean) / scale).astype(np.float32))
 
 
+def fold_batches(folds: list[Fold], versions: int, classes: int) -> list[list[Fold]]:
+    """The folds in groups fitted together, each group's working arrays (parameters, gradients,
+    `HISTORY` correction pairs; features, logits and targets) within `BATCH_BYTES`; one fold a
+    group where one alone is larger (an attribute with hundreds of classes)."""
+    rows = max(len(fold.train) for fold in folds)
+    dims = max(fold.fitted.shape[1] for fold in folds)
+    per_fold = 4 * ((2 * HISTORY + 6) * versions * classes * (dims + 1)
+                    + (dims + 4 * versions * classes) * rows)
+    size = max(1, BATCH_BYTES // per_fold)
+    return [folds[start:start + size] for start in range(0, len(folds), size)]
+
+
+def stacked_folds(
+    folds: list[Fold], codes: np.ndarray, classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folds' training features (folds × d × n), the rows in use (folds × n) and one-hot
+    targets (folds × versions × k × n), rows last (see `softmax_loss`). A fold with fewer rows
+    is padded with rows the loss ignores, one in a narrower span with zero columns, whose
+    weights stay zero."""
+    rows = max(len(fold.train) for fold in folds)
+    dims = max(fold.fitted.shape[1] for fold in folds)
+    features = np.zeros((len(folds), dims, rows), dtype=np.float32)
+    used = np.zeros((len(folds), rows), dtype=bool)
+    targets = np.zeros((len(folds), codes.shape[1], classes, rows), dtype=np.float32)
+    for index, fold in enumerate(folds):
+        features[index, : fold.fitted.shape[1], : len(fold.train)] = fold.fitted.T
+        used[index, : len(fold.train)] = True
+        versions, positions = np.meshgrid(np.arange(codes.shape[1]), np.arange(len(fold.train)),
+                                          indexing="ij")
+        targets[index, versions, codes[fold.train].T, positions] = 1.0
+    return features, used, targets
+
+
+def softmax_penalty(classes: int, rows: np.ndarray) -> np.ndarray:
+    """scikit-learn's L2 penalty at C = 1 for fits of `rows` rows, as a softmax fit's: 1 / rows,
+    and twice that for two classes, which scikit-learn fits as one logistic vector (its optimum
+    is the difference of two softmax vectors that each take half of it)."""
+    return (2.0 if classes == 2 else 1.0) / np.asarray(rows, dtype=np.float64)
+
+
 def fit_softmax(
     features: np.ndarray, used: np.ndarray, targets: np.ndarray, penalty: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weights (folds × versions × k × d) and intercepts (folds × versions × k) minimising, for
-    each fold and version independently, mean cross-entropy over the fold's `used` rows +
-    its penalty / 2 · |weights|², from `features` (folds × d × n) and one-hot `targets`
-    (folds × versions × k × n): L-BFGS with a backtracking (Armijo) line search, in lockstep
-    over every fit, each with its own corrections, step and stopping."""
+    each fold and version independently, mean cross-entropy over the fold's `used` rows + its
+    penalty / 2 · |weights|², from `features` (folds × d × n) and one-hot `targets` (folds ×
+    versions × k × n): L-BFGS in lockstep over every fit, each with its own correction pairs,
+    step and stopping."""
     dims = features.shape[1]
     versions, classes = targets.shape[1:3]
     counts = used.sum(axis=1)
+
+    def evaluate(params: np.ndarray, folds: np.ndarray | slice = slice(None)
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        return softmax_loss(params, features[folds], used[folds], targets[folds],
+                            penalty[folds], counts[folds])
+
     params = np.zeros((features.shape[0], versions, dims * classes + classes), dtype=np.float32)
-    loss, gradient = softmax_loss(params, features, used, targets, penalty, counts)
-    steps = np.zeros((HISTORY, *params.shape), dtype=np.float32)  # a ring of corrections
+    loss, gradient = evaluate(params)
+    steps = np.zeros((HISTORY, *params.shape), dtype=np.float32)  # a ring of correction pairs
     changes = np.zeros_like(steps)  # the gradient's change over each step
-    inverse_curvature = np.zeros(steps.shape[:-1], dtype=np.float32)  # 0: pair skipped
+    inverse_curvature = np.zeros(steps.shape[:-1], dtype=np.float32)  # 0: the pair is skipped
     scale = 1.0 / np.maximum(np.linalg.norm(gradient, axis=-1), 1e-12)  # the first step's
     running = np.ones(params.shape[:-1], dtype=bool)
     for iteration in range(PROBE_ITERATIONS):
@@ -153,38 +205,52 @@ def fit_softmax(
         order = [(iteration - kept + pair) % HISTORY for pair in range(kept)]
         direction = -two_loop(gradient, steps, changes, inverse_curvature, scale, order)
         direction[~running] = 0.0  # a finished fit stays where it is
-        slope = dot(gradient, direction)
-        step = np.ones(running.shape, dtype=np.float32)
-        trial = params + direction
-        new_loss, new_gradient = softmax_loss(trial, features, used, targets, penalty, counts)
-        for _ in range(HALVINGS):
-            short = new_loss > loss + ARMIJO * step * slope
-            if not short.any():
-                break
-            step[short] /= 2
-            trial[short] = params[short] + step[short, None] * direction[short]
-            again = short.any(axis=1)  # the folds to evaluate again
-            retried = softmax_loss(trial[again], features[again], used[again], targets[again],
-                                   penalty[again], counts[again])
-            redo = short[again]
-            new_loss[again] = np.where(redo, retried[0], new_loss[again])
-            new_gradient[again] = np.where(redo[..., None], retried[1], new_gradient[again])
-        else:  # no sufficient decrease: those fits stop where they were
-            stuck = new_loss > loss + ARMIJO * step * slope
-            trial[stuck], new_loss[stuck], new_gradient[stuck] = (
-                params[stuck], loss[stuck], gradient[stuck])
-            running &= ~stuck
-        step_taken, change = trial - params, new_gradient - gradient
-        curvature = dot(step_taken, change)
-        usable = curvature > 1e-10
+        trial, new_loss, new_gradient, stuck = line_search(params, direction, loss, gradient,
+                                                           evaluate)
+        running &= ~stuck
+        step, change = trial - params, new_gradient - gradient
+        curvature, change_norm = inner(step, change), inner(change, change)
+        usable = curvature > CURVATURE * change_norm
         slot = iteration % HISTORY
-        steps[slot] = step_taken * usable[..., None]
+        steps[slot] = step * usable[..., None]
         changes[slot] = change * usable[..., None]
         inverse_curvature[slot] = np.where(usable, 1.0 / np.where(usable, curvature, 1.0), 0.0)
-        scale = np.where(usable, curvature / np.maximum(dot(change, change), 1e-30), scale)
+        scale = np.where(usable, curvature / np.maximum(change_norm, 1e-30), scale)
         params, loss, gradient = trial, new_loss, new_gradient
     weights = params[..., : dims * classes].reshape(*params.shape[:2], classes, dims)
     return weights, params[..., dims * classes:]
+
+
+Evaluation = Callable[..., tuple[np.ndarray, np.ndarray]]  # (parameters, folds) → loss, gradient
+
+
+def line_search(
+    params: np.ndarray, direction: np.ndarray, loss: np.ndarray, gradient: np.ndarray,
+    evaluate: Evaluation,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Backtracking from a unit step along `direction`, halving each fit's step until its loss
+    makes the sufficient (Armijo) decrease; only the folds with a step still too long are
+    evaluated again. Returns the new parameters, loss and gradient, and the fits that found no
+    such step in `HALVINGS` halvings, which keep their parameters and stop."""
+    slope = inner(gradient, direction)
+    step = np.ones(loss.shape, dtype=np.float32)
+    trial = params + direction
+    new_loss, new_gradient = evaluate(trial)
+    for _ in range(HALVINGS):
+        short = ~(new_loss <= loss + ARMIJO * step * slope)  # a NaN loss is too long as well
+        if not short.any():
+            return trial, new_loss, new_gradient, short
+        step[short] /= 2
+        trial[short] = params[short] + step[short, None] * direction[short]
+        again = short.any(axis=1)
+        retried_loss, retried_gradient = evaluate(trial[again], again)
+        redo = short[again]
+        new_loss[again] = np.where(redo, retried_loss, new_loss[again])
+        new_gradient[again] = np.where(redo[..., None], retried_gradient, new_gradient[again])
+    stuck = ~(new_loss <= loss + ARMIJO * step * slope)
+    trial[stuck], new_loss[stuck], new_gradient[stuck] = (
+        params[stuck], loss[stuck], gradient[stuck])
+    return trial, new_loss, new_gradient, stuck
 
 
 def two_loop(
@@ -197,17 +263,17 @@ def two_loop(
     direction = gradient.copy()
     alphas = {}
     for pair in reversed(order):
-        alphas[pair] = inverse_curvature[pair] * dot(steps[pair], direction)
+        alphas[pair] = inverse_curvature[pair] * inner(steps[pair], direction)
         direction -= alphas[pair][..., None] * changes[pair]
     direction *= scale[..., None]
     for pair in order:
-        beta = inverse_curvature[pair] * dot(changes[pair], direction)
+        beta = inverse_curvature[pair] * inner(changes[pair], direction)
         direction += (alphas[pair] - beta)[..., None] * steps[pair]
     return direction
 
 
-def dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Dot products along the last axis."""
+def inner(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Each fit's inner product of two of its parameter vectors (the last axis)."""
     return np.einsum("...p,...p->...", left, right)
 
 
@@ -218,7 +284,8 @@ def softmax_loss(
     """Per fold and version: mean cross-entropy over the used rows + penalty / 2 · |weights|²,
     and its gradient. One product of each fold's features with every version's weights, one
     back. Classes run along the second-last axis and rows along the last, so the sums over
-    classes are sums of whole rows of numbers (numpy is slow over a short last axis)."""
+    classes are sums of whole rows of numbers (numpy is slow over a short last axis: 2.5×
+    the time of the whole fit on a 40-d layer)."""
     folds, dims, rows = features.shape
     versions, classes = targets.shape[1:3]
     weights = params[..., : dims * classes].reshape(folds, versions, classes, dims)

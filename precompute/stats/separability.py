@@ -11,12 +11,13 @@ Three metrics, each computed as one score per image so that every one gets the s
 
 A score is the mean over images, with a 95% bootstrap interval over images. Its baseline is the
 same score after shuffling the labels (mean over shuffles, with the 2.5–97.5 percentiles of the
-shuffled scores); the probe holds the shuffles out on the real labels' folds. Each metric scores
-the labels and all their shuffles in one call, so work they share is done once (a stratum's
-distances, a fold's standardised features). Conditional separability (B within each value of
-A) restricts everything to strata, rows sharing a value of A: neighbours come from the same
-stratum, a probe is fitted per stratum, silhouettes are computed per stratum, and the baseline
-shuffles B within strata. A B that only comes along with A then scores at its baseline.
+shuffled scores); the probe's shuffles are permuted within its folds (probe.py). Each metric
+scores the labels and all their shuffles in one call, so work they share is done once (a
+stratum's distances, a fold's standardised features). Conditional separability (B within each
+value of A) restricts everything to strata, rows sharing a value of A: neighbours come from the
+same stratum, a probe is fitted per stratum, silhouettes are computed per stratum, and the
+baseline shuffles B within strata. A B that only comes along with A then scores at its
+baseline.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def silhouettes(
     values = [np.zeros(len(labels)) for labels in versions]
     for members in grouping.stratum_positions():
         rows = np.arange(len(members))
-        codes = [np.unique(labels[members], return_inverse=True)[1] for labels in versions]
+        codes = codes_within(versions, members)
         widths = np.cumsum([0] + [int(code.max()) + 1 for code in codes])
         membership = np.zeros((len(members), widths[-1]))
         for code, start in zip(codes, widths[:-1], strict=True):
@@ -179,14 +180,24 @@ def silhouettes(
     return values
 
 
+def codes_within(versions: list[np.ndarray], members: np.ndarray) -> list[np.ndarray]:
+    """Each label version of the rows at `members` as class codes 0..k-1."""
+    return [np.unique(labels[members], return_inverse=True)[1] for labels in versions]
+
+
 # ---------------------------------------------------------------------------- score and chance
 def shuffle_within_strata(
-    labels: np.ndarray, grouping: Grouping, rng: np.random.Generator
+    labels: np.ndarray, grouping: Grouping, rng: np.random.Generator,
+    blocks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`labels` permuted inside each stratum (class sizes per stratum are kept)."""
+    """`labels` permuted inside each stratum, and inside each of its `blocks` when given (a
+    block number per row): class sizes per stratum, and per block, are kept."""
     shuffled = labels.copy()
     for members in grouping.stratum_positions():
-        shuffled[members] = rng.permutation(labels[members])
+        parts = [members] if blocks is None else [
+            members[blocks[members] == block] for block in np.unique(blocks[members])]
+        for part in parts:
+            shuffled[part] = rng.permutation(labels[part])
     return shuffled
 
 
@@ -196,12 +207,13 @@ def assess(
     shuffles: int,
     bootstrap: int,
     rng: np.random.Generator,
+    blocks: np.ndarray | None = None,
 ) -> Score:
     """Score `grouping` with `score_versions` (label versions → one score per row for each:
-    the labels, then `shuffles` shuffles of them), its bootstrap interval, and the
-    shuffled-label baseline with its spread."""
+    the labels, then `shuffles` shuffles of them, within strata and within `blocks` if given),
+    its bootstrap interval, and the shuffled-label baseline with its spread."""
     versions = [grouping.labels] + [
-        shuffle_within_strata(grouping.labels, grouping, rng) for _ in range(shuffles)
+        shuffle_within_strata(grouping.labels, grouping, rng, blocks) for _ in range(shuffles)
     ]
     scores = score_versions(versions)
     values = np.asarray(scores[0], dtype=np.float64)
