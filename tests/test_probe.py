@@ -13,6 +13,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from precompute.stats import probe
 from precompute.stats.probe import (
     PROBE_ITERATIONS,
     fit_softmax,
@@ -147,3 +148,17 @@ def test_the_probes_shuffles_keep_each_folds_classes_and_are_scored_on_those_fol
                 for f in np.unique(folds[members])])
         assert (chance[members] == (expected == shuffled[members])).mean() >= 0.95
     assert real.mean() > chance.mean() + 0.2
+
+
+def test_a_tight_memory_bound_fits_one_fold_and_version_at_a_time_to_the_same_predictions(
+        monkeypatch):
+    points, labels = noisy_groups(120, 6, 3, seed=11)
+    rng = np.random.default_rng(2)
+    codes = np.stack([labels] + [rng.permutation(labels) for _ in range(3)], axis=1)
+    folds = fold_ids(Grouping(np.arange(120), labels, np.zeros(120, dtype=int)), 5, seed=0)
+    together = held_out_predictions(points, codes, folds)
+    monkeypatch.setattr(probe, "BATCH_BYTES", 1)
+    assert all(len(batch) == 1 and versions.stop - versions.start == 1 for batch, versions in
+               probe.fit_batches([probe.prepared_fold(points, folds == 0, 12)] * 5, 4, 3))
+    apart = held_out_predictions(points, codes, folds)
+    assert (apart == together).mean() >= 0.97

@@ -94,14 +94,14 @@ def held_out_predictions(points: np.ndarray, codes: np.ndarray, folds: np.ndarra
     prepared = [prepared_fold(points, folds == fold, codes.shape[1] * classes)
                 for fold in np.unique(folds)]
     predicted = np.zeros_like(codes)
-    for batch in fold_batches(prepared, codes.shape[1], classes):
-        features, used, targets = stacked_folds(batch, codes, classes)
+    for batch, versions in fit_batches(prepared, codes.shape[1], classes):
+        features, used, targets = stacked_folds(batch, codes[:, versions], classes)
         weights, intercepts = fit_softmax(features, used, targets,
                                           softmax_penalty(classes, used.sum(axis=1)))
         for fold, part in enumerate(batch):
             scores = np.einsum("nd,vkd->nvk", part.held_out,
                                weights[fold, ..., : part.held_out.shape[1]])
-            predicted[part.test] = (scores + intercepts[fold]).argmax(axis=2)
+            predicted[part.test, versions] = (scores + intercepts[fold]).argmax(axis=2)
     return predicted
 
 
@@ -133,16 +133,23 @@ def standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
             ((test - mean) / scale).astype(np.float32))
 
 
-def fold_batches(folds: list[Fold], versions: int, classes: int) -> list[list[Fold]]:
-    """The folds in groups fitted together, each group's working arrays (parameters, gradients,
-    `HISTORY` correction pairs; features, logits and targets) within `BATCH_BYTES`; one fold a
-    group where one alone is larger (an attribute with hundreds of classes)."""
+def fit_batches(
+    folds: list[Fold], versions: int, classes: int
+) -> list[tuple[list[Fold], slice]]:
+    """The folds and label versions fitted together, each batch's working arrays (parameters,
+    gradients, `HISTORY` correction pairs; features, logits and targets) within
+    `BATCH_BYTES`: every version of several folds, or, for an attribute with hundreds of
+    classes, fewer versions of one fold at a time."""
     rows = max(len(fold.train) for fold in folds)
     dims = max(fold.fitted.shape[1] for fold in folds)
-    per_fold = 4 * ((2 * HISTORY + 6) * versions * classes * (dims + 1)
-                    + (dims + 4 * versions * classes) * rows)
-    size = max(1, BATCH_BYTES // per_fold)
-    return [folds[start:start + size] for start in range(0, len(folds), size)]
+    per_version = 4 * ((2 * HISTORY + 6) * classes * (dims + 1) + 4 * classes * rows)
+    per_fold = 4 * dims * rows + versions * per_version
+    if per_fold > BATCH_BYTES:
+        at_once = max(1, (BATCH_BYTES - 4 * dims * rows) // per_version)
+        return [([fold], slice(start, min(start + at_once, versions)))
+                for start in range(0, versions, at_once) for fold in folds]
+    size = BATCH_BYTES // per_fold
+    return [(folds[start:start + size], slice(None)) for start in range(0, len(folds), size)]
 
 
 def stacked_folds(
