@@ -56,8 +56,9 @@ COLUMNS = [
 ]
 INTERVAL = "95% bootstrap percentile interval of the mean over images ({} resamples)"
 BASELINE = (
-    "mean score over label shuffles ({} for knn and silhouette, {} for probe), within strata "
-    "when conditional; baseline_low/high: 2.5 and 97.5 percentiles of the shuffled scores"
+    "mean score over label shuffles ({} for knn and silhouette; {} for probe, permuted within "
+    "its folds), within strata when conditional; baseline_low/high: 2.5 and 97.5 percentiles "
+    "of the shuffled scores"
 )
 
 
