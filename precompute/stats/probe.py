@@ -243,10 +243,10 @@ def line_search(
     step = np.ones(loss.shape, dtype=np.float32)
     trial = params + direction
     new_loss, new_gradient = evaluate(trial)
-    for _ in range(HALVINGS):
+    for halvings in range(HALVINGS + 1):
         short = ~(new_loss <= loss + ARMIJO * step * slope)  # a NaN loss is too long as well
-        if not short.any():
-            return trial, new_loss, new_gradient, short
+        if not short.any() or halvings == HALVINGS:
+            break
         step[short] /= 2
         trial[short] = params[short] + step[short, None] * direction[short]
         again = short.any(axis=1)
@@ -254,10 +254,10 @@ def line_search(
         redo = short[again]
         new_loss[again] = np.where(redo, retried_loss, new_loss[again])
         new_gradient[again] = np.where(redo[..., None], retried_gradient, new_gradient[again])
-    stuck = ~(new_loss <= loss + ARMIJO * step * slope)
-    trial[stuck], new_loss[stuck], new_gradient[stuck] = (
-        params[stuck], loss[stuck], gradient[stuck])
-    return trial, new_loss, new_gradient, stuck
+    # the fits still short (none, nearly always) stay where they were
+    trial[short], new_loss[short], new_gradient[short] = (
+        params[short], loss[short], gradient[short])
+    return trial, new_loss, new_gradient, short
 
 
 def two_loop(
