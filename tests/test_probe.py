@@ -21,6 +21,7 @@ from precompute.stats.probe import (
     held_out_predictions,
     probe_correct,
     softmax_penalty,
+    span_coordinates,
     span_pays,
     standardised,
 )
@@ -112,6 +113,17 @@ def test_rows_out_of_use_change_nothing():
                                 used=used)
     np.testing.assert_allclose(probabilities(features, with_padding[0][0], with_padding[1][0]),
                                probabilities(features, alone[0][0], alone[1][0]), atol=1e-4)
+
+
+def test_span_coordinates_keep_every_inner_product_and_drop_a_duplicate_rows_dimension():
+    points, _ = noisy_groups(40, 150, 3, seed=8)
+    fitted, tested = points[:30].astype(np.float32), points[30:].astype(np.float32)
+    fitted[7] = fitted[3]  # a duplicate image: its row adds no dimension to the span
+    coordinates, held_out = span_coordinates(fitted, tested)
+    assert coordinates.shape == (30, 29) and held_out.shape == (10, 29)
+    np.testing.assert_allclose(coordinates @ coordinates.T, fitted @ fitted.T, rtol=1e-4,
+                               atol=1e-2)
+    np.testing.assert_allclose(held_out @ coordinates.T, tested @ fitted.T, rtol=1e-4, atol=1e-2)
 
 
 def test_fewer_rows_than_dimensions_are_fitted_in_their_span_to_the_same_predictions():

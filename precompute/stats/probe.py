@@ -10,9 +10,10 @@ analysis: a label and its shuffles scored at once*):
   version holds the same classes in each fold, stratified alike, and each fold's features are
   standardised once for all of them. The L-BFGS below runs one independent fit per fold and
   label version, all in lockstep, so each numpy call serves twenty fits (5 folds × 4 versions);
-- where a fold has fewer rows than dimensions, the fit runs in the span of its rows (an
-  orthonormal basis from a QR factorisation). That is exact: an L2-penalised solution lies in
-  that span, and the penalty and every product are unchanged by the rotation;
+- where a fold has fewer rows than dimensions, the fit runs in the span of its rows, in the
+  coordinates of an orthonormal basis of it that a pivoted Cholesky factor of the rows' Gram
+  matrix gives (`span_coordinates`). That is exact: an L2-penalised solution lies in that span,
+  and the penalty and every product are unchanged by the rotation;
 - float32, and no per-call overhead of SciPy's L-BFGS-B and scikit-learn's loss objects, which
   took two thirds of the time of scikit-learn's fits here.
 
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import lapack, solve_triangular
 from sklearn.model_selection import StratifiedKFold
 
 from precompute.stats.separability import Grouping, codes_within
@@ -111,16 +113,33 @@ def prepared_fold(points: np.ndarray, held_out: np.ndarray, outputs: int) -> Fol
     train, test = np.flatnonzero(~held_out), np.flatnonzero(held_out)
     fitted, tested = standardised(points[train], points[test])
     if span_pays(*fitted.shape, outputs):
-        basis, triangle = np.linalg.qr(fitted.T)
-        fitted, tested = np.ascontiguousarray(triangle.T), tested @ basis
+        fitted, tested = span_coordinates(fitted, tested)
     return Fold(train, test, fitted, tested)
 
 
 def span_pays(rows: int, dims: int, outputs: int) -> bool:
-    """Whether fitting in the span of the rows saves more than its QR factorisation costs
-    (about 2·dims·rows² operations), against the two products a loss evaluation makes
-    (4·rows·dims·outputs) over `PROBE_ITERATIONS` evaluations."""
-    return rows < dims and PROBE_ITERATIONS * 2 * (dims - rows) * outputs > dims * rows
+    """Whether fitting in the span of the rows saves more than finding it costs (their Gram
+    matrix, about dims·rows² operations, and its Cholesky factor, rows³/3), against the two
+    products a loss evaluation makes (4·rows·dims·outputs) over `PROBE_ITERATIONS`
+    evaluations."""
+    saved = PROBE_ITERATIONS * 4 * rows * (dims - rows) * outputs
+    return rows < dims and saved > dims * rows**2 + rows**3 / 3
+
+
+def span_coordinates(fitted: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both parts' coordinates in an orthonormal basis of the span of `fitted`'s rows (rows ×
+    rank and held-out rows × rank), with every inner product kept. The Gram matrix's pivoted
+    Cholesky factor is the fitted rows' coordinates, and the held-out rows' follow by a
+    triangular solve from their products with the pivot rows; rows that depend on others (a
+    duplicate image) add no dimension. A fifth of the time of a QR factorisation of the rows
+    (docs/benchmarks.md, *The probe's span from the Gram matrix*)."""
+    factor, pivots, rank, _ = lapack.spstrf(fitted @ fitted.T, lower=1)
+    pivots -= 1  # LAPACK counts from 1
+    lower = np.tril(factor)[:, :rank]  # the rows in pivot order
+    coordinates = np.empty_like(lower)
+    coordinates[pivots] = lower
+    tested = solve_triangular(lower[:rank], fitted[pivots[:rank]] @ tested.T, lower=True)
+    return coordinates, np.ascontiguousarray(tested.T, dtype=np.float32)
 
 
 def standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
