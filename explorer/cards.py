@@ -16,7 +16,7 @@ CARD_CSS = """
 .fse-card img { width: 128px; height: auto; border-radius: 4px; background: #eee; }
 .fse-card table { border-collapse: collapse; flex: 1 1 220px; }
 .fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
-.fse-card td { word-break: break-word; }
+.fse-card td { overflow-wrap: break-word; }
 .fse-card.fse-compact img { width: 64px; }
 .fse-card.fse-compact table { flex: 1 1 160px; }
 .fse-placeholder { color: #888; font-size: 13px; }

@@ -15,7 +15,7 @@ import panel as pn
 from explorer.cards import placeholder
 from explorer.colours import label_ink
 from explorer.data import ExplorerData
-from explorer.layer_strip import LayerStrip, strip_content
+from explorer.layer_strip import LayerStrip, layer_name, strip_content
 from explorer.plot_hooks import page_scrolls_over
 from explorer.state import ExplorerState
 from precompute.store import SpaceKey
@@ -27,6 +27,15 @@ SEPARABILITY_CSS = """
 .fse-score-help dt { font-weight: 600; margin-top: 4px; }
 .fse-score-help dd { margin: 0 0 0 16px; color: #555; }
 """
+
+
+def column_name(data: ExplorerData, space: SpaceKey) -> str:
+    """A heatmap column's name: the layer strip's name of the layer (its run only when
+    fine-tuned, so the rotated names stay short enough not to run into each other in a narrow
+    window), after its backbone when the store has several."""
+    name = layer_name(data, space)
+    several = len({other.backbone for other in data.store.spaces()}) > 1
+    return f"{space.backbone} · {name}" if several else name
 
 
 def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
@@ -48,9 +57,8 @@ def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.
             "No separability table in this store: run `precompute analyse --store DIR`.")),
             sizing_mode="stretch_width")
     order = [str(space) for space in data.store.spaces()]
-    # the heatmap's columns, named as the selector names them; by key where two names meet
-    # (a backbone with no map yet is not named in the selector's labels)
-    names = {space: data.space_label(SpaceKey.parse(space)) for space in order}
+    # the heatmap's columns, named as the strip above names them; by key where two names meet
+    names = {space: column_name(data, SpaceKey.parse(space)) for space in order}
     if len(set(names.values())) < len(names):
         names = {space: space for space in order}
     givens = [g for g in table["given"].unique().tolist() if g]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from explorer.separability_view import column_name
 from precompute.store import ID_COLUMN, SpaceKey
 from tests.browser.explorer_page import ExplorerPage, distance_to_edges, points_inside
 from tests.browser.server import ARTIFACTS
@@ -235,7 +236,7 @@ def test_the_view_lives_in_the_url(explorer, browser):
 
 def test_clicking_a_separability_cell_switches_the_map_to_that_layer_and_attribute(explorer):
     spaces = explorer.data.store.spaces()
-    layers = [explorer.data.space_label(space) for space in spaces]  # as the selector names them
+    layers = [column_name(explorer.data, space) for space in spaces]  # as the strip names them
     assert len(layers) > 1
     before = explorer.map_pixels()  # (screenshots scroll: take it before measuring positions)
     explorer.page.get_by_text("Layers", exact=True).click()

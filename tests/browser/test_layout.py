@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from explorer.cards import CARD_CSS, image_card
+from explorer.data import load_explorer_data
 from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import ARTIFACTS
 
@@ -62,3 +64,21 @@ def test_the_map_stays_usable_and_in_view_at_common_window_sizes(browser, served
             "the Selection tab stays as tall as the tallest tab opened before it")
     finally:
         context.close()
+
+
+def test_a_card_in_a_narrow_side_panel_wraps_its_names_and_keeps_each_value_whole(page,
+                                                                                  built_store):
+    """The side panel beside the map is about 270 px wide at 1280 px: a long value without
+    spaces stays on one line, and the long attribute names beside it wrap instead (the card
+    once broke "Naive_Art_Primitivism" after "Naive_Art_Pri")."""
+    data = load_explorer_data(str(built_store))
+    card = image_card(data, 0, data.spaces[0], extra={
+        "predicted style · efficientnet_lite0 head": "Naive_Art_Primitivism"})
+    page.set_content(f"<style>{CARD_CSS}</style><div style='width: 270px'>{card}</div>")
+    lines = page.evaluate("""() => {
+        const cell = [...document.querySelectorAll('.fse-card td')]
+            .find(td => td.textContent === 'Naive_Art_Primitivism');
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        return range.getClientRects().length; }""")
+    assert lines == 1, f"the value is broken over {lines} lines"
