@@ -15,12 +15,15 @@ from precompute.store import PENULTIMATE, SpaceKey
 
 # Two maps and the side panel share a row while each map keeps 250 px (so both fit side by
 # side from a 900-px window); narrower, the maps stack, each the row's width. Each map is
-# square (as its projection's units are), under its selectors. The side panel is as tall as
+# square (as its projection's units are), under its two selectors. The side panel is as tall as
 # what it holds, up to the window's height, so the tabs below follow the maps closely.
 COMPARE_COLUMN_CSS = ":host { flex: 1 1 250px; min-width: 250px; }"
 COMPARE_MAP_CSS = """
-:host { width: 100%; aspect-ratio: 1; max-height: calc(100vh - 210px); min-height: 250px; }
+:host { width: 100%; aspect-ratio: 1; max-height: calc(100vh - 270px); min-height: 250px; }
 """
+# the selectors' text a little smaller than the sidebar's, so that a fine-tuned layer's name
+# and a map's trust score fit a 250-px column
+COMPARE_SELECT_CSS = "select.bk-input { font-size: 12px; }"
 COMPARE_SIDE_CSS = f"""
 :host {{ flex: 1 1 240px; max-width: 380px; height: auto; max-height: calc(100vh - 150px); }}
 @media {NARROW} {{ :host {{ max-width: none; }} }}
@@ -42,15 +45,18 @@ def contrast_space(spaces: list[SpaceKey], shown: SpaceKey) -> SpaceKey:
     return (wanted or penultimate or others)[0]
 
 
-def selectors(state: ExplorerState, space: str, method: str, css_class: str) -> pn.Row:
-    """One map's Feature space and Projection selectors, side by side above it."""
-    return pn.Row(
+def selectors(state: ExplorerState, space: str, method: str, css_class: str) -> pn.Column:
+    """One map's Feature space and Projection selectors, one above the other above it, each
+    as wide as the map (side by side, four in a row cut the names at any window width)."""
+    return pn.Column(
         pn.widgets.Select.from_param(state.param[space], name="Feature space",
                                      sizing_mode="stretch_width",
-                                     css_classes=[f"{css_class}-space"]),
+                                     css_classes=[f"{css_class}-space"],
+                                     stylesheets=[COMPARE_SELECT_CSS]),
         pn.widgets.Select.from_param(state.param[method], name="Projection",
                                      sizing_mode="stretch_width",
-                                     css_classes=[f"{css_class}-method"]),
+                                     css_classes=[f"{css_class}-method"],
+                                     stylesheets=[COMPARE_SELECT_CSS]),
         sizing_mode="stretch_width",
     )
 

@@ -101,3 +101,30 @@ def test_a_click_shows_neighbours_in_both_spaces_and_the_link_keeps_the_view(
     expect(page.locator(".fse-compare input")).to_be_checked()
     page.locator(".fse-map-b canvas").first.wait_for(state="visible", timeout=60_000)
     assert again.second_map(second.space, second.method).frame() is not None
+
+
+TEXT_FITS_JS = """select => {
+    const style = getComputedStyle(select);
+    const context = document.createElement("canvas").getContext("2d");
+    context.font = style.font;
+    const room = select.clientWidth - parseFloat(style.paddingLeft)
+        - parseFloat(style.paddingRight);
+    return [select.options[select.selectedIndex].text,
+            context.measureText(select.options[select.selectedIndex].text).width, room]; }"""
+
+
+def test_each_maps_selectors_show_their_whole_choice_in_a_900_px_window(
+        served_store, built_store, browser):
+    """Four selectors in one row above the two maps cut "finetuned-style-head · penultimate"
+    to "finetuned-style" at 900 px: each map's two selectors stand one above the other."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        open_compare(page, served_store, built_store)
+        for name in ("a-space", "a-method", "b-space", "b-method"):
+            text, width, room = page.locator(f".fse-compare-{name} select").evaluate(
+                TEXT_FITS_JS)
+            assert width <= room, f"{name}: {text!r} needs {width:.0f} px, has {room:.0f}"
+    finally:
+        context.close()
