@@ -39,13 +39,21 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
         return model_metrics(data, state, runs["run"][0], tags[runs["run"][0]])
     chosen = pn.widgets.Select(label="Run", options=list(runs["run"]), value=runs["run"][0],
                                width=420, css_classes=["fse-run-select"])
+    # Every run's details built once, the chosen one shown: replacing one run's details by
+    # another's emptied the tab for a moment, and the page, briefly shorter, jumped upwards.
+    details = {model: model_metrics(data, state, model, tags[model]) for model in runs["run"]}
+
+    def show(model: str) -> None:
+        details[model].visible = True  # before the others hide: the tab never gets shorter
+        for each, panel in details.items():
+            panel.visible = each == model
+
+    chosen.param.watch(lambda event: show(event.new), "value")
+    show(chosen.value)
     return pn.Column(
         pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"],
                      stylesheets=[RUNS_CSS]),
-        chosen,
-        # as wide as the column: a bound function's pane is otherwise as wide as its content
-        pn.panel(pn.bind(lambda model: model_metrics(data, state, model, tags[model]), chosen),
-                 sizing_mode="stretch_width"),
+        chosen, *details.values(),
         sizing_mode="stretch_width",
     )
 

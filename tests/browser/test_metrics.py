@@ -20,8 +20,8 @@ pytestmark = pytest.mark.browser
 # Every categorical plot on the page: its factors and where each one's centre is on screen.
 CATEGORICAL_PLOTS_JS = """() => { const found = [];
   const visit = (v) => { if (!v) return; const t = v.model ? v.model.type : "";
-    if ((t === "Plot" || t === "Figure") && v.frame.x_range.factors) {
-      const c = v.canvas_view.el.getBoundingClientRect();
+    const c = v.canvas_view ? v.canvas_view.el.getBoundingClientRect() : null;
+    if ((t === "Plot" || t === "Figure") && v.frame.x_range.factors && c.width > 0) {
       const f = v.frame, at = (scale, range, factor) => scale.compute(range.synthetic(factor));
       found.push({columns: f.x_range.factors, rows: f.y_range.factors,
                   x: f.x_range.factors.map((k) => c.left + at(f.x_scale, f.x_range, k)),
@@ -96,7 +96,8 @@ def two_runs_store(built_store: Path, small_tree: Path, tmp_path_factory) -> Pat
 
 
 def test_the_chosen_runs_confusion_matrix_is_drawn_across_the_tab(two_runs_store, browser):
-    """With several runs, the chosen one's details come from the Run selector, each in turn.
+    """With several runs, the chosen one's details come from the Run selector, each in turn,
+    and the page stays where it was (it jumped up as one run's details replaced another's).
     Opened after the Layers tab, the matrix was drawn a few pixels wide on a canvas of the
     tab's width (its plot sat in a FlexBox, outside the layout the tabs recompute); the drawn
     columns are measured, not the canvas."""
@@ -112,10 +113,16 @@ def test_the_chosen_runs_confusion_matrix_is_drawn_across_the_tab(two_runs_store
             choice = page.locator(".fse-run-select select")
             runs = choice.evaluate("select => [...select.options].map((option) => option.value)")
             assert len(runs) == 2, runs
+            choice.scroll_into_view_if_needed()
+            page.wait_for_timeout(1_000)
             for run in (runs[1], runs[0]):  # each run's details in turn, as a user compares
+                before = choice.bounding_box()["y"]
                 choice.select_option(run)
                 page.locator(".fse-scores").get_by_text(run).wait_for()
-                matrix = page.locator(".fse-confusion")
+                page.wait_for_timeout(1_000)
+                moved = choice.bounding_box()["y"] - before
+                assert abs(moved) <= 2, f"choosing {run} moved the selector by {moved:.0f} px"
+                matrix = page.locator(".fse-confusion >> visible=true")
                 matrix.locator("canvas").first.wait_for(state="visible")
                 matrix.scroll_into_view_if_needed()
                 page.wait_for_timeout(1_000)
