@@ -9,6 +9,7 @@ attribute from HTML strings, does not touch it).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,6 +136,33 @@ def legend_content(data: ExplorerData, attribute: str, space: str,
                  else "Click a value to isolate it on the map; shift-click adds one")
     return {"title": attribute, "rows": rows, "notes": notes,
             "searchable": len(rows) > SEARCHABLE}
+
+
+ISOLATION_NOTE_CSS = """
+.fse-isolation-note { font-size: 12px; background: #eef3f7; border-left: 3px solid #2f6690;
+                      padding: 4px 8px; }
+"""
+
+
+def isolation_note(data: ExplorerData, attribute: str, space: str, isolated: Sequence[str],
+                   selection: np.ndarray) -> str:
+    """HTML under the legend while values are isolated and images selected: how many of the
+    selected images have an isolated value, which are the points the map shows in colour (with
+    none, every point is grey, and this says why). Empty otherwise."""
+    if not isolated or not len(selection) or data.kinds[attribute] == NUMERIC:
+        return ""
+    values = data.colour_values(attribute, TOP_CATEGORIES, SpaceKey.parse(space))
+    wanted = [code for code, name in enumerate(values.cat.categories) if str(name) in isolated]
+    shown = int(np.isin(values.cat.codes.to_numpy()[selection], wanted).sum())
+    names = html.escape(" or ".join(isolated))
+    if not shown:
+        line = (f"None of the {len(selection):,} selected images is {names}: every point is "
+                "grey. Click the isolated value again, or clear the selection, to see more.")
+    else:
+        verb = "is" if shown == 1 else "are"
+        line = (f"{shown:,} of the {len(selection):,} selected images {verb} {names}: those "
+                "are the points in colour.")
+    return f"<div class='fse-isolation-note'>{line}</div>"
 
 
 def _mark(value: str, isolated: Sequence[str]) -> str:

@@ -19,7 +19,15 @@ from explorer.data import CLUSTER, ExplorerData, load_explorer_data, store_ready
 from explorer.filters import filters_panel, follow_filters
 from explorer.into_view import IntoView
 from explorer.layer_strip import STRIP_CSS
-from explorer.legend import LEGEND_CSS, Legend, legend_content, legend_values, toggled
+from explorer.legend import (
+    ISOLATION_NOTE_CSS,
+    LEGEND_CSS,
+    Legend,
+    isolation_note,
+    legend_content,
+    legend_values,
+    toggled,
+)
 from explorer.location import build_hint
 from explorer.map_panel import NARROW, MapPanel
 from explorer.metrics_view import metrics_panel
@@ -92,6 +100,10 @@ class Explorer(pn.viewable.Viewer):
                    content=pn.bind(legend_content, self.data, state.param.color_by,
                                    state.param.space, state.param.isolated),
                    css_classes=["fse-legend"], sizing_mode="stretch_width", margin=(0, 10)),
+            pn.pane.HTML(pn.bind(isolation_note, self.data, state.param.color_by,
+                                 state.param.space, state.param.isolated, state.param.selection),
+                         sizing_mode="stretch_width", margin=(0, 10),
+                         stylesheets=[ISOLATION_NOTE_CSS]),
             *([pn.widgets.Checkbox.from_param(
                 state.param.cluster_labels, label="Label each cluster with what it over-represents",
                 css_classes=["fse-cluster-labels"])] if CLUSTER in self.data.kinds else []),

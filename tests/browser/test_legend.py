@@ -13,6 +13,7 @@ from explorer.legend import SEARCHABLE
 from tests.browser.explorer_page import ExplorerPage
 
 pytestmark = pytest.mark.browser
+TOOLBAR_PX = 45  # the top of the map's pane that its toolbar takes
 
 
 @pytest.fixture
@@ -23,6 +24,11 @@ def explorer(served_store, built_store, page) -> ExplorerPage:
 def saturated(pixels: np.ndarray) -> int:
     """Pixels of a strong colour: points drawn in their colour, not dimmed, grey or white."""
     return int(((pixels.max(axis=2) - pixels.min(axis=2)) > 80).sum())
+
+
+def points_in_colour(explorer: ExplorerPage) -> int:
+    """Strongly coloured pixels of the map below its toolbar (whose logo is coloured)."""
+    return saturated(explorer.map_pixels()[TOOLBAR_PX:])
 
 
 def isolated_in_url(explorer: ExplorerPage) -> list[str]:
@@ -107,3 +113,32 @@ def test_a_long_legend_can_be_searched(explorer):
     explorer.page.wait_for_timeout(300)
     assert not search.is_visible()
     assert all(row.is_visible() for row in rows.all()) and rows.count() == 11
+
+
+def test_isolating_a_value_outside_the_selection_says_why_every_point_is_grey(explorer):
+    """The map shows the selected images among the isolated values; with none, every point is
+    grey, and the note under the legend says so, with the counts."""
+    styles = explorer.page.locator(".fse-legend-value").all_inner_texts()
+    first, second = styles[0], styles[1]
+    explorer.page.locator(".fse-select-attribute select").select_option("style")
+    explorer.page.locator(".fse-select-value select").select_option(second)
+    explorer.page.locator(".fse-select-go button").click()
+    selected = int((explorer.data.table["style"].astype(str) == second).sum())
+    assert explorer.selected_count() == selected
+    note = explorer.page.locator(".fse-isolation-note")
+    assert note.count() == 0, "no note before a value is isolated"
+    explorer.page.wait_for_timeout(1_500)
+    coloured = points_in_colour(explorer)  # the selection
+
+    legend_row(explorer, first).click()
+    wait_for_isolated(explorer, [first])
+    note.get_by_text(f"None of the {selected:,} selected images is {first}").wait_for()
+    explorer.page.wait_for_timeout(1_500)
+    assert points_in_colour(explorer) == 0, "every point should be grey"
+
+    legend_row(explorer, second).click(modifiers=["Shift"])
+    wait_for_isolated(explorer, [first, second])
+    note.get_by_text(f"{selected:,} of the {selected:,} selected images are {first} or "
+                     f"{second}").wait_for()
+    explorer.page.wait_for_timeout(1_500)
+    assert points_in_colour(explorer) == pytest.approx(coloured, rel=0.1)
