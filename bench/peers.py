@@ -23,9 +23,11 @@ as parquet: start to `/data/metadata.json` answering, page load to its table sho
 queries through its DuckDB endpoint. Its map needs WebGPU with shader-f16, which this
 machine's Chromium does not offer (SwiftShader): it is reported as not rendering.
 FiftyOne (its own environment; `--fiftyone` names its Python) runs bench/peers_fiftyone.py:
-`add_samples`, `compute_visualization(points=…)`, `launch_app`; here its App's page load and
-the click that opens the embeddings plot until "N points" shows. A peer whose environment is
-missing is skipped with one line.
+`add_samples`, `compute_visualization(points=…)`, `launch_app`; here its App's page load, the
+click that opens the embeddings plot until "N points" shows, mouse-wheel zooms in the plot
+(the wheel event to the frame after its next WebGL draw call: the plot zooms in the browser)
+and lassos in its Select mode (the release to the panel's "N selected" and to the sample grid's
+"N samples" changing). A peer whose environment is missing is skipped with one line.
 
 Rows go to bench/results.json, each measure naming its tool ("peers: ours: …", "peers: plain
 HoloViews app: …", "peers: plain HoloViews app / ours: …"); docs/benchmarks.md keeps them.
@@ -475,11 +477,115 @@ def open_embeddings_panel(page, brain_key: str, n: int) -> float:
     return (time.perf_counter() - began) * 1000
 
 
+# FiftyOne's embeddings plot draws on the client with WebGL2: a zoom ends at the first draw call
+# after the wheel event, and a lasso when the panel's "N selected" (in the browser) and the
+# sample grid's "N samples" (after a round trip to its server) show the new count.
+FIFTYONE_DRAW_WATCH_JS = """
+(() => {
+  window.peersWheelAt = null; window.peersDrawAt = null; window.peersFrameAt = null;
+  for (const context of [WebGLRenderingContext, WebGL2RenderingContext]) {
+    for (const name of ["drawArrays", "drawElements", "drawArraysInstanced",
+                        "drawElementsInstanced"]) {
+      const draw = context.prototype[name];
+      if (!draw) continue;
+      context.prototype[name] = function (...args) {
+        if (window.peersWheelAt !== null && window.peersDrawAt === null) {
+          window.peersDrawAt = performance.now();  // the frame that shows it comes next
+          requestAnimationFrame(() => { window.peersFrameAt = performance.now(); });
+        }
+        return draw.apply(this, args);
+      };
+    }
+  }
+  window.addEventListener("wheel", () => {
+    if (window.peersWheelAt === null) window.peersWheelAt = performance.now();
+  }, {capture: true, passive: true});
+})();"""
+FIFTYONE_COUNTS_JS = """() => {
+  const all = [...document.querySelectorAll("*")];
+  const text = (pattern) => {  // the innermost element whose whole text matches
+    const found = all.filter((e) => pattern.test(e.textContent.trim()));
+    return found.length ? found[found.length - 1].textContent.trim() : "";
+  };
+  return [text(/^[\\d,]+ selected/), text(/^[\\d,]+ samples$/)];
+}"""
+FIFTYONE_LASSO_JS = """([selected, samples]) => {
+  const counts = """ + FIFTYONE_COUNTS_JS + """;
+  window.peersLasso = {};
+  window.addEventListener("pointerup", (event) => {
+    const times = window.peersLasso;
+    const look = () => {
+      const [nowSelected, nowSamples] = counts();
+      if (!("selected" in times) && nowSelected && nowSelected !== selected)
+        times.selected = performance.now() - event.timeStamp;
+      if (!("samples" in times) && nowSamples && nowSamples !== samples)
+        times.samples = performance.now() - event.timeStamp;
+      if (!("selected" in times && "samples" in times)) requestAnimationFrame(look);
+    };
+    requestAnimationFrame(look);
+  }, {capture: true, once: true});
+}"""
+LASSO_DONE_JS = """() => { const times = window.peersLasso;
+  return "selected" in times && "samples" in times ? times : null; }"""
+
+
+def fiftyone_plot_box(page) -> dict:
+    """Where the embeddings plot's canvas (the page's largest) is."""
+    return page.evaluate("""() => {
+      const largest = [...document.querySelectorAll("canvas")].map((c) => c.getBoundingClientRect())
+        .sort((a, b) => b.width * b.height - a.width * a.height)[0];
+      return {x: largest.left, y: largest.top, width: largest.width, height: largest.height};
+    }""")
+
+
+def fiftyone_zoom_times(page, count: int = ZOOMS) -> list[float]:
+    """Milliseconds from a wheel event over the embeddings plot to the animation frame after its
+    first draw call (the frame that shows the zoomed plot), zooming in and out in turn
+    (FIFTYONE_DRAW_WATCH_JS is in the page)."""
+    box = fiftyone_plot_box(page)
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
+    times = []
+    for attempt in range(count):
+        page.evaluate("() => { window.peersWheelAt = window.peersDrawAt = null;"
+                      " window.peersFrameAt = null; }")
+        page.mouse.wheel(0, -120 if attempt % 2 == 0 else 100)
+        handle = page.wait_for_function(
+            "() => window.peersFrameAt === null ? null"
+            " : window.peersFrameAt - window.peersWheelAt", polling="raf", timeout=30_000)
+        times.append(handle.json_value())
+        page.wait_for_timeout(500)
+    return times
+
+
+def fiftyone_lasso_times(page, count: int = LASSOS) -> list[dict[str, float]]:
+    """Lassos of 80–160 px in the plot's Select mode: milliseconds from the release to the
+    panel's "N selected" and to the sample grid's "N samples" showing the new selection."""
+    page.get_by_text("Select", exact=True).first.click()
+    box = fiftyone_plot_box(page)
+    times = []
+    for attempt in range(count):
+        half = 40 + 20 * attempt
+        cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+        corners = [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half),
+                   (cx - half, cy + half), (cx - half, cy - half)]
+        page.evaluate(FIFTYONE_LASSO_JS, page.evaluate(FIFTYONE_COUNTS_JS))
+        page.mouse.move(*corners[0])
+        page.mouse.down()
+        for corner in corners[1:]:
+            page.mouse.move(*corner, steps=5)
+        page.mouse.up()
+        times.append(page.wait_for_function(LASSO_DONE_JS, polling=100).json_value())
+        page.wait_for_timeout(SETTLE_MS)
+    return times
+
+
 def fiftyone_rows(python: str, points: Path, n: int, browser) -> list[Row]:
-    """FiftyOne's dataset build, compute_visualization, App load and embeddings panel."""
+    """FiftyOne's dataset build, compute_visualization, App load and embeddings panel, then
+    wheel zooms and lassos in its plot."""
     with fiftyone_app(python, points) as (timings, url, pid):
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(PAINT_LIMIT_S * 1000)
+        page.add_init_script(FIFTYONE_DRAW_WATCH_JS)
         began = time.perf_counter()
         page.goto(url)
         page.get_by_text(timings["dataset"]).first.wait_for(state="attached")
@@ -489,6 +595,9 @@ def fiftyone_rows(python: str, points: Path, n: int, browser) -> list[Row]:
         heap, server_mb = js_heap_mb(page), process_tree_rss_mb(pid)
         page.wait_for_timeout(SETTLE_MS)
         page.screenshot(path=ARTIFACTS / f"peers-fiftyone-{n}.png")  # its plot, drawn or not
+        zooms = fiftyone_zoom_times(page)
+        lassos = fiftyone_lasso_times(page)
+        page.screenshot(path=ARTIFACTS / f"peers-fiftyone-{n}-lasso.png")
         page.close()
     name = f"peers: {FIFTYONE}"
     return [
@@ -499,6 +608,12 @@ def fiftyone_rows(python: str, points: Path, n: int, browser) -> list[Row]:
         row(f"{name}: page load to dataset shown (browser)", n, None, load_ms, "ms"),
         row(f"{name}: click to embeddings plot's point count shown (browser)", n, None,
             panel_ms, "ms"),
+        row(f"{name}: wheel zoom to zoomed plot drawn (browser, its own WebGL)", n, None,
+            statistics.median(zooms), "ms"),
+        row(f"{name}: lasso released to selected count shown (browser)", n, None,
+            statistics.median(t["selected"] for t in lassos), "ms"),
+        row(f"{name}: lasso released to sample grid filtered (browser, server round trip)", n,
+            None, statistics.median(t["samples"] for t in lassos), "ms"),
         row(f"{name}: server RSS (Python, App server, mongod)", n, None, server_mb, "MiB"),
         row(f"{name}: browser JS heap after embeddings plot", n, None, heap, "MiB"),
     ]
