@@ -131,14 +131,19 @@ def span_coordinates(fitted: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray
     rank and held-out rows × rank), with every inner product kept. The Gram matrix's pivoted
     Cholesky factor is the fitted rows' coordinates, and the held-out rows' follow by a
     triangular solve from their products with the pivot rows; rows that depend on others (a
-    duplicate image) add no dimension. A fifth of the time of a QR factorisation of the rows
-    (docs/benchmarks.md, *The probe's span from the Gram matrix*)."""
-    factor, pivots, rank, _ = lapack.spstrf(fitted @ fitted.T, lower=1)
+    duplicate image) add no dimension. In float64: from float32's Gram matrix LAPACK's rank
+    test cut a steep spectrum's smaller directions (105 of 799 kept). About half the time of a
+    QR factorisation of the rows (docs/benchmarks.md, *The probe's span from the Gram
+    matrix*)."""
+    rows = fitted.astype(np.float64)  # float32's rounding in the Gram matrix would cut the
+    # directions of its smaller singular values, which a weakly penalised fit still uses
+    factor, pivots, rank, _ = lapack.dpstrf(rows @ rows.T, lower=1, overwrite_a=1)
     pivots -= 1  # LAPACK counts from 1
-    lower = np.tril(factor)[:, :rank]  # the rows in pivot order
-    coordinates = np.empty_like(lower)
+    lower = np.tril(factor[:, :rank])  # the rows in pivot order
+    coordinates = np.empty((len(rows), rank), dtype=np.float32)
     coordinates[pivots] = lower
-    tested = solve_triangular(lower[:rank], fitted[pivots[:rank]] @ tested.T, lower=True)
+    tested = solve_triangular(lower[:rank], rows[pivots[:rank]] @ tested.T.astype(np.float64),
+                              lower=True)
     return coordinates, np.ascontiguousarray(tested.T, dtype=np.float32)
 
 
