@@ -15,8 +15,9 @@ CARD_CSS = """
             font-size: 13px; }
 .fse-card img { width: 128px; height: auto; border-radius: 4px; background: #eee; }
 .fse-card table { border-collapse: collapse; flex: 1 1 220px; }
-.fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
-.fse-card td { overflow-wrap: break-word; }
+.fse-card th { text-align: left; color: #666; font-weight: normal; padding-right: 8px;
+               width: 40%; overflow-wrap: anywhere; }
+.fse-card td { overflow-wrap: anywhere; }
 .fse-card.fse-compact img { width: 64px; }
 .fse-card.fse-compact table { flex: 1 1 160px; }
 .fse-placeholder { color: #888; font-size: 13px; }

@@ -33,6 +33,11 @@ def category_colours(categories: list[str]) -> dict[str, str]:
     return colours
 
 
+def isolated_codes(categories: pd.Index, isolated: tuple[str, ...] | list[str]) -> list[int]:
+    """The category codes of the isolated values (the map draws their points in colour)."""
+    return [code for code, name in enumerate(categories) if str(name) in isolated]
+
+
 def label_ink(shares: np.ndarray, dark_at_top: bool) -> list[str]:
     """Text colours readable on heatmap cells at `shares` (0-1 along the colour map): white on
     the dark end, near-black on the light end. `dark_at_top`: the map's high end is dark

@@ -18,7 +18,13 @@ import pandas as pd
 import param
 from panel.reactive import ReactiveHTML
 
-from explorer.colours import NUMERIC_CMAP, TOP_CATEGORIES, category_colours, numeric_span
+from explorer.colours import (
+    NUMERIC_CMAP,
+    TOP_CATEGORIES,
+    category_colours,
+    isolated_codes,
+    numeric_span,
+)
 from explorer.data import ExplorerData
 from precompute.store import NUMERIC, SpaceKey
 
@@ -152,7 +158,7 @@ def isolation_note(data: ExplorerData, attribute: str, space: str, isolated: Seq
     if not isolated or not len(selection) or data.kinds[attribute] == NUMERIC:
         return ""
     values = data.colour_values(attribute, TOP_CATEGORIES, SpaceKey.parse(space))
-    wanted = [code for code, name in enumerate(values.cat.categories) if str(name) in isolated]
+    wanted = isolated_codes(values.cat.categories, isolated)
     shown = int(np.isin(values.cat.codes.to_numpy()[selection], wanted).sum())
     names = html.escape(" or ".join(isolated))
     if not shown:

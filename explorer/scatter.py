@@ -24,6 +24,7 @@ from explorer.colours import (
     NUMERIC_CMAP,
     TOP_CATEGORIES,
     category_colours,
+    isolated_codes,
     numeric_colours,
     numeric_span,
 )
@@ -94,8 +95,7 @@ def highlighted_rows(data: ExplorerData, request: MapRequest) -> np.ndarray | No
         return selection
     space = SpaceKey.parse(request.space)
     categories = data.colour_values(request.color_by, TOP_CATEGORIES, space).cat.categories
-    wanted = [code for code, name in enumerate(categories) if str(name) in request.isolated]
-    rows = np.flatnonzero(np.isin(colouring.codes, wanted))
+    rows = np.flatnonzero(np.isin(colouring.codes, isolated_codes(categories, request.isolated)))
     return rows if selection is None else np.intersect1d(rows, selection, assume_unique=True)
 
 

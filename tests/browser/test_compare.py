@@ -106,7 +106,7 @@ def test_a_click_shows_neighbours_in_both_spaces_and_the_link_keeps_the_view(
 TEXT_FITS_JS = """select => {
     const style = getComputedStyle(select);
     const context = document.createElement("canvas").getContext("2d");
-    context.font = style.font;
+    context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
     const room = select.clientWidth - parseFloat(style.paddingLeft)
         - parseFloat(style.paddingRight);
     return [select.options[select.selectedIndex].text,

@@ -70,10 +70,12 @@ def test_a_card_in_a_narrow_side_panel_wraps_its_names_and_keeps_each_value_whol
                                                                                   built_store):
     """The side panel beside the map is about 270 px wide at 1280 px: a long value without
     spaces stays on one line, and the long attribute names beside it wrap instead (the card
-    once broke "Naive_Art_Primitivism" after "Naive_Art_Pri")."""
+    once broke "Naive_Art_Primitivism" after "Naive_Art_Pri"), while a value with nowhere to
+    break still wraps within the card."""
     data = load_explorer_data(str(built_store))
+    token = "https://example.org/an_identifier_" + "x" * 60  # no place to break it
     card = image_card(data, 0, data.spaces[0], extra={
-        "predicted style · efficientnet_lite0 head": "Naive_Art_Primitivism"})
+        "predicted style · efficientnet_lite0 head": "Naive_Art_Primitivism", "link": token})
     page.set_content(f"<style>{CARD_CSS}</style><div style='width: 270px'>{card}</div>")
     lines = page.evaluate("""() => {
         const cell = [...document.querySelectorAll('.fse-card td')]
@@ -82,3 +84,5 @@ def test_a_card_in_a_narrow_side_panel_wraps_its_names_and_keeps_each_value_whol
         range.selectNodeContents(cell);
         return range.getClientRects().length; }""")
     assert lines == 1, f"the value is broken over {lines} lines"
+    wide = page.locator(".fse-card table").evaluate("table => table.getBoundingClientRect().width")
+    assert wide <= 270, f"a value with nowhere to break widens the card to {wide:.0f} px"

@@ -129,6 +129,7 @@ def test_isolating_a_value_outside_the_selection_says_why_every_point_is_grey(ex
     assert note.count() == 0, "no note before a value is isolated"
     explorer.page.wait_for_timeout(1_500)
     coloured = points_in_colour(explorer)  # the selection
+    assert coloured > 0
 
     legend_row(explorer, first).click()
     wait_for_isolated(explorer, [first])
