@@ -263,8 +263,9 @@ def test_the_metrics_tab_compares_the_runs_and_shows_the_chosen_one(runs_store):
     assert all(run in table for run in runs) and table.count("<tr>") == 1 + len(runs)
     assert sorted(chosen.options) == runs
     chosen.value = f"{LITE1}/finetuned-style-linear"
-    shown = panel[2]._pane  # what pn.bind rendered for the chosen run
-    html_of_run = "".join(str(getattr(part, "object", "")) for part in _walk(shown))
+    shown = [part for part in panel[2:] if part.visible]  # each run's details, one shown
+    assert len(shown) == 1 and len(panel) == 2 + len(runs)
+    html_of_run = "".join(str(getattr(part, "object", "")) for part in _walk(shown[0]))
     assert f"{LITE1}/finetuned-style-linear" in html_of_run
 
 
