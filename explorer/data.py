@@ -93,12 +93,16 @@ class ExplorerData:
     def __len__(self) -> int:
         return len(self.table)
 
+    @property
+    def several_backbones(self) -> bool:
+        """Whether the store's spaces come from more than one backbone, so names say which."""
+        return len({space.backbone for space in self.spaces}) > 1
+
     def space_label(self, space: SpaceKey) -> str:
         """How a feature space is named in the selectors: its run and layer with the layer's
         depth ("pretrained · _blocks.7 · block 8 of 16"), after its backbone when the store
         has several (the full key `backbone/run/layer` is in the URL)."""
-        several = len({s.backbone for s in self.spaces}) > 1
-        run = f"{space.backbone} {space.run}" if several else space.run
+        run = f"{space.backbone} {space.run}" if self.several_backbones else space.run
         return f"{run} · {self.layer_label(space)}"
 
     def layer_label(self, space: SpaceKey) -> str:

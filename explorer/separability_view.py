@@ -34,8 +34,7 @@ def column_name(data: ExplorerData, space: SpaceKey) -> str:
     fine-tuned, so the rotated names stay short enough not to run into each other in a narrow
     window), after its backbone when the store has several."""
     name = layer_name(data, space)
-    several = len({other.backbone for other in data.spaces}) > 1  # as the selectors say it
-    return f"{space.backbone} · {name}" if several else name
+    return f"{space.backbone} · {name}" if data.several_backbones else name
 
 
 def separability_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewable:
