@@ -226,20 +226,27 @@ def open_painted(browser, url: str) -> tuple[object, float]:
     return page, paint
 
 
-def zoom_times(page, frame: dict, count: int = ZOOMS) -> list[float]:
-    """Milliseconds from a wheel event over the map's centre to the plot holding a new image
-    (the server's render of the zoomed view), zooming in and out in turn."""
-    cx, cy = frame["left"] + frame["width"] * 0.45, frame["top"] + frame["height"] * 0.55
-    page.mouse.move(cx, cy)
+def wheel_times(page, box: dict, arm: Callable[[], object], done_js: str, arg: object = None,
+                count: int = ZOOMS) -> list[float]:
+    """Milliseconds from a wheel event near the centre of `box` (left, top, width, height)
+    until `done_js` returns a number (the time it measured), zooming in and out in turn;
+    `arm` readies the page's watch before each wheel event."""
+    page.mouse.move(box["left"] + box["width"] * 0.45, box["top"] + box["height"] * 0.55)
     times = []
     for attempt in range(count):
-        page.evaluate(MARK_IMAGES_JS, "fse-map")
+        arm()
         page.mouse.wheel(0, -120 if attempt % 2 == 0 else 100)
-        handle = page.wait_for_function(NEW_IMAGE_JS, arg="fse-map", polling="raf",
-                                        timeout=30_000)
+        handle = page.wait_for_function(done_js, arg=arg, polling="raf", timeout=30_000)
         times.append(handle.json_value())
         page.wait_for_timeout(500)
     return times
+
+
+def zoom_times(page, frame: dict) -> list[float]:
+    """Milliseconds from a wheel event over the map to the plot holding a new image (the
+    server's render of the zoomed view)."""
+    return wheel_times(page, frame, lambda: page.evaluate(MARK_IMAGES_JS, "fse-map"),
+                       NEW_IMAGE_JS, "fse-map")
 
 
 def js_heap_mb(page) -> float:
@@ -541,27 +548,19 @@ def fiftyone_plot_box(page) -> dict:
     return page.evaluate("""() => {
       const largest = [...document.querySelectorAll("canvas")].map((c) => c.getBoundingClientRect())
         .sort((a, b) => b.width * b.height - a.width * a.height)[0];
-      return {x: largest.left, y: largest.top, width: largest.width, height: largest.height};
+      return {left: largest.left, top: largest.top, width: largest.width, height: largest.height};
     }""")
 
 
-def fiftyone_zoom_times(page, count: int = ZOOMS) -> list[float]:
+def fiftyone_zoom_times(page) -> list[float]:
     """Milliseconds from a wheel event over the embeddings plot to the animation frame after its
-    first draw call (the frame that shows the zoomed plot), zooming in and out in turn
-    (FIFTYONE_DRAW_WATCH_JS is in the page)."""
-    box = fiftyone_plot_box(page)
-    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
-    times = []
-    for attempt in range(count):
-        page.evaluate("() => { window.peersWheelAt = window.peersDrawAt = null;"
-                      " window.peersFrameAt = null; }")
-        page.mouse.wheel(0, -120 if attempt % 2 == 0 else 100)
-        handle = page.wait_for_function(
-            "() => window.peersFrameAt === null ? null"
-            " : window.peersFrameAt - window.peersWheelAt", polling="raf", timeout=30_000)
-        times.append(handle.json_value())
-        page.wait_for_timeout(500)
-    return times
+    first draw call (the frame that shows the zoomed plot), FIFTYONE_DRAW_WATCH_JS being in
+    the page."""
+    return wheel_times(
+        page, fiftyone_plot_box(page),
+        lambda: page.evaluate("() => { window.peersWheelAt = window.peersDrawAt = null;"
+                              " window.peersFrameAt = null; }"),
+        "() => window.peersFrameAt === null ? null : window.peersFrameAt - window.peersWheelAt")
 
 
 def fiftyone_lasso_times(page, count: int = LASSOS) -> list[dict[str, float]]:
@@ -572,7 +571,7 @@ def fiftyone_lasso_times(page, count: int = LASSOS) -> list[dict[str, float]]:
     times = []
     for attempt in range(count):
         half = 40 + 20 * attempt
-        cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+        cx, cy = box["left"] + box["width"] * 0.5, box["top"] + box["height"] * 0.5
         corners = [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half),
                    (cx - half, cy + half), (cx - half, cy - half)]
         page.evaluate(FIFTYONE_LASSO_JS, page.evaluate(FIFTYONE_COUNTS_JS))
