@@ -87,7 +87,7 @@ def _label_table(data: ExplorerData, space: SpaceKey, method: str,
     if meta is None or not meta["attributes"]:
         return pd.DataFrame({"x": [], "y": [], "text": []})
     tested = attribute if attribute in meta["attributes"] else meta["attributes"][0]
-    frame = data.frame(space, method)
+    xy = data.coords(space, method)
     codes = data.clusters(space).cat.codes.to_numpy()
     rows = []
     for cluster in range(len(meta["sizes"])):
@@ -98,7 +98,7 @@ def _label_table(data: ExplorerData, space: SpaceKey, method: str,
         best = min(records, key=lambda r: (r["p_value"], -r["count"]))
         ties = sum(r["p_value"] == best["p_value"] for r in records) - 1
         members = codes == cluster
-        rows.append({"x": float(np.median(frame["x"].to_numpy()[members])),
-                     "y": float(np.median(frame["y"].to_numpy()[members])),
+        x, y = np.median(xy[members], axis=0)
+        rows.append({"x": float(x), "y": float(y),
                      "text": best["value"] + (f" +{ties}" if ties else "")})
     return pd.DataFrame(rows, columns=["x", "y", "text"])

@@ -67,7 +67,7 @@ class ExplorerData:
     has_thumbnails: bool = False  # the thumbs stage has run
     depth_labels: dict[SpaceKey, str] = field(default_factory=dict)  # "block 8 of 16"
     stamp: tuple = ()  # the store's state when read (explorer/build_status.py)
-    _frames: BoundedCache[tuple[pd.DataFrame, tuple]] = _kept(PROJECTIONS_KEPT)
+    _coords: BoundedCache[tuple[np.ndarray, tuple]] = _kept(PROJECTIONS_KEPT)
     _points: BoundedCache[PointIndex] = _kept(PROJECTIONS_KEPT)
     _colours: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
     _counts: BoundedCache[pd.Series] = _kept(COLOURINGS_KEPT)
@@ -76,6 +76,15 @@ class ExplorerData:
     _reducers: BoundedCache[object] = _kept(SPACES_KEPT)
     _thumbnails: BoundedCache[np.ndarray] = _kept(THUMBNAILS_KEPT)
     _derived: dict[object, BoundedCache] = field(default_factory=dict, repr=False)
+    _columns: dict[str, pd.Series] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Each column's Series made once: with pandas' copy-on-write every `table[name]` is a
+        # new view whose weak reference the shared column keeps until pandas next clears them
+        # (hundreds between clearings). A hover reads every attribute, so twenty sessions left
+        # thousands of such small objects behind, each holding a page of freed session memory
+        # in the server (docs/benchmarks.md, Twenty users at once).
+        self._columns = dict(self.table.items())
 
     # ------------------------------------------------------------------ what there is
     @property
@@ -116,11 +125,12 @@ class ExplorerData:
         return max(self.methods[space],
                    key=lambda method: self.trust[space, method].get("neighbour_preservation", -1))
 
-    def column(self, attribute: str, space: SpaceKey | None = None) -> pd.Series:
-        """One attribute of every image; `cluster` is that of the given feature space."""
-        if attribute == CLUSTER:
+    def column(self, name: str, space: SpaceKey | None = None) -> pd.Series:
+        """One column of the table (an attribute, the id or the path) for every image, the
+        same Series on every call; `cluster` is that of the given feature space."""
+        if name == CLUSTER:
             return self.clusters(space)
-        return self.table[attribute]
+        return self._columns[name]
 
     def clusters(self, space: SpaceKey | None) -> pd.Series:
         """The k-means cluster of every image in `space` ("(missing)" where it has none)."""
@@ -139,23 +149,20 @@ class ExplorerData:
     # ------------------------------------------------------------------ map coordinates
     def coords(self, space: SpaceKey, method: str) -> np.ndarray:
         """N × 2 float32 map coordinates, centred and scaled into [-1, 1] (aspect kept), so
-        every method and layer shares one view extent."""
-        frame = self.frame(space, method)
-        return np.column_stack([frame["x"].to_numpy(), frame["y"].to_numpy()])
+        every method and layer shares one view extent; computed once per projection and
+        shared, so read-only."""
+        return self._scaled_coords(space, method)[0]
 
-    def frame(self, space: SpaceKey, method: str) -> pd.DataFrame:
-        """Columns x, y in map coordinates, computed once per projection and shared."""
-        return self._scaled_frame(space, method)[0]
-
-    def _scaled_frame(self, space: SpaceKey, method: str) -> tuple[pd.DataFrame, tuple]:
-        def scale() -> tuple[pd.DataFrame, tuple]:
+    def _scaled_coords(self, space: SpaceKey, method: str) -> tuple[np.ndarray, tuple]:
+        def scale() -> tuple[np.ndarray, tuple]:
             xy = np.asarray(self.store.load_projection(space, method), dtype=np.float32)
             low, high = xy.min(axis=0), xy.max(axis=0)
             centre_and_half = ((low + high) / 2, float((high - low).max()) / 2 or 1.0)
-            return (pd.DataFrame(scaled_to_map(xy, centre_and_half), columns=["x", "y"]),
-                    centre_and_half)
+            coords = scaled_to_map(xy, centre_and_half)
+            coords.flags.writeable = False
+            return coords, centre_and_half
 
-        return self._frames.get((space, method), scale)
+        return self._coords.get((space, method), scale)
 
     def to_map(self, space: SpaceKey, method: str, projected: np.ndarray) -> np.ndarray:
         """Projection coordinates (N × 2) → map coordinates of this session's view."""
@@ -163,7 +170,7 @@ class ExplorerData:
 
     def map_scale(self, space: SpaceKey, method: str) -> tuple[np.ndarray, float]:
         """The centre and half-extent that scale `method`'s projection of `space` into [-1, 1]."""
-        return self._scaled_frame(space, method)[1]
+        return self._scaled_coords(space, method)[1]
 
     def place(self, space: SpaceKey, method: str, vector: np.ndarray) -> tuple[float, float]:
         """Where a new embedding of `space` lands on the `method` map: the stored reducer's
@@ -254,7 +261,7 @@ class ExplorerData:
             for attribute in self.attributes_of(TEXT) + self.attributes_of(CATEGORICAL):
                 if attribute == CLUSTER:
                     continue
-                column = self.table[attribute].astype("string")
+                column = self.column(attribute).astype("string")
                 found |= column.str.contains(search.strip(), case=False, regex=False).to_numpy(
                     dtype=bool, na_value=False
                 )
@@ -295,12 +302,12 @@ class ExplorerData:
         return described
 
     def sample_id(self, row: int) -> str:
-        return str(self.table[ID_COLUMN].iloc[int(row)])
+        return str(self.column(ID_COLUMN).iloc[int(row)])
 
     @property
     def id_numbers(self) -> np.ndarray:
         """Every image's sample id (16 hex digits) as an unsigned 64-bit number, by row."""
-        return self.derived(("id numbers",), lambda: id_numbers(self.table[ID_COLUMN]))
+        return self.derived(("id numbers",), lambda: id_numbers(self.column(ID_COLUMN)))
 
     @staticmethod
     def id_number(sample_id: str) -> np.ndarray:

@@ -30,8 +30,8 @@ def no_contours() -> hv.Contours:
 
 
 def _contours(data: ExplorerData, space: SpaceKey, method: str) -> hv.Contours:
-    frame = data.frame(space, method)
-    counts, _, _ = np.histogram2d(frame["y"].to_numpy(), frame["x"].to_numpy(), bins=GRID,
+    xy = data.coords(space, method)
+    counts, _, _ = np.histogram2d(xy[:, 1], xy[:, 0], bins=GRID,
                                   range=[EXTENT, EXTENT])
     density = gaussian_filter(counts, SMOOTHING)
     if not density.max():

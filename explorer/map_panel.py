@@ -174,10 +174,10 @@ class MapPanel(pn.viewable.Viewer):
         the first map only: it is placed in the session's own space)."""
         if self.side != FIRST_MAP:
             query_point = None
-        frame = self.data.frame(SpaceKey.parse(space), method)
+        xy = self.data.coords(SpaceKey.parse(space), method)
         rows = [int(r) for r in neighbours]
         kinds = ["focus"] + ["neighbour"] * (len(rows) - 1) if rows else []
-        x, y = frame["x"].to_numpy()[rows].tolist(), frame["y"].to_numpy()[rows].tolist()
+        x, y = xy[rows, 0].tolist(), xy[rows, 1].tolist()
         if query_point is not None:
             x, y, kinds = [*x, query_point[0]], [*y, query_point[1]], [*kinds, "query"]
         table = pd.DataFrame({"x": x, "y": y, "kind": kinds})
@@ -226,9 +226,8 @@ class MapPanel(pn.viewable.Viewer):
     def _ring_data(self) -> dict[str, list[float]]:
         if self.hovered is None:
             return {"x": [], "y": []}
-        frame = self.data.frame(*self.shown())
-        return {"x": [float(frame["x"].to_numpy()[self.hovered])],
-                "y": [float(frame["y"].to_numpy()[self.hovered])]}
+        x, y = self.data.coords(*self.shown())[self.hovered]
+        return {"x": [float(x)], "y": [float(y)]}
 
     def _move_ring(self, _event: param.parameterized.Event) -> None:
         data = self._ring_data()

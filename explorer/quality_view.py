@@ -44,7 +44,7 @@ def quality_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
         return pn.pane.HTML(placeholder(
             "No quality checks in this store yet: run `precompute quality --store DIR`."),
             sizing_mode="stretch_width")
-    rows = {sample: row for row, sample in enumerate(data.table[ID_COLUMN])}
+    rows = {sample: row for row, sample in enumerate(data.column(ID_COLUMN))}
     space = data.store.meta(data.store.quality_path())["space"]
     kinds = [
         ("Near-duplicates", duplicate_groups(issues, rows, data, state)),

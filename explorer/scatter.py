@@ -155,13 +155,12 @@ def _coloured(data: ExplorerData, request: MapRequest, both: xr.Dataset) -> tf.I
 def _highlight(data: ExplorerData, request: MapRequest, rows: np.ndarray) -> tf.Image:
     """The highlighted `rows` (see `highlighted_rows`) in their colours, inside the filter."""
     space = SpaceKey.parse(request.space)
-    frame = data.frame(space, request.method)
+    xy = data.coords(space, request.method)
     colouring = _colouring(data, request)
     if request.hide_filtered and request.mask is not None:
         rows = rows[request.mask[rows]]
     mask = None if request.mask is None else request.mask[rows]
-    chosen = filtered(colouring.take(rows).columns(frame["x"].to_numpy()[rows],
-                                                   frame["y"].to_numpy()[rows]), mask, False)
+    chosen = filtered(colouring.take(rows).columns(xy[rows, 0], xy[rows, 1]), mask, False)
     canvas = _canvas(request)
     if not colouring.numeric:
         return _mix(canvas.points(chosen, "x", "y", MIXED_COLOUR))
@@ -216,22 +215,19 @@ def _colouring(data: ExplorerData, request: MapRequest) -> Colouring:
 def _viewport_points(data: ExplorerData, request: MapRequest, colouring: Colouring
                      ) -> pd.DataFrame:
     """The points in the viewport's x range, filtered, from the whole table held in memory:
-    its colour columns are sorted by x once per projection and colouring, so a zoomed render
-    aggregates one slice of them."""
-    space = SpaceKey.parse(request.space)
-    frame = data.frame(space, request.method)
+    its columns are sorted by x once per projection and colouring (numpy arrays shared by the
+    sessions), so a render aggregates a new table over one slice of them. (A slice of a shared
+    pandas table would leave a reference on it that pandas keeps until it next clears them.)"""
+    xy = data.coords(SpaceKey.parse(request.space), request.method)
     order = data.derived(("x order", request.space, request.method),
-                         lambda: np.argsort(frame["x"].to_numpy(), kind="stable"))
+                         lambda: np.argsort(xy[:, 0], kind="stable"))
     key = ("colour columns", request.space, request.method, request.color_by)
-    points = data.derived(key, lambda: colouring.take(order).columns(
-        frame["x"].to_numpy()[order], frame["y"].to_numpy()[order]))
-    mask = None if request.mask is None else request.mask[order]
-    return _x_slice(filtered(points, mask, request.hide_filtered), request.x_range)
-
-
-def _x_slice(points: pd.DataFrame, x_range: tuple[float, float]) -> pd.DataFrame:
-    """The points (sorted by x) whose x lies in `x_range`: all the canvas would count."""
-    return points.iloc[sorted_slice(points["x"].to_numpy(), *x_range)]
+    columns = data.derived(key, lambda: {"x": xy[order, 0], "y": xy[order, 1],
+                                         **colouring.take(order).channels()})
+    rows = sorted_slice(columns["x"], *request.x_range)
+    points = pd.DataFrame({name: values[rows] for name, values in columns.items()}, copy=False)
+    mask = None if request.mask is None else request.mask[order[rows]]
+    return filtered(points, mask, request.hide_filtered)
 
 
 def _mix(aggregate) -> tf.Image:
@@ -261,7 +257,7 @@ def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
     zoomed in on at most THUMBNAIL_LIMIT, draw their images instead (the whole map stays an
     overview of colours)."""
     space = SpaceKey.parse(request.space)
-    frame = data.frame(space, request.method)
+    xy = data.coords(space, request.method)
     values = data.colour_values(request.color_by, TOP_CATEGORIES, space)
     numeric = _colouring(data, request).numeric
     rows = data.points(space, request.method).in_box(
@@ -279,7 +275,7 @@ def _glyphs(data: ExplorerData, request: MapRequest) -> hv.Overlay:
         key = category_colours(list(values.cat.categories))
         colours = np.array([key[c] for c in values.iloc[rows]], dtype=object)
     colours = np.where(inside, colours, GREY_FILTERED)
-    x, y = frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows]
+    x, y = xy[rows, 0], xy[rows, 1]
     highlighted = highlighted_rows(data, request)
     zoomed = (request.x_range, request.y_range) != (EXTENT, EXTENT)
     if data.has_thumbnails and zoomed and len(rows) <= THUMBNAIL_LIMIT:

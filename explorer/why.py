@@ -84,7 +84,7 @@ class WhyPanel(pn.viewable.Viewer):
             from precompute.images import DecodeOptions, open_rgb
 
             meta = data.store.images_meta()
-            path = Path(meta["root"]) / data.table[PATH_COLUMN].iloc[row]
+            path = Path(meta["root"]) / data.column(PATH_COLUMN).iloc[row]
             image = open_rgb(path, DecodeOptions(**meta["decode"]))
             model = query_model(data, space)
             cam, target = model.grad_cam(image)

@@ -4,9 +4,11 @@ and the explorer as a notebook object."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import pytest
 
@@ -311,6 +313,32 @@ def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):
     smaller = render_map(data, other_size).get(0).data
     assert smaller.shape == (90, 60, 4) and render_map(data, other_size).get(0).data is smaller
 
+
+
+def test_hovers_and_renders_leave_no_reference_on_the_shared_tables(built_store):
+    """Every session reads the one table of the process: a view of it per hover or render
+    (`table[name]`, `frame.iloc[a:b]`) would leave a weak reference on its columns, which
+    pandas keeps for hundreds of reads, each holding a page of freed session memory."""
+    from explorer.scatter import MapRequest, render_map
+
+    data = load_explorer_data(str(built_store.resolve()))
+    zoomed = MapRequest(str(SPACE), "pca", "style", (-0.6, 0.4), (-0.5, 0.5), 120, 90,
+                        glyph_limit=0, mask=np.arange(len(data)) % 3 > 0)
+    render_map(data, zoomed)  # what the process shares made once
+    gc.collect()
+    shared = [o for o in gc.get_objects() if type(o) in (pd.DataFrame, pd.Series)]
+
+    def references() -> int:  # pandas' own record of the views of each block
+        return sum(len(block.refs.referenced_blocks) for o in shared for block in o._mgr.blocks)
+
+    before = references()
+    for row in range(len(data)):
+        data.describe(row, SPACE)
+        data.sample_id(row)
+    for left in np.linspace(-1, 0.5, 12):
+        render_map(data, dataclasses.replace(zoomed, x_range=(left, left + 0.5)))
+    assert references() == before
+    assert not data.coords(SPACE, "pca").flags.writeable, "shared by sessions: read-only"
 
 def test_predictions_are_attributes_and_confusion_cells_select_their_test_images(built_store):
     from explorer.metrics_view import confused_rows, confusion_cells
