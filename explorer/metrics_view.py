@@ -39,11 +39,16 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
         return model_metrics(data, state, runs["run"][0], tags[runs["run"][0]])
     chosen = pn.widgets.Select(label="Run", options=list(runs["run"]), value=runs["run"][0],
                                width=420, css_classes=["fse-run-select"])
-    # Every run's details built once, the chosen one shown: replacing one run's details by
-    # another's emptied the tab for a moment, and the page, briefly shorter, jumped upwards.
-    details = {model: model_metrics(data, state, model, tags[model]) for model in runs["run"]}
+    # Each run's details built when first chosen and kept, the chosen one shown: replacing one
+    # run's details by another's emptied the tab for a moment, and the page, briefly shorter,
+    # jumped upwards.
+    details: dict[str, pn.viewable.Viewable] = {}
+    shown = pn.Column(sizing_mode="stretch_width")
 
     def show(model: str) -> None:
+        if model not in details:
+            details[model] = model_metrics(data, state, model, tags[model])
+            shown.append(details[model])
         details[model].visible = True  # before the others hide: the tab never gets shorter
         for each, panel in details.items():
             panel.visible = each == model
@@ -53,7 +58,7 @@ def metrics_panel(data: ExplorerData, state: ExplorerState) -> pn.viewable.Viewa
     return pn.Column(
         pn.pane.HTML(runs_html(runs), sizing_mode="stretch_width", css_classes=["fse-runs"],
                      stylesheets=[RUNS_CSS]),
-        chosen, *details.values(),
+        chosen, shown,
         sizing_mode="stretch_width",
     )
 

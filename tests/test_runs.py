@@ -262,9 +262,11 @@ def test_the_metrics_tab_compares_the_runs_and_shows_the_chosen_one(runs_store):
     runs = Store.open(runs_store).finetuned_models()
     assert all(run in table for run in runs) and table.count("<tr>") == 1 + len(runs)
     assert sorted(chosen.options) == runs
+    details = panel[2]
+    assert len(details) == 1, "only the run shown first has its details built on opening"
     chosen.value = f"{LITE1}/finetuned-style-linear"
-    shown = [part for part in panel[2:] if part.visible]  # each run's details, one shown
-    assert len(shown) == 1 and len(panel) == 2 + len(runs)
+    shown = [part for part in details if part.visible]  # each run's details kept, one shown
+    assert len(shown) == 1 and len(details) == 2
     html_of_run = "".join(str(getattr(part, "object", "")) for part in _walk(shown[0]))
     assert f"{LITE1}/finetuned-style-linear" in html_of_run
 
