@@ -9,14 +9,15 @@ from tornado.ioloop import IOLoop
 
 from explorer.location import dask_scheduler, store_root
 from explorer.server_safety import (
+    ReleaseAfterClosing,
     drop_messages_of_closed_connections,
     quiet_closed_connections,
-    release_freed_memory,
     restrict_component_route,
 )
 from explorer.warmup import warm_up
 
 ARGS = sys.argv[1:]  # bokeh sets sys.argv to the app's `--args` only while this module loads
+RELEASE = ReleaseAfterClosing()
 
 
 def on_server_loaded(server_context) -> None:
@@ -40,10 +41,8 @@ def on_server_loaded(server_context) -> None:
 
 def on_session_destroyed(session_context) -> None:
     """A closed session's memory goes back to the system, not only to the allocator's free
-    lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded); the
-    log line says what the allocator holds afterwards."""
-    heap = release_freed_memory()
-    held = (f": {heap.in_use_mib:.1f} MiB in use, {heap.free_mib:.1f} MiB free in the "
-            "allocator's heaps" if heap else "")
-    logging.getLogger("explorer").info("session %s closed; memory released%s",
-                                       session_context.id, held)
+    lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded), a
+    few seconds later with that of the sessions closing meanwhile; that log line says what
+    the allocator holds afterwards."""
+    logging.getLogger("explorer").info("session %s closed", session_context.id)
+    RELEASE.session_closed()

@@ -52,15 +52,17 @@ ALLOCATORS = {"pymalloc": ({}, ""),
                              ", glibc malloc, mmap from 128 KiB")}
 
 
-HEAP_LINE = re.compile(r"memory released: ([\d.]+) MiB in use, ([\d.]+) MiB free")
+HEAP_LINE = re.compile(r"(\d+) session\(s\) closed since the last release; memory released: "
+                       r"([\d.]+) MiB in use, ([\d.]+) MiB free")
 
 
 def heap_figures(log: Path, closed: int) -> tuple[float, float] | None:
-    """glibc's MiB in use and free after the last session closed (app/app_hooks.py logs them),
-    once the server's log says `closed` sessions have; None before that, or where glibc does
-    not report them."""
+    """glibc's MiB in use and free after the release that followed the last session closed
+    (explorer/server_safety.py logs them), once the server's releases have covered `closed`
+    sessions; None before that, or where glibc does not report them."""
     found = HEAP_LINE.findall(log.read_text(errors="replace"))
-    return (float(found[-1][0]), float(found[-1][1])) if len(found) >= closed else None
+    covered = sum(int(count) for count, _, _ in found)
+    return (float(found[-1][1]), float(found[-1][2])) if found and covered >= closed else None
 
 
 def known_points(store: Path, count: int) -> np.ndarray:

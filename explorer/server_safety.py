@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError
@@ -37,6 +38,8 @@ from tornado.websocket import WebSocketClosedError
 log = logging.getLogger(__name__)
 
 SERVED_MODULES: tuple[str, ...] = ()  # module names, each allowing its submodules too
+RELEASE_DELAY_S = 5.0  # after a session closes, its memory goes back this long after ...
+RELEASE_SETTLE_S = 2.0  # ... and this long after the collector has freed its objects
 
 
 def restrict_component_route(allowed: Iterable[str] = SERVED_MODULES) -> None:
@@ -146,3 +149,40 @@ def release_freed_memory() -> HeapFigures | None:
     info = mallinfo2()
     return HeapFigures(in_use_mib=(info.uordblks + info.hblkhd) / 2**20,
                        free_mib=info.fordblks / 2**20)
+
+
+class ReleaseAfterClosing:
+    """Hands freed memory back (`release_freed_memory`) once, `delay_s` after a session closes,
+    for it and every session that closes meanwhile.
+
+    Released inside each session's `on_session_destroyed` hook, much of a burst's memory stayed
+    with the allocator: Bokeh calls the hook while the session's document is still held, and
+    the document's objects, freed by the collector afterwards, let go of more on the event
+    loop's next turns; a page is handed back only once none of its objects lives. So the
+    collector runs first and the release `settle_s` later, once those have gone (twenty
+    sessions on the sample store: docs/benchmarks.md, *Twenty users at once*)."""
+
+    def __init__(self, delay_s: float = RELEASE_DELAY_S, settle_s: float = RELEASE_SETTLE_S
+                 ) -> None:
+        self.delay_s, self.settle_s = delay_s, settle_s
+        self._closed = 0  # sessions closed since the last release
+        self._scheduled = False
+
+    def session_closed(self) -> None:
+        """Count a closed session; schedule the release on the running loop unless one is."""
+        self._closed += 1
+        if not self._scheduled:
+            self._scheduled = True
+            IOLoop.current().call_later(self.delay_s, self._collect)
+
+    def _collect(self) -> None:
+        gc.collect()
+        IOLoop.current().call_later(self.settle_s, self._release)
+
+    def _release(self) -> None:
+        closed, self._closed, self._scheduled = self._closed, 0, False
+        heap = release_freed_memory()
+        held = (f": {heap.in_use_mib:.1f} MiB in use, {heap.free_mib:.1f} MiB free in the "
+                "allocator's heaps" if heap else "")
+        logging.getLogger("explorer").info("%d session(s) closed since the last release; "
+                                           "memory released%s", closed, held)
