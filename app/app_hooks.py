@@ -42,7 +42,7 @@ def on_server_loaded(server_context) -> None:
 def on_session_destroyed(session_context) -> None:
     """A closed session's memory goes back to the system, not only to the allocator's free
     lists (all of it when the server runs with PYTHONMALLOC=malloc; see on_server_loaded), a
-    few seconds later with that of the sessions closing meanwhile; that log line says what
-    the allocator holds afterwards."""
+    few seconds later with that of the sessions closing meanwhile; the release's log line
+    (explorer/server_safety.py) says what the allocator holds afterwards."""
     logging.getLogger("explorer").info("session %s closed", session_context.id)
     RELEASE.session_closed()

@@ -7,9 +7,9 @@
 Counts page errors and server tracebacks (session close included), hover cards shown, the time
 until the last session shows its map, and the server's memory before, at the peak and a minute
 after every session has closed, with what glibc's allocator says it holds then (in use, and
-free in its heaps; the server logs both as each session closes). `--busy N` keeps N processes
-spinning on the CPU meanwhile (a loaded machine). Bounded: a fixed number of sessions and
-actions, each with a time limit; it stops by itself. `--allocators` runs the whole load once
+free in its heaps; the server logs both a few seconds after sessions close). `--busy N` keeps N
+processes spinning on the CPU meanwhile (a loaded machine). Bounded: a fixed number of sessions
+and actions, each with a time limit; it stops by itself. `--allocators` runs the whole load once
 per memory allocator of the server, in turn: Python's own (pymalloc, the default) and glibc's
 for every object, as `make demo` starts the server (docs/benchmarks.md, *Twenty users at once*;
 what glibc's costs in speed: bench/allocator_cost.py). Rows go to bench/results.json through

@@ -166,10 +166,10 @@ def confused_rows(data: ExplorerData, target: str, truth: str, predicted: str, t
                   ) -> np.ndarray:
     """Rows of the test images whose `target` is `truth` and whose prediction (by the run
     whose attributes end in `tag`) is `predicted`."""
-    table = data.table
-    split = split_name(target) + tag if split_name(target) + tag in table else split_name(target)
-    chosen = ((table[split] == TEST) & (table[target].astype(str) == truth)
-              & (table[predicted_name(target, tag)].astype(str) == predicted))
+    split = split_name(target) + tag
+    split = split if split in data.table else split_name(target)
+    chosen = ((data.column(split) == TEST) & (data.column(target).astype(str) == truth)
+              & (data.column(predicted_name(target, tag)).astype(str) == predicted))
     return np.flatnonzero(chosen.to_numpy())
 
 

@@ -48,7 +48,11 @@ class Colouring:
         Summing the channels per pixel and dividing by the count mixes the colours of a pixel's
         points in proportion, as datashader's categorical shading does, from one pass of four
         sums instead of a count per category and pixel."""
-        return pd.DataFrame({"x": x, "y": y, **self.channels()}, copy=False)
+        return pd.DataFrame(self.arrays(x, y), copy=False)
+
+    def arrays(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns of `columns` as numpy arrays, by name."""
+        return {"x": x, "y": y, **self.channels()}
 
     def channels(self) -> dict[str, np.ndarray]:
         """The colour columns of `columns`: `colour`, or `r`, `g` and `b`."""

@@ -222,8 +222,7 @@ def _viewport_points(data: ExplorerData, request: MapRequest, colouring: Colouri
     order = data.derived(("x order", request.space, request.method),
                          lambda: np.argsort(xy[:, 0], kind="stable"))
     key = ("colour columns", request.space, request.method, request.color_by)
-    columns = data.derived(key, lambda: {"x": xy[order, 0], "y": xy[order, 1],
-                                         **colouring.take(order).channels()})
+    columns = data.derived(key, lambda: colouring.take(order).arrays(xy[order, 0], xy[order, 1]))
     rows = sorted_slice(columns["x"], *request.x_range)
     points = pd.DataFrame({name: values[rows] for name, values in columns.items()}, copy=False)
     mask = None if request.mask is None else request.mask[order[rows]]

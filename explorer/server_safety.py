@@ -38,8 +38,8 @@ from tornado.websocket import WebSocketClosedError
 log = logging.getLogger(__name__)
 
 SERVED_MODULES: tuple[str, ...] = ()  # module names, each allowing its submodules too
-RELEASE_DELAY_S = 5.0  # after a session closes, its memory goes back this long after ...
-RELEASE_SETTLE_S = 2.0  # ... and this long after the collector has freed its objects
+RELEASE_DELAY_S = 5.0  # the collector runs this long after a session closes ...
+RELEASE_SETTLE_S = 2.0  # ... and the memory goes back this long after that
 
 
 def restrict_component_route(allowed: Iterable[str] = SERVED_MODULES) -> None:
@@ -124,9 +124,10 @@ class HeapFigures:
     free_mib: float
 
 
-def release_freed_memory() -> HeapFigures | None:
-    """Collect a closed session's objects and hand glibc's free pages back to the system
-    (`malloc_trim`); the allocator's figures afterwards, where glibc reports them.
+def release_freed_memory(collect: bool = True) -> HeapFigures | None:
+    """Collect garbage (unless `collect` is False: done already) and hand glibc's free pages
+    back to the system (`malloc_trim`); the allocator's figures afterwards, where glibc
+    reports them.
 
     Python's own small-object arenas it cannot reach: an arena goes back only when every object
     in it is gone, and a few that outlive a burst of sessions keep many of them (pymalloc's
@@ -134,7 +135,8 @@ def release_freed_memory() -> HeapFigures | None:
     PYTHONMALLOC=malloc for a shared server. With it, the bytes in use after twenty sessions
     close are those of before; what the process keeps beyond them is free space in pages that
     also hold live objects (docs/benchmarks.md, *Twenty users at once*)."""
-    gc.collect()
+    if collect:
+        gc.collect()
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None)
@@ -152,8 +154,10 @@ def release_freed_memory() -> HeapFigures | None:
 
 
 class ReleaseAfterClosing:
-    """Hands freed memory back (`release_freed_memory`) once, `delay_s` after a session closes,
-    for it and every session that closes meanwhile.
+    """Hands freed memory back (`release_freed_memory`) once for a run of closing sessions:
+    the collector runs `delay_s` after the first of them closes, and the release `settle_s`
+    later covers every session closed before the collector ran (a later one starts the next
+    run).
 
     Released inside each session's `on_session_destroyed` hook, much of a burst's memory stayed
     with the allocator: Bokeh calls the hook while the session's document is still held, and
@@ -165,7 +169,7 @@ class ReleaseAfterClosing:
     def __init__(self, delay_s: float = RELEASE_DELAY_S, settle_s: float = RELEASE_SETTLE_S
                  ) -> None:
         self.delay_s, self.settle_s = delay_s, settle_s
-        self._closed = 0  # sessions closed since the last release
+        self._closed = 0  # sessions closed and not yet collected
         self._scheduled = False
 
     def session_closed(self) -> None:
@@ -176,13 +180,12 @@ class ReleaseAfterClosing:
             IOLoop.current().call_later(self.delay_s, self._collect)
 
     def _collect(self) -> None:
-        gc.collect()
-        IOLoop.current().call_later(self.settle_s, self._release)
-
-    def _release(self) -> None:
         closed, self._closed, self._scheduled = self._closed, 0, False
-        heap = release_freed_memory()
+        gc.collect()
+        IOLoop.current().call_later(self.settle_s, self._release, closed)
+
+    def _release(self, closed: int) -> None:
+        heap = release_freed_memory(collect=False)
         held = (f": {heap.in_use_mib:.1f} MiB in use, {heap.free_mib:.1f} MiB free in the "
                 "allocator's heaps" if heap else "")
-        logging.getLogger("explorer").info("%d session(s) closed since the last release; "
-                                           "memory released%s", closed, held)
+        log.info("%d session(s) closed since the last release; memory released%s", closed, held)

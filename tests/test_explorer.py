@@ -314,7 +314,6 @@ def test_sessions_share_the_whole_map_and_nothing_narrower(built_store):
     assert smaller.shape == (90, 60, 4) and render_map(data, other_size).get(0).data is smaller
 
 
-
 def test_hovers_and_renders_leave_no_reference_on_the_shared_tables(built_store):
     """Every session reads the one table of the process: a view of it per hover or render
     (`table[name]`, `frame.iloc[a:b]`) would leave a weak reference on its columns, which
@@ -339,6 +338,7 @@ def test_hovers_and_renders_leave_no_reference_on_the_shared_tables(built_store)
         render_map(data, dataclasses.replace(zoomed, x_range=(left, left + 0.5)))
     assert references() == before
     assert not data.coords(SPACE, "pca").flags.writeable, "shared by sessions: read-only"
+
 
 def test_predictions_are_attributes_and_confusion_cells_select_their_test_images(built_store):
     from explorer.metrics_view import confused_rows, confusion_cells

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import pytest
 
-from explorer.server_safety import (
-    ReleaseAfterClosing,
-    drop_messages_of_closed_connections,
-    release_freed_memory,
-)
+from explorer.server_safety import drop_messages_of_closed_connections, release_freed_memory
 from tests.browser.explorer_page import ExplorerPage
 from tests.browser.server import panel_server
 from tests.helpers import sample_paintings
@@ -127,7 +122,7 @@ def test_a_message_after_the_session_was_let_go_is_dropped_not_raised():
 
 
 def test_the_allocator_figures_count_buffers_as_in_use_only_while_they_live():
-    """What the server logs as each session closes: 64 MiB of 32 KiB buffers (glibc's, not
+    """What the server logs after sessions close: 64 MiB of 32 KiB buffers (glibc's, not
     Python's small-object arenas) count as in use while they live and not once they are
     gone."""
     before = release_freed_memory()
@@ -140,23 +135,3 @@ def test_the_allocator_figures_count_buffers_as_in_use_only_while_they_live():
     assert held.in_use_mib - before.in_use_mib >= 60
     assert after.in_use_mib - before.in_use_mib < 8
 
-
-def test_sessions_closing_together_have_their_memory_released_once_after_them(caplog):
-    """Bokeh discards the closed sessions of a burst in one pass, calling each one's hook while
-    its document is still held: the memory goes back once, a moment after the first close,
-    for every session closed by then; a later close is released on its own."""
-    releases = ReleaseAfterClosing(delay_s=0.2, settle_s=0.1)
-
-    async def closing() -> None:
-        for _ in range(3):  # a burst, within the delay
-            releases.session_closed()
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.6)
-        releases.session_closed()
-        await asyncio.sleep(0.6)
-
-    with caplog.at_level(logging.INFO, logger="explorer"), ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, closing()).result()  # a loop of its own, as above
-    released = [record.getMessage() for record in caplog.records
-                if "memory released" in record.getMessage()]
-    assert [line.split()[0] for line in released] == ["3", "1"], released
