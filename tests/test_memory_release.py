@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from explorer.server_safety import ReleaseAfterClosing
 
@@ -30,6 +31,7 @@ def test_sessions_closing_together_have_their_memory_released_once_after_them(ca
                 break
             await asyncio.sleep(0.05)
 
-    with caplog.at_level(logging.INFO, logger="explorer"):
-        asyncio.run(closing())
+    # a loop of its own: in the whole suite Playwright's runs in this thread
+    with caplog.at_level(logging.INFO, logger="explorer"), ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, closing()).result()
     assert [line.split()[0] for line in released()] == ["3", "1"], released()
