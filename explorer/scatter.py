@@ -215,14 +215,13 @@ def _colouring(data: ExplorerData, request: MapRequest) -> Colouring:
 def _viewport_points(data: ExplorerData, request: MapRequest, colouring: Colouring
                      ) -> pd.DataFrame:
     """The points in the viewport's x range, filtered, from the whole table held in memory:
-    its columns are sorted by x once per projection and colouring (numpy arrays shared by the
-    sessions), so a render aggregates a new table over one slice of them. (A slice of a shared
-    pandas table would leave a reference on it that pandas keeps until it next clears them.)"""
-    xy = data.coords(SpaceKey.parse(request.space), request.method)
-    order = data.derived(("x order", request.space, request.method),
-                         lambda: np.argsort(xy[:, 0], kind="stable"))
+    its columns are in the x order the projection's point index keeps for boxes and lassos,
+    the colours put in that order once per colouring (numpy arrays shared by the sessions), so
+    a render aggregates a new table over one slice of them. (A slice of a shared pandas table
+    would leave a reference on it that pandas keeps until it next clears them.)"""
+    order, x, y = data.points(SpaceKey.parse(request.space), request.method).by_x
     key = ("colour columns", request.space, request.method, request.color_by)
-    columns = data.derived(key, lambda: colouring.take(order).arrays(xy[order, 0], xy[order, 1]))
+    columns = data.derived(key, lambda: colouring.take(order).arrays(x, y))
     rows = sorted_slice(columns["x"], *request.x_range)
     points = pd.DataFrame({name: values[rows] for name, values in columns.items()}, copy=False)
     mask = None if request.mask is None else request.mask[order[rows]]
